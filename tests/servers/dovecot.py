@@ -1,0 +1,263 @@
+"""A throwaway real Dovecot IMAP server on loopback, with trustme TLS, for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+_NOBODY = "nobody"
+_NOGROUP = "nogroup"
+_START_SECONDS = 10.0
+
+_CONFIG = """\
+base_dir = {run}
+state_dir = {state}
+instance_name = dovecot-test-{port}
+log_path = {root}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{root}/cert.pem
+ssl_key = <{root}/key.pem
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:{root}/mail/%u/Maildir
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/users
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={root}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = {tls_port}
+    ssl = yes
+  }}
+}}
+{extra}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _quote(folder: str) -> str:
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Dovecot:
+    """One Dovecot instance: `start()`, `stop()`, `restart()` keep the ports and the mail.
+
+    Args:
+        extra_config: more Dovecot settings appended to the config (e.g. `imap_capability`).
+    """
+
+    user = "testuser"
+    password = "secret"  # noqa: S105 (a throwaway test account)
+
+    def __init__(self, extra_config: str = "") -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="dovecot-"))
+        self.root.chmod(0o755)  # the unprivileged mail processes must traverse it
+        self.imap_port = _free_port()
+        self.imaps_port = _free_port()
+        self._extra = extra_config
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._runs = 0
+        ca = trustme.CA()
+        cert = ca.issue_cert("localhost", "127.0.0.1")
+        self.ca_file = self.root / "ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        cert.private_key_pem.write_to_path(str(self.root / "key.pem"))
+        cert.cert_chain_pems[0].write_to_path(str(self.root / "cert.pem"))
+        (self.root / "users").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
+        mail = self.root / "mail"
+        mail.mkdir()
+        shutil.chown(mail, _NOBODY, _NOGROUP)
+
+    @property
+    def maildir(self) -> Path:
+        """The user's Maildir (INBOX) on disk."""
+        return self.root / "mail" / self.user / "Maildir"
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is up."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Start with fresh run/ and state/ directories and wait until both ports accept."""
+        self._runs += 1
+        run, state = self.root / f"run{self._runs}", self.root / f"state{self._runs}"
+        run.mkdir()
+        state.mkdir()
+        config = self.root / "dovecot.conf"
+        config.write_text(
+            _CONFIG.format(
+                root=self.root,
+                run=run,
+                state=state,
+                port=self.imap_port,
+                tls_port=self.imaps_port,
+                uid=_NOBODY,
+                gid=_NOGROUP,
+                extra=self._extra,
+            )
+        )
+        self._config = config
+        self._proc = subprocess.Popen(
+            ["dovecot", "-F", "-c", str(config)],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._wait_port(self.imap_port)
+        self._wait_port(self.imaps_port)
+
+    def _wait_port(self, port: int) -> None:
+        deadline = time.monotonic() + _START_SECONDS
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise RuntimeError(f"dovecot exited with {self._proc.returncode}: {self.log()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                return
+            time.sleep(0.01)
+        raise RuntimeError(f"dovecot did not listen on {port}: {self.log()}")
+
+    def stop(self) -> None:
+        """Kill the whole process group at once (clients see the connection drop)."""
+        if self._proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        self._proc.wait(5)
+        self._proc = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports and mail directory."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop and delete every file."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def log(self) -> str:
+        """Dovecot's own log, for failure messages."""
+        path = self.root / "dovecot.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[imaplib.IMAP4]:
+        """A logged-in stdlib IMAP client on the plain port."""
+        imap = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=10)
+        try:
+            imap.login(self.user, self.password)
+            yield imap
+        finally:
+            with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                imap.logout()
+
+    def append(self, raw: bytes, folder: str = "INBOX") -> int:
+        """Deliver `raw` into `folder` (created if missing) with APPEND; return its UID."""
+        with self.client() as imap:
+            if folder.upper() != "INBOX":
+                imap.create(_quote(folder))  # NO [ALREADYEXISTS] is fine
+            status, data = imap.append(_quote(folder), None, None, raw)
+            assert status == "OK", data
+            match = re.search(rb"APPENDUID \d+ (\d+)", data[0] or b"")
+            assert match, data
+            return int(match.group(1))
+
+    def uids(self, folder: str = "INBOX") -> list[int]:
+        """The UIDs now in `folder` (empty if it does not exist)."""
+        with self.client() as imap:
+            status, _ = imap.select(_quote(folder), readonly=True)
+            if status != "OK":
+                return []
+            _, data = imap.uid("SEARCH", "ALL")
+            return [int(uid) for uid in (data[0] or b"").split()]
+
+    def list_folder(self, folder: str = "INBOX") -> list[bytes]:
+        """The raw messages in `folder`, in UID order (empty if it does not exist)."""
+        messages = []
+        with self.client() as imap:
+            status, _ = imap.select(_quote(folder), readonly=True)
+            if status != "OK":
+                return []
+            _, data = imap.uid("SEARCH", "ALL")
+            for uid in (data[0] or b"").split():
+                _, parts = imap.uid("FETCH", uid.decode(), "(BODY.PEEK[])")
+                messages.extend(part[1] for part in parts if isinstance(part, tuple))
+        return messages
+
+    def uidvalidity(self, folder: str = "INBOX") -> int:
+        """The folder's current UIDVALIDITY."""
+        with self.client() as imap:
+            _, data = imap.status(_quote(folder), "(UIDVALIDITY)")
+            match = re.search(rb"UIDVALIDITY (\d+)", data[0] or b"")
+            assert match, data
+            return int(match.group(1))
+
+    def reset_uidvalidity(self) -> int:
+        """Make Dovecot forget the INBOX's UIDs (as after a mailbox rebuild); return the new value.
+
+        Raises:
+            AssertionError: if the UIDVALIDITY did not change.
+        """
+        was_running = self.running
+        before = self.uidvalidity() if was_running else None
+        self.stop()
+        for path in self.maildir.iterdir():
+            if path.name == "dovecot-uidlist" or path.name.startswith("dovecot.index"):
+                path.unlink()
+        self.start()
+        after = self.uidvalidity()
+        assert after != before, "UIDVALIDITY did not change"
+        if not was_running:
+            self.stop()
+        return after
+
+    def kill_connections(self) -> None:
+        """Drop every client session while the server stays up."""
+        subprocess.run(
+            ["doveadm", "-c", str(self._config), "kick", self.user],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=10,
+        )
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    """A started Dovecot with an empty mailbox; skipped when the binary is not installed."""
+    if shutil.which("dovecot") is None:
+        pytest.skip("dovecot is not installed (apt-get install dovecot-imapd)")
+    server = Dovecot()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
