@@ -74,7 +74,7 @@ class Dovecot:
     """
 
     user = "testuser"
-    password = "secret"  # noqa: S105 (a throwaway test account)
+    password = "secret"  # a throwaway test account
 
     def __init__(self, extra_config: str = "") -> None:
         self.root = Path(tempfile.mkdtemp(prefix="dovecot-"))
