@@ -1,0 +1,51 @@
+"""One email in, its parsed form and decisions out: the pure work shared by `route` and the daemon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.forms import read_attachment
+from router.mail.parse import ParsedMessage, parse_message
+from router.models import Decision, FormReading
+from router.routing import RoutingEngine
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything learnt from one email, before anything is sent."""
+
+    message: ParsedMessage
+    readings: list[FormReading]
+    decisions: list[Decision]
+
+
+def analyse(
+    raw: bytes,
+    engine: RoutingEngine,
+    *,
+    router_from: str,
+    envelope_recipients: tuple[str, ...] = (),
+    max_attachments: int = 20,
+) -> Analysis:
+    """Parse `raw`, read every attachment and decide. Never raises for bad input.
+
+    Args:
+        raw: the email exactly as received.
+        engine: the routing engine for the rules version in force.
+        router_from: the router's own address (to recognise its mail coming back).
+        envelope_recipients: RCPT TO addresses from the SMTP inbox (count as inbox addresses).
+        max_attachments: attachments beyond this many are not read.
+
+    Returns:
+        The parsed message, one reading per attachment and the decisions.
+    """
+    message = parse_message(
+        raw,
+        envelope_recipients=envelope_recipients,
+        router_from=router_from,
+        max_attachments=max_attachments,
+    )
+    if message.automatic.ignore:
+        return Analysis(message, [], engine.decide(message, []))
+    readings = [read_attachment(a, engine.rules.forms) for a in message.attachments]
+    return Analysis(message, readings, engine.decide(message, readings))

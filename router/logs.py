@@ -1,0 +1,82 @@
+"""Structured logging: JSON by default, console on a terminal, and never the referred person's data."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+from router.models import PERSONAL_FIELDS
+
+# Keys that may carry personal data however a caller spells them. Their values are masked
+# whatever they hold, so a careless `log.info("x", fields=...)` cannot leak a referral.
+_MASKED_KEYS = frozenset(
+    {
+        *PERSONAL_FIELDS,
+        "fields",
+        "form_fields",
+        "subject",
+        "body",
+        "text",
+        "raw",
+        "data",
+        "password",
+        "secret",
+        "dob",
+        "name",
+        "address",
+        "postcode",
+    }
+)
+_MASK = "[masked]"
+
+
+def mask_personal_data(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor that replaces the value of any personal-data key."""
+    for key in list(event):
+        if key.lower() in _MASKED_KEYS:
+            event[key] = _MASK
+    return event
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "auto", stream: TextIO | None = None
+) -> None:
+    """Set up structlog (and the stdlib loggers of our dependencies) once per process.
+
+    Args:
+        level: debug, info, warning or error.
+        fmt: json, console, or auto (console when `stream` is a terminal).
+        stream: where lines go; standard error by default so stdout stays for command output.
+    """
+    stream = stream or sys.stderr
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if console
+        else structlog.processors.JSONRenderer(sort_keys=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            mask_personal_data,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    # Third-party loggers (aiosmtpd logs each client's commands, pypdf logs content
+    # fragments on broken files) stay at warning and never below, whatever our level.
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=stream, force=True)
+    for noisy in ("mail.log", "pypdf", "aioimaplib", "aiosmtplib"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
