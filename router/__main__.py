@@ -2,4 +2,6 @@
 
 from router.cli import main
 
-raise SystemExit(main())
+# Guarded: worker processes (forkserver) import the main module under another name.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,232 @@
+"""Builds every mail the router sends: forwards, acknowledgments and alerts to a person.
+
+Recipients are passed in from decisions (rules) and settings only; nothing here reads an
+address from the incoming message except the acknowledgment's From, which the caller gives.
+Header values never contain text taken from a form, so a form cannot inject headers.
+"""
+
+from __future__ import annotations
+
+import email.policy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from router.mail.parse import ParsedMessage
+from router.models import Attachment, AttachmentKind, Decision, FormReading, FormStatus, Outcome
+from router.rules.model import AckText, AckTexts
+
+# SMTP-safe serialisation: CRLF line ends, long lines folded, 8-bit bodies encoded.
+_POLICY = email.policy.SMTP
+
+_FLAGS = {
+    Outcome.FORWARD: "",
+    Outcome.INCOMPLETE: " INCOMPLETE",
+    Outcome.NEEDS_REVIEW: " REVIEW",
+    Outcome.IGNORED: "",
+}
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A composed mail: its bytes, envelope and Message-ID."""
+
+    data: bytes
+    sender: str
+    recipients: tuple[str, ...]
+    message_id: str
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2] or "localhost"
+
+
+def _base(
+    sender: str, to: Sequence[str], cc: Sequence[str], subject: str, auto: str
+) -> EmailMessage:
+    message = EmailMessage(policy=_POLICY)
+    message["From"] = sender
+    message["To"] = ", ".join(to)
+    if cc:
+        message["Cc"] = ", ".join(cc)
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(idstring="referral-router", domain=_domain(sender))
+    message["Auto-Submitted"] = auto
+    # Ask Exchange and others not to send out-of-office replies back to the router.
+    message["X-Auto-Response-Suppress"] = "All"
+    return message
+
+
+def _thread(message: EmailMessage, original: ParsedMessage) -> None:
+    if original.message_id:
+        message["In-Reply-To"] = original.message_id
+        references = [*original.references[-8:], original.message_id]
+        message["References"] = " ".join(dict.fromkeys(references))
+
+
+def _attach(message: EmailMessage, attachment: Attachment) -> None:
+    maintype, _, subtype = attachment.declared_type.partition("/")
+    if maintype in ("", "multipart", "message", "text") or not subtype:
+        # Text parts would be re-encoded by the library; octet-stream keeps the bytes exact.
+        maintype, subtype = "application", "octet-stream"
+    message.add_attachment(
+        attachment.data,
+        maintype=maintype,
+        subtype=subtype,
+        filename=_safe_filename(attachment.filename) or f"attachment-{attachment.index}",
+    )
+
+
+def _safe_filename(name: str | None) -> str:
+    """The attachment's own name without control characters (they cannot go in a header)."""
+    return "".join(ch for ch in (name or "") if ch.isprintable())[:200]
+
+
+def _attach_original(message: EmailMessage, raw: bytes) -> None:
+    """The original email as `message/rfc822`, or as a plain .eml file if it will not parse."""
+    try:
+        inner = email.message_from_bytes(raw, policy=email.policy.compat32)
+        part = EmailMessage(policy=_POLICY)
+        part.set_content(inner)  # type: ignore[arg-type]
+        part.replace_header("Content-Disposition", 'attachment; filename="original.eml"')
+        part.as_bytes()  # prove it serialises before committing to it
+        message.attach(part)
+    except Exception:  # noqa: BLE001 - any malformed original falls back to bytes
+        message.add_attachment(
+            raw, maintype="application", subtype="octet-stream", filename="original.eml"
+        )
+
+
+def _finish(message: EmailMessage, recipients: Sequence[str]) -> Outgoing:
+    return Outgoing(
+        data=message.as_bytes(policy=_POLICY),
+        sender=str(message["From"]),
+        recipients=tuple(dict.fromkeys(recipients)),
+        message_id=str(message["Message-ID"]),
+    )
+
+
+def compose_forward(
+    decision: Decision,
+    reference: str,
+    original: ParsedMessage,
+    raw: bytes,
+    readings: Sequence[FormReading],
+    *,
+    sender: str,
+) -> Outgoing:
+    """The referral to its recipients: the form and supporting documents byte for byte,
+    plus the original email, and a plain summary with no form content in any header.
+    """
+    area = decision.area or "no area"
+    subject = f"Prevent referral {reference} [{area}]{_FLAGS[decision.outcome]}"
+    if decision.flagged:
+        subject += " INCOMPLETE"
+    message = _base(sender, decision.to, decision.cc, subject, "auto-generated")
+    message["X-Referral-Reference"] = reference
+    message["X-Referral-Outcome"] = decision.outcome.value
+    _thread(message, original)
+    lines = [
+        f"Reference: {reference}",
+        f"Outcome: {decision.outcome.value}{' (forwarded flagged by area policy)' if decision.flagged else ''}",
+        f"Area: {area}",
+        f"Why: {decision.reason}",
+        f"Referrer's email (From): {original.from_address or 'unknown'}",
+        f"Received: {format_datetime(datetime.now(UTC))}",
+    ]
+    if decision.missing:
+        lines.append("Missing required fields: " + ", ".join(decision.missing))
+    if decision.outcome is Outcome.NEEDS_REVIEW:
+        lines.append("A person needs to review this referral: the router could not finish it.")
+    lines += ["", "The referral form and any supporting documents are attached unchanged,",
+              "with the original email.", "", "Sent by referral-router."]
+    message.set_content("\n".join(lines))
+    by_index = {a.index: a for a in original.attachments}
+    for index in _attachments_for(decision, readings):
+        if index in by_index:
+            _attach(message, by_index[index])
+    _attach_original(message, raw)
+    return _finish(message, [*decision.to, *decision.cc])
+
+
+def _attachments_for(decision: Decision, readings: Sequence[FormReading]) -> list[int]:
+    """Which attachments travel with a decision's mail.
+
+    A form's decision carries its own form, then every supporting document of the email
+    (images beside a form count as supporting). A decision with no form of its own (no
+    form found) carries everything that was attached, for the person who reviews it.
+    """
+    if decision.form_index is None:
+        return [r.attachment_index for r in readings if r.status is not FormStatus.SKIPPED]
+    indexes = [decision.form_index]
+    for reading in readings:
+        supporting = reading.status is FormStatus.SUPPORTING or (
+            reading.status is FormStatus.UNREADABLE and reading.kind is AttachmentKind.IMAGE
+        )
+        if supporting and reading.attachment_index not in indexes:
+            indexes.append(reading.attachment_index)
+    return indexes
+
+
+def ack_text(texts: AckTexts, area: str | None) -> AckText:
+    """The area's acknowledgment texts, each missing piece taken from the default."""
+    default = texts.default
+    override = texts.areas.get(area or "")
+    if override is None:
+        return default
+    merged = {k: v for k, v in override.model_dump().items() if v is not None}
+    return default.model_copy(update=merged)
+
+
+def compose_ack(
+    decision: Decision,
+    reference: str,
+    original: ParsedMessage,
+    texts: AckTexts,
+    *,
+    sender: str,
+    area_name: str,
+) -> Outgoing:
+    """The reply to the referrer: reference, what happens next, 999 advice; no personal data."""
+    if decision.ack_to is None:
+        raise ValueError("decision has no acknowledgment address")
+    text = ack_text(texts, decision.area)
+    template = getattr(text, decision.outcome.value) or texts.default.forward or ""
+    values = {
+        "reference": reference,
+        "area_name": area_name,
+        "missing": "\n".join(f"  - {field}" for field in decision.missing),
+        "from_address": decision.ack_to,
+    }
+    body = template.format(**values).rstrip()
+    footer = (text.footer or "If anyone is in immediate danger, call 999.").format(**values)
+    if "999" not in footer:
+        footer += "\nIf anyone is in immediate danger, call 999."
+    subject = (text.subject or "Prevent referral received: {reference}").format(**values)
+    message = _base(sender, [decision.ack_to], [], subject, "auto-replied")
+    message["X-Referral-Reference"] = reference
+    _thread(message, original)
+    message.set_content(f"{body}\n\n{footer.strip()}\n")
+    return _finish(message, [decision.ack_to])
+
+
+def compose_alert(
+    subject: str,
+    body: str,
+    *,
+    sender: str,
+    to: str,
+    original_raw: bytes | None = None,
+    references: Sequence[str] = (),
+) -> Outgoing:
+    """A message to a person (the review address) about something the router cannot finish."""
+    message = _base(sender, [to], [], subject, "auto-generated")
+    if references:
+        message["References"] = " ".join(references)
+    message.set_content(body.rstrip() + "\n\nSent by referral-router.\n")
+    if original_raw is not None:
+        _attach_original(message, original_raw)
+    return _finish(message, [to])

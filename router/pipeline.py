@@ -1,0 +1,321 @@
+"""The pipeline: takes stored messages from the journal to recorded decisions and sent mail.
+
+Each step reads its state from the journal and writes its result back atomically, so the
+daemon can be killed at any moment and carry on where it was.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+import structlog
+
+from router.analysis import Analysis
+from router.delivery.compose import Outgoing, compose_ack, compose_alert, compose_forward
+from router.delivery.relay import (
+    DeliveryError,
+    PermanentDeliveryError,
+    Relay,
+    TransientDeliveryError,
+)
+from router.journal.store import Journal, NewMail, OutboxItem, StoredMessage
+from router.mail.parse import parse_message
+from router.metrics import Metrics
+from router.models import AttachmentKind, Decision, FormReading, FormStatus, Outcome
+from router.routing import RoutingEngine
+from router.sandbox import AnalysisFailed, AnalysisSandbox
+from router.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# A message whose processing crashed this many times is quarantined (crash loops included:
+# an attempt is counted before it starts).
+MAX_PROCESS_ATTEMPTS = 3
+_HEADER_LIMIT = 256 * 1024
+
+
+class Pipeline:
+    """Decides and delivers. One instance per daemon; `run_once` drains what is due."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        journal: Journal,
+        relay: Relay,
+        engine: RoutingEngine,
+        sandbox: AnalysisSandbox,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.relay = relay
+        self.engine = engine
+        self.sandbox = sandbox
+        self.metrics = metrics
+        self.clock = clock
+        self.on_decided: Callable[[], None] = lambda: None
+        self._failed_this_round: set[str] = set()
+
+    async def run_once(self) -> None:
+        """Process every stored message and send every mail that is due now, then return."""
+        self._failed_this_round.clear()
+        while True:
+            decided = await self.process_received()
+            sent = await self.deliver_due()
+            finished = self.journal.finish_messages()
+            if decided:
+                self.on_decided()
+            if not (decided or sent or finished):
+                return
+
+    # --- deciding -----------------------------------------------------------------------
+
+    async def process_received(self) -> int:
+        count = 0
+        for stored in self.journal.received():
+            if stored.id in self._failed_this_round:
+                continue
+            try:
+                await self.process(stored)
+                count += 1
+            except Exception as exc:  # noqa: BLE001 - one bad message never stops the daemon
+                self._failed_this_round.add(stored.id)
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                log.error("processing_failed", message=stored.id, error=type(exc).__name__)
+                if stored.attempts + 1 >= MAX_PROCESS_ATTEMPTS:
+                    self.quarantine(stored, error)
+                    count += 1
+        return count
+
+    async def process(self, stored: StoredMessage) -> None:
+        """Decide one stored message and record its decisions with the mail they cause."""
+        attempts = self.journal.claim(stored.id)
+        if attempts > MAX_PROCESS_ATTEMPTS:
+            self.quarantine(stored, f"processing was interrupted {attempts - 1} times")
+            return
+        started = time.monotonic()
+        raw = self.journal.raw_path(stored.id).read_bytes()
+        analysis = await self._analyse(stored, raw)
+        mails: list[NewMail] = []
+        records: list[tuple[str, dict[str, object]]] = []
+        for position, decision in enumerate(analysis.decisions, start=1):
+            reference = f"PR-{stored.id}-{position}"
+            mails += self._mails_for(decision, reference, analysis, raw)
+            records.append((reference, decision.model_dump(mode="json", exclude={"fields"})))
+        self.journal.record_decisions(
+            stored.id, records, mails, rules_version=self.engine.rules.version
+        )
+        elapsed = round(time.monotonic() - started, 3)
+        for (reference, _), decision in zip(records, analysis.decisions, strict=True):
+            self.metrics.decisions.labels(decision.outcome.value, decision.area or "none").inc()
+            log.info(
+                "decision",
+                reference=reference,
+                outcome=decision.outcome.value,
+                area=decision.area,
+                signal=decision.signal,
+                missing=decision.missing,
+                acknowledged=decision.ack_to is not None,
+                seconds=elapsed,
+                rules=self.engine.rules.version[:12],
+            )
+
+    async def _analyse(self, stored: StoredMessage, raw: bytes) -> Analysis:
+        """Analyse in the sandbox; a message it cannot read still gets a review decision."""
+        envelope = stored.envelope_rcpts
+        reason: str | None = None
+        if stored.oversize:
+            reason = f"message too large to download ({stored.size} bytes); it is still in the inbox"
+        else:
+            try:
+                return await self.sandbox.analyse(
+                    raw,
+                    self.engine,
+                    router_from=self.settings.from_address,
+                    envelope_recipients=envelope,
+                    max_attachments=self.settings.max_attachments,
+                )
+            except AnalysisFailed as exc:
+                reason = str(exc)
+                log.warning("analysis_failed", message=stored.id, reason=reason)
+        # Decide from the headers alone: who sent it and to which inbox.
+        head = raw[:_HEADER_LIMIT].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0] + b"\r\n\r\n"
+        message = parse_message(
+            head, envelope_recipients=envelope, router_from=self.settings.from_address
+        )
+        unreadable = FormReading(
+            attachment_index=-1,
+            filename=None,
+            kind=AttachmentKind.OTHER,
+            status=FormStatus.UNREADABLE,
+            reason=reason,
+        )
+        return Analysis(message, [], self.engine.decide(message, [unreadable]))
+
+    def _mails_for(
+        self, decision: Decision, reference: str, analysis: Analysis, raw: bytes
+    ) -> list[NewMail]:
+        sender = self.settings.from_address
+        mails: list[NewMail] = []
+        if decision.outcome is Outcome.IGNORED:
+            return self._bounce_alerts(decision, raw)
+        forward = compose_forward(
+            decision, reference, analysis.message, raw, analysis.readings, sender=sender
+        )
+        kind = "forward" if decision.outcome is not Outcome.NEEDS_REVIEW else "review"
+        mails.append(_new_mail(kind, reference, forward))
+        limit = self.engine.rules.acknowledgments.daily_limit_per_sender
+        if decision.ack_to and self.journal.count_ack(decision.ack_to, limit):
+            area = next((a for a in self.engine.rules.areas if a.id == decision.area), None)
+            ack = compose_ack(
+                decision,
+                reference,
+                analysis.message,
+                self.engine.rules.acknowledgments,
+                sender=sender,
+                area_name=area.names[0] if area else "your area",
+            )
+            mails.append(_new_mail("ack", reference, ack))
+        elif decision.ack_to:
+            log.warning("acknowledgment_capped", reference=reference)
+        return mails
+
+    def _bounce_alerts(self, decision: Decision, raw: bytes) -> list[NewMail]:
+        """A delivery report about one of our own mails: tell a person it did not arrive."""
+        mails = []
+        for reported in decision.bounce_of:
+            row = self.journal.mail_by_message_id_header(reported)
+            if row is None or row["kind"] == "ack":
+                continue
+            self.journal.mark_bounced(row["id"])
+            log.warning("forward_bounced", reference=row["reference"], kind=row["kind"])
+            alert = compose_alert(
+                f"Referral {row['reference']} did NOT arrive: delivery report received",
+                "A delivery report (bounce) came back for a mail the router sent.\n\n"
+                f"Reference: {row['reference']}\nKind: {row['kind']}\n"
+                f"Recipients: {', '.join(_json_list(row['recipients']))}\n\n"
+                "The referral did not reach its recipient. Please check the address in the\n"
+                "rules and send the referral on by hand. The delivery report is attached.",
+                sender=self.settings.from_address,
+                to=self.settings.review_address,
+                original_raw=raw,
+                references=[reported],
+            )
+            mails.append(_new_mail("alert", row["reference"], alert))
+        return mails
+
+    def quarantine(self, stored: StoredMessage, error: str) -> None:
+        """Set a message aside with its error and tell a person, with the original attached."""
+        self.journal.quarantine(stored.id, error)
+        self.metrics.quarantined.inc()
+        log.error("quarantined", message=stored.id, error=error[:200])
+        raw_path = self.journal.raw_path(stored.id)
+        alert = compose_alert(
+            f"Referral router: message {stored.id} quarantined",
+            f"The router could not process message {stored.id} and set it aside.\n\n"
+            f"Error: {error}\n\nThe original is attached. Handle it by hand, or fix the cause and\n"
+            f"run: referral-router reprocess {stored.id}",
+            sender=self.settings.from_address,
+            to=self.settings.review_address,
+            original_raw=raw_path.read_bytes() if raw_path.exists() else None,
+        )
+        self.journal.add_mail(stored.id, _new_mail("alert", None, alert))
+
+    # --- delivering ---------------------------------------------------------------------
+
+    async def deliver_due(self) -> int:
+        count = 0
+        for item in self.journal.due_mail(self.clock()):
+            await self.deliver(item)
+            count += 1
+        return count
+
+    async def deliver(self, item: OutboxItem) -> None:
+        """Send one spooled mail; record sent, retry later, or fail and alert a person."""
+        data = self.journal.spool_path(item.id).read_bytes()
+        try:
+            await self.relay.send(data, sender=item.sender, recipients=item.recipients)
+        except TransientDeliveryError as exc:
+            self._retry(item, exc)
+            return
+        except PermanentDeliveryError as exc:
+            self._failed(item, exc, data)
+            return
+        self.journal.mark_sent(item.id)
+        self.metrics.sent.labels(item.kind).inc()
+        log.info("sent", reference=item.reference, kind=item.kind, attempts=item.attempts + 1)
+        if item.kind == "forward":
+            received = self.journal.query(
+                "SELECT received_at FROM messages WHERE id = ?", (item.message_id,)
+            )
+            if received:
+                self.metrics.latency.observe(max(0.0, time.time() - received[0]["received_at"]))
+
+    def _retry(self, item: OutboxItem, exc: DeliveryError) -> None:
+        delay = min(
+            self.settings.retry_base_seconds * 2**item.attempts, self.settings.retry_max_seconds
+        )
+        delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+        self.journal.mark_retry(item.id, _describe(exc), self.clock() + delay)
+        self.metrics.retries.inc()
+        log.warning(
+            "delivery_deferred",
+            reference=item.reference,
+            kind=item.kind,
+            attempts=item.attempts + 1,
+            retry_in=round(delay, 1),
+            error=_describe(exc),
+        )
+        if item.attempts + 1 == self.settings.max_attempts and item.kind != "alert":
+            alert = compose_alert(
+                f"Referral {item.reference}: delivery delayed",
+                f"The {item.kind} for {item.reference} has failed {item.attempts + 1} times "
+                f"and is still being retried.\nLast error: {_describe(exc)}",
+                sender=self.settings.from_address,
+                to=self.settings.review_address,
+            )
+            self.journal.add_mail(item.message_id, _new_mail("alert", item.reference, alert))
+
+    def _failed(self, item: OutboxItem, exc: DeliveryError, data: bytes) -> None:
+        self.journal.mark_failed(item.id, _describe(exc))
+        self.metrics.failed.labels(item.kind).inc()
+        log.error("delivery_failed", reference=item.reference, kind=item.kind, error=_describe(exc))
+        if item.kind == "ack":
+            return  # a referrer's address that refuses mail: nothing more to do
+        if item.kind != "alert":
+            self.journal.quarantine(item.message_id, f"{item.kind} failed: {_describe(exc)}")
+            alert = compose_alert(
+                f"Referral {item.reference} was NOT delivered",
+                f"The {item.kind} for {item.reference} to {', '.join(item.recipients)} was "
+                f"refused for good.\nError: {_describe(exc)}\n\nThe undelivered mail is "
+                "attached. Check the rules, then send it by hand or run\n"
+                f"referral-router reprocess {item.message_id}",
+                sender=self.settings.from_address,
+                to=self.settings.review_address,
+                original_raw=data,
+            )
+            self.journal.add_mail(item.message_id, _new_mail("alert", item.reference, alert))
+
+
+def _new_mail(kind: str, reference: str | None, outgoing: Outgoing) -> NewMail:
+    return NewMail(
+        kind=kind,
+        reference=reference,
+        sender=outgoing.sender,
+        recipients=outgoing.recipients,
+        message_id_header=outgoing.message_id,
+        data=outgoing.data,
+    )
+
+
+def _describe(exc: DeliveryError) -> str:
+    return str(exc)[:300] or type(exc).__name__
+
+
+def _json_list(value: str) -> list[str]:
+    import json
+
+    return [str(v) for v in json.loads(value)]
