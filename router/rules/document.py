@@ -1,0 +1,180 @@
+"""One parsed rules file with line numbers, and the problems found in it (`RuleProblem`)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, get_args
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+Loc = Sequence[str | int]
+
+
+class RuleProblem(BaseModel):
+    """One thing wrong with a rules directory, pointing at the file, line and field."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str  # path relative to the rules directory, with forward slashes
+    line: int | None = None  # 1-based
+    field: str | None = None  # dotted path, e.g. `postcodes.districts[2]`
+    message: str
+
+    def __str__(self) -> str:
+        """Format as `areas/lewisham.yaml:7: postcodes.districts[2]: message`."""
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        if self.field:
+            return f"{where}: {self.field}: {self.message}"
+        return f"{where}: {self.message}"
+
+
+def field_path(loc: Loc) -> str:
+    """Render a location as a dotted path: ("postcodes", "districts", 2) ->
+    "postcodes.districts[2]"."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _plain(node: Any) -> Any:
+    """Turn ruamel's round-trip containers and scalar subclasses into plain Python values."""
+    if isinstance(node, dict):
+        return {_plain(key): _plain(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_plain(item) for item in node]
+    for kind in (bool, str, int, float):
+        if isinstance(node, kind):
+            return kind(node)
+    return node
+
+
+@dataclass
+class Document:
+    """A rules file parsed with ruamel's round-trip loader, which remembers line numbers."""
+
+    file: str
+    root: Any  # the ruamel node (CommentedMap for a well-formed file)
+
+    def data(self) -> Any:
+        """Return the file's content as plain dicts, lists and scalars."""
+        return _plain(self.root)
+
+    def line(self, loc: Loc) -> int | None:
+        """Return the 1-based line of the key or item at `loc`, or of its nearest existing
+        parent when `loc` does not exist (a missing key); None for the file as a whole."""
+        node: Any = self.root
+        line: int | None = None
+        for depth, part in enumerate(loc):
+            position: tuple[int, int] | None = None
+            if isinstance(node, CommentedMap) and part in node:
+                position = node.lc.key(part)
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                position = node.lc.item(part)
+            if position is None:
+                return line
+            line = position[0] + 1
+            if depth < len(loc) - 1:
+                node = node[part]
+        return line
+
+    def problem(self, loc: Loc, message: str) -> RuleProblem:
+        """Make a problem about the key or item at `loc`."""
+        return RuleProblem(
+            file=self.file, line=self.line(loc), field=field_path(loc) or None, message=message
+        )
+
+    def validation_problems(
+        self, error: ValidationError, model: type[BaseModel]
+    ) -> list[RuleProblem]:
+        """Translate a pydantic error from validating this file as `model` into problems."""
+        return [
+            self.problem(item["loc"], _describe(item, model))
+            for item in error.errors(include_url=False)
+        ]
+
+
+def _known_keys(model: Any, loc: Loc) -> list[str]:
+    """Return the keys the model allows in the mapping that holds `loc`."""
+    for part in loc[:-1]:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(str(part))
+            if field is None:
+                return []
+            model = field.annotation
+        else:
+            # list[X], dict[str, X] and X | None: step into X.
+            args = [arg for arg in get_args(model) if arg is not type(None)]
+            if not args:
+                return []
+            model = args[-1]
+    while not (isinstance(model, type) and issubclass(model, BaseModel)):
+        args = [arg for arg in get_args(model) if arg is not type(None)]
+        if not args:
+            return []
+        model = args[-1]
+    return list(model.model_fields)
+
+
+def _describe(item: Any, model: type[BaseModel]) -> str:
+    """Word one pydantic error for a person editing YAML."""
+    kind, loc, value = item["type"], item["loc"], item.get("input")
+    if kind == "extra_forbidden":
+        return f"unknown key {loc[-1]!r}" + suggest(str(loc[-1]), _known_keys(model, loc))
+    if kind == "missing":
+        return f"required key {loc[-1]!r} is missing" if loc else "required key is missing"
+    message = str(item["msg"]).removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
+        return (
+            f"area id {value!r} must be lower-case letters, digits and hyphens "
+            "(the file name is the id when none is given)"
+        )
+    if kind.endswith("_type") or kind.endswith("_parsing") or kind == "enum":
+        message += f", not {_short(value)}"
+    return message
+
+
+def _short(value: Any) -> str:
+    """A short repr of a value for a message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def suggest(word: str, choices: Sequence[str]) -> str:
+    """Return " (did you mean 'x'?)" for the closest of `choices`, or ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_document(data: bytes, file: str) -> Document | RuleProblem:
+    """Parse one YAML file, or describe why it cannot be parsed."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        bad_line = data[: error.start].count(b"\n") + 1
+        return RuleProblem(file=file, line=bad_line, message="file is not UTF-8 text")
+    try:
+        root = YAML(typ="rt").load(text)
+    except MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        message = " ".join(str(part) for part in (error.context, error.problem) if part)
+        mark_line = int(mark.line) + 1 if mark is not None else None
+        return RuleProblem(file=file, line=mark_line, message=f"YAML syntax error: {message}")
+    except YAMLError as error:
+        position = getattr(error, "position", None)
+        at = text[:position].count("\n") + 1 if isinstance(position, int) else None
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return RuleProblem(file=file, line=at, message=f"YAML error: {message}")
+    if root is None:
+        return RuleProblem(file=file, message="file is empty")
+    if not isinstance(root, dict):
+        return RuleProblem(file=file, line=1, message="file must be a mapping of keys to values")
+    return Document(file=file, root=root)
