@@ -84,6 +84,7 @@ class Dovecot:
         self._extra = extra_config
         self._proc: subprocess.Popen[bytes] | None = None
         self._runs = 0
+        self._deliveries = 0
         ca = trustme.CA()
         cert = ca.issue_cert("localhost", "127.0.0.1")
         self.ca_file = self.root / "ca.pem"
@@ -189,6 +190,23 @@ class Dovecot:
             match = re.search(rb"APPENDUID \d+ (\d+)", data[0] or b"")
             assert match, data
             return int(match.group(1))
+
+    def deliver(self, raw: bytes) -> None:
+        """Deliver `raw` into the INBOX's Maildir directly, as a local delivery agent would.
+
+        Works while the server is stopped.
+        """
+        self._deliveries += 1
+        name = f"{time.time_ns()}.test{self._deliveries}.localhost"
+        for sub in ("tmp", "new", "cur"):
+            (self.maildir / sub).mkdir(parents=True, exist_ok=True)
+        for path in (self.maildir.parent, self.maildir, *self.maildir.iterdir()):
+            if path.is_dir():
+                shutil.chown(path, _NOBODY, _NOGROUP)
+        tmp = self.maildir / "tmp" / name
+        tmp.write_bytes(raw)
+        shutil.chown(tmp, _NOBODY, _NOGROUP)
+        tmp.rename(self.maildir / "new" / name)
 
     def uids(self, folder: str = "INBOX") -> list[int]:
         """The UIDs now in `folder` (empty if it does not exist)."""

@@ -1,0 +1,5 @@
+"""Fixtures for inbox tests: a real Dovecot server."""
+
+from tests.servers.dovecot import dovecot
+
+__all__ = ["dovecot"]
