@@ -1,5 +1,0 @@
-"""Fixtures for inbox tests: a real Dovecot server."""
-
-from tests.servers.dovecot import dovecot
-
-__all__ = ["dovecot"]
