@@ -1,0 +1,1 @@
+"""Reading email: MIME parsing, attachment sniffing and automatic-mail detection."""

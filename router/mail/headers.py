@@ -1,0 +1,182 @@
+"""Read header values from any parsed message without ever raising on garbage headers.
+
+The modern `email.policy.default` parses a header when it is accessed and can raise on
+hostile values, so everything here works from the raw stored strings (`raw_items()`),
+decodes RFC 2047 encoded-words itself, and turns undecodable bytes into text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+from collections.abc import Iterable, Iterator
+from email.message import Message
+from email.utils import getaddresses
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]{1,64})\?([bBqQ])\?([^?]*)\?=")
+_SPACE_BETWEEN_WORDS = re.compile(r"(\?=)[ \t\r\n]+(?==\?[^?\s]{1,64}\?[bBqQ]\?)")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_MESSAGE_ID = re.compile(r"<[^<>\s]{1,990}>")
+_ADDR_FORBIDDEN = re.compile(r"[\s<>(),;:\"\[\]\\\x00-\x1f\x7f]")
+_MAX_IDS = 200
+_MAX_HEADER_CHARS = 64 * 1024  # longer values are cut: no real header needs more
+
+
+def raw_values(msg: Message, name: str) -> list[str]:
+    """Every value of header `name` as text (raw, undecoded, folding kept).
+
+    Args:
+        msg: a message parsed with any policy.
+        name: the header name, any case.
+
+    Returns:
+        The values in order of appearance; bytes that are not ASCII are read as UTF-8
+        (RFC 6532), else Windows-1252.
+    """
+    wanted = name.lower()
+    return [value for key, value in _raw_items(msg) if key.lower() == wanted]
+
+
+def has_any_header(msg: Message) -> bool:
+    """True when the message has at least one header."""
+    return next(_raw_items(msg), None) is not None
+
+
+def first_value(msg: Message, name: str) -> str | None:
+    """The first raw value of header `name`, or None when absent."""
+    values = raw_values(msg, name)
+    return values[0] if values else None
+
+
+def has_header(msg: Message, name: str) -> bool:
+    """True when the header is present at all (even empty)."""
+    return first_value(msg, name) is not None
+
+
+def _raw_items(msg: Message) -> Iterator[tuple[str, str]]:
+    """The stored header pairs, as text, never raising."""
+    try:
+        items = list(msg.raw_items())
+    except (TypeError, AttributeError, ValueError):
+        return
+    for key, value in items:
+        yield str(key), to_text(str(value))[:_MAX_HEADER_CHARS]
+
+
+def to_text(value: str) -> str:
+    """Turn surrogate-escaped raw bytes back into readable text (UTF-8, else cp1252)."""
+    if value.isascii() or not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")
+
+
+def clean_text(value: str) -> str:
+    """Unfold a header value and drop control characters (CR and LF included)."""
+    return _CONTROL.sub("", _FOLD.sub("", value)).replace("\t", " ").strip()
+
+
+def decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded-words; a malformed word is left as it was.
+
+    Args:
+        value: raw header text.
+
+    Returns:
+        The decoded text. Unknown charsets fall back to UTF-8 with replacement characters.
+    """
+    if "=?" not in value:
+        return value
+    # Whitespace between two adjacent encoded-words is not part of the text (RFC 2047 6.2).
+    joined = _SPACE_BETWEEN_WORDS.sub(r"\1", value)
+    return _ENCODED_WORD.sub(_decode_word, joined)
+
+
+def _decode_word(match: re.Match[str]) -> str:
+    """Decode one encoded-word match."""
+    charset, encoding, text = match.group(1), match.group(2).lower(), match.group(3)
+    charset = charset.split("*", 1)[0]  # RFC 2231 language suffix: utf-8*en
+    try:
+        if encoding == "b":
+            data = base64.b64decode(text + "=" * (-len(text) % 4))
+        else:
+            data = binascii.a2b_qp(text.encode("ascii", "replace"), header=True)
+    except (binascii.Error, ValueError):
+        return match.group(0)
+    return decode_bytes(data, charset)
+
+
+def decode_bytes(data: bytes, charset: str | None) -> str:
+    """Decode bytes in a declared charset; unknown or wrong charsets never raise."""
+    name = (charset or "utf-8").strip().strip('"').lower() or "utf-8"
+    if name in ("unknown-8bit", "x-unknown", "us-ascii", "ascii"):
+        name = "utf-8"  # mislabeled 8-bit text is far more often UTF-8 than anything else
+    try:
+        codecs.lookup(name)
+    except (LookupError, ValueError):
+        name = "utf-8"
+    try:
+        return data.decode(name, "replace")
+    except (LookupError, ValueError, TypeError):
+        return data.decode("utf-8", "replace")
+
+
+def decoded(msg: Message, name: str) -> str:
+    """The first value of a text header (e.g. Subject), decoded and on one line; "" if absent."""
+    value = first_value(msg, name)
+    if value is None:
+        return ""
+    return clean_text(decode_words(clean_text(value)))
+
+
+def addresses(values: Iterable[str]) -> list[str]:
+    """Bare lower-case addr-specs from address header values, deduplicated in order.
+
+    Args:
+        values: raw header values (To, Cc, ...) or bare addresses.
+
+    Returns:
+        The valid addresses; groups, empty entries and garbage are dropped.
+    """
+    found: list[str] = []
+    for value in values:
+        try:
+            pairs = getaddresses([clean_text(value)])
+        except (ValueError, TypeError, IndexError):
+            continue
+        for _name, addr in pairs:
+            bare = normalise_address(addr)
+            if bare is not None and bare not in found:
+                found.append(bare)
+    return found
+
+
+def normalise_address(addr: str) -> str | None:
+    """A bare lower-case addr-spec, or None when `addr` is not one."""
+    bare = addr.strip().strip("<>").strip().lower()
+    local, at, domain = bare.rpartition("@")
+    if not at or not local or not domain or len(bare) > 320:
+        return None
+    if _ADDR_FORBIDDEN.search(local) and not local.startswith('"'):
+        return None
+    if _ADDR_FORBIDDEN.search(domain) or domain.startswith(".") or ".." in domain:
+        return None
+    return bare
+
+
+def message_ids(values: Iterable[str]) -> list[str]:
+    """The `<id>` tokens of Message-ID-like headers, deduplicated, in order (bounded)."""
+    found: list[str] = []
+    for value in values:
+        for token in _MESSAGE_ID.findall(clean_text(value)):
+            if token not in found:
+                found.append(token)
+                if len(found) >= _MAX_IDS:
+                    return found
+    return found
