@@ -24,3 +24,58 @@ def bundled_rules(rules_dir: Path):  # type: ignore[no-untyped-def]
     from router.rules.loader import load_rules
 
     return load_rules(rules_dir)
+
+
+def make_settings(tmp_path: Path, **overrides: object):  # type: ignore[no-untyped-def]
+    """Settings for a test daemon: state under tmp_path, bundled rules, no HTTP by default."""
+    from router.settings import Settings
+    from tests.servers.smtp import free_port
+
+    values: dict[str, object] = {
+        "state_dir": tmp_path / "state",
+        "rules_dir": ROOT / "rules",
+        "inbox": f"smtp://127.0.0.1:{free_port()}",
+        "relay": f"maildir:{tmp_path / 'outbox'}",
+        "from_address": "referrals@router.example",
+        "review_address": "review@router.example",
+        "http": "",
+        "retry_base_seconds": 0.05,
+        "retry_max_seconds": 0.5,
+        "parse_timeout_seconds": 20.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def daemon_factory(tmp_path: Path, bundled_rules):  # type: ignore[no-untyped-def]
+    """Start in-process daemons (embedded SMTP inbox) and close them all after the test."""
+    from router.daemon import Daemon
+
+    daemons: list[Daemon] = []
+
+    async def create(**overrides: object) -> Daemon:
+        settings = make_settings(tmp_path, **overrides)
+        daemon = Daemon(settings, bundled_rules)
+        await daemon.start()
+        daemons.append(daemon)
+        return daemon
+
+    yield create
+    for daemon in daemons:
+        await daemon.close()
+
+
+async def submit(daemon, raw: bytes, *, sender: str = "teacher@school.example",  # type: ignore[no-untyped-def]
+                 recipients: tuple[str, ...] = ("prevent@lewisham.gov.uk",)) -> str:
+    """Send `raw` to a daemon's embedded SMTP inbox; returns the server's 250 reply text."""
+    import aiosmtplib
+
+    endpoint = daemon.settings.inbox_endpoint
+    client = aiosmtplib.SMTP(hostname=endpoint.host, port=endpoint.port, start_tls=False)
+    async with client:
+        await client.mail(sender)  # "" sends the null reverse-path of a bounce
+        for recipient in recipients:
+            await client.rcpt(recipient)
+        response = await client.data(raw)
+    return response.message

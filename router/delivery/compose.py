@@ -91,7 +91,8 @@ def _attach_original(message: EmailMessage, raw: bytes) -> None:
         inner = email.message_from_bytes(raw, policy=email.policy.compat32)
         part = EmailMessage(policy=_POLICY)
         part.set_content(inner)  # type: ignore[arg-type]
-        part.replace_header("Content-Disposition", 'attachment; filename="original.eml"')
+        del part["Content-Disposition"]
+        part["Content-Disposition"] = 'attachment; filename="original.eml"'
         part.as_bytes()  # prove it serialises before committing to it
         message.attach(part)
     except Exception:  # noqa: BLE001 - any malformed original falls back to bytes
