@@ -50,14 +50,14 @@ class RulesDir:
         return load_rules(self.path)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def bundled_rules() -> Rules:
-    """The rules shipped in the repository."""
+    """The rules shipped in the repository (frozen, so one load serves every test)."""
     return load_rules(BUNDLED_RULES)
 
 
 @pytest.fixture
-def rules_dir(tmp_path: Path) -> RulesDir:
+def rules_copy(tmp_path: Path) -> RulesDir:
     """A fresh copy of the bundled rules, to break in one way or another."""
     path = tmp_path / "rules"
     shutil.copytree(BUNDLED_RULES, path)

@@ -143,31 +143,31 @@ def test_bundled_forms_and_acknowledgments(bundled_rules: Rules) -> None:
     assert acks.daily_limit_per_sender == 20
 
 
-def test_version_is_a_content_hash(rules_dir: RulesDir) -> None:
+def test_version_is_a_content_hash(rules_copy: RulesDir) -> None:
     """The version is a SHA-256 that is stable across loads and changes with any file."""
-    first = rules_dir.load().version
+    first = rules_copy.load().version
     assert re.fullmatch(r"[0-9a-f]{64}", first)
-    assert rules_dir.load().version == first
-    rules_dir.edit("areas/kingston.yaml", "notes: >-", "notes: >-\n  Edited.")
-    assert rules_dir.load().version != first
+    assert rules_copy.load().version == first
+    rules_copy.edit("areas/kingston.yaml", "notes: >-", "notes: >-\n  Edited.")
+    assert rules_copy.load().version != first
 
 
-def test_postcodes_are_normalised(rules_dir: RulesDir) -> None:
+def test_postcodes_are_normalised(rules_copy: RulesDir) -> None:
     """Postcodes in the loaded rules are upper-case without spaces, whatever the file says."""
     text = area(**{"[AB1, AB2, AB3]": "[ab1, ' Ab 2', AB3]", "[ZE]": "[ze]"})
-    rules_dir.write("areas/testshire.yaml", text)
-    loaded = {a.id: a for a in rules_dir.load().areas}["testshire"]
+    rules_copy.write("areas/testshire.yaml", text)
+    loaded = {a.id: a for a in rules_copy.load().areas}["testshire"]
     assert loaded.postcodes.districts == ["AB1", "AB2", "AB3"]
     assert loaded.postcodes.areas == ["ZE"]
     assert loaded.id == "testshire"
 
 
-def test_load_rules_raises_with_every_problem(rules_dir: RulesDir) -> None:
+def test_load_rules_raises_with_every_problem(rules_copy: RulesDir) -> None:
     """load_rules raises RulesError listing problems from several files at once."""
-    rules_dir.write("areas/testshire.yaml", area(**{"AB2": "A2B2", "mash@": "mash at "}))
-    rules_dir.edit("forms.yaml", "  person_dob:", "  person_dobb:")
+    rules_copy.write("areas/testshire.yaml", area(**{"AB2": "A2B2", "mash@": "mash at "}))
+    rules_copy.edit("forms.yaml", "  person_dob:", "  person_dobb:")
     with pytest.raises(RulesError) as raised:
-        load_rules(rules_dir.path)
+        load_rules(rules_copy.path)
     problems = [str(p) for p in raised.value.problems]
     assert any(p.startswith("areas/testshire.yaml:5: postcodes.districts[1]:") for p in problems)
     assert any(p.startswith("areas/testshire.yaml:11: cc[0]:") for p in problems)
