@@ -1,0 +1,160 @@
+"""Gather label/value pairs from one document into canonical fields, tracking sections.
+
+Every reader (AcroForm, text layer, DOCX, plain text) feeds a `FieldCollector`:
+`add(label, value)` for each pair it finds and `heading(text)` for text that may open a
+section ("Referrer details", "Details of the person being referred"). The collector keeps
+the first value found for each field, joins composite parts (Forename(s) + Surname) and
+counts which fields were recognised, which decides whether the document is a form.
+
+A document is a FORM when labels of at least `FORM_THRESHOLD` (2) distinct canonical fields
+were recognised, whether or not they were filled in: a blank form sent by mistake is still a
+form (it ends as incomplete), while a letter that happens to contain one "Name:" line is a
+supporting document.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+
+from router.forms.fields import LabelMap, LabelMatch, section_role
+from router.models import FormStatus
+
+FORM_THRESHOLD = 2
+MAX_VALUE_CHARS = 20_000
+
+_CHECKED = "☒☑■✔✓"
+_UNCHECKED = "☐□"
+_BOXES = _CHECKED + _UNCHECKED
+
+
+def clean_value(value: str) -> str:
+    """Strip a value, fold line breaks and runs of spaces, and read tick boxes.
+
+    "Yes ☒ No ☐" becomes "Yes"; a value made only of unticked boxes becomes "".
+    """
+    text = value.strip()[:MAX_VALUE_CHARS]
+    if any(box in text for box in _BOXES):
+        text = _ticked_options(text)
+    lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.splitlines()]
+    return ", ".join(line for line in lines if line)
+
+
+def _ticked_options(text: str) -> str:
+    """The option labels next to ticked boxes, joined with ", "."""
+    box_first = text.lstrip()[:1] in _BOXES
+    parts = re.split(f"([{_BOXES}])", text)
+    chosen: list[str] = []
+    for index, part in enumerate(parts):
+        if not part or part not in _CHECKED:
+            continue
+        neighbour = index + 1 if box_first else index - 1
+        if 0 <= neighbour < len(parts):
+            option = parts[neighbour].strip(" \t:-")
+            if option:
+                chosen.append(option)
+    return ", ".join(chosen)
+
+
+class FieldCollector:
+    """Canonical fields of one document, filled pair by pair in reading order."""
+
+    def __init__(self, label_map: LabelMap) -> None:
+        self.labels = label_map
+        self.section: str | None = None
+        self._fields: dict[str, str] = {}
+        self._parts: dict[tuple[str, int], dict[int, str]] = {}
+        self._recognised: set[str] = set()
+        self.last_field: str | None = None
+
+    def match(self, label: str) -> LabelMatch | None:
+        """What a label means in the current section."""
+        return self.labels.match(label, self.section)
+
+    def add(self, label: str, value: str) -> bool:
+        """Record one label/value pair; returns True when the label was recognised."""
+        found = self.match(label)
+        if found is None:
+            return False
+        self.add_match(found, value)
+        return True
+
+    def add_match(self, found: LabelMatch, value: str) -> None:
+        """Record a value for an already matched label (the first value of a field wins)."""
+        self._recognised.add(found.field)
+        text = clean_value(value)
+        if found.part is not None:
+            group, part = found.part
+            parts = self._parts.setdefault((found.field, group), {})
+            if text and part not in parts:
+                parts[part] = text
+            self.last_field = None
+            return
+        if text and not self._fields.get(found.field):
+            self._fields[found.field] = text
+            self.last_field = found.field
+        else:
+            self.last_field = None
+
+    def extend(self, field: str, more: str) -> None:
+        """Append a continuation line to a field's value (wrapped address or concern)."""
+        text = clean_value(more)
+        if text and field in self._fields:
+            joined = f"{self._fields[field]}, {text}"
+            if field == "concern":
+                joined = f"{self._fields[field]} {text}"
+            self._fields[field] = joined[:MAX_VALUE_CHARS]
+
+    def heading(self, text: str) -> bool:
+        """Treat text as a possible section heading; returns True when it set a section.
+
+        A heading naming the referrer or the person sets the section; other short headings
+        that look like section titles ("Section 3", "Other agencies involved") reset it.
+        """
+        role = section_role(text)
+        if role is not None:
+            self.section = role
+            return True
+        words = self.labels.normalise(text).split()
+        if 0 < len(words) <= 8 and {"section", "part", "detail", "details"} & set(words):
+            self.section = None
+        return False
+
+    def fields(self) -> dict[str, str]:
+        """The canonical fields found, composites joined, in canonical order of discovery."""
+        result = dict(self._fields)
+        for (field, _group), parts in sorted(self._parts.items()):
+            if result.get(field) or not parts:
+                continue
+            result[field] = " ".join(parts[index] for index in sorted(parts))
+        return result
+
+    def recognised(self) -> set[str]:
+        """Canonical fields whose labels were seen, filled or not."""
+        return set(self._recognised)
+
+    def is_form(self) -> bool:
+        """True when enough distinct canonical fields were recognised to call this a form."""
+        return len(self._recognised) >= FORM_THRESHOLD
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """What one reader made of a document, before it becomes a `FormReading`."""
+
+    status: FormStatus
+    fields: dict[str, str] = dataclass_field(default_factory=dict)
+    reason: str = ""
+
+    @classmethod
+    def unreadable(cls, reason: str) -> ReadResult:
+        """A document that cannot be read, with a reason free of personal data."""
+        return cls(FormStatus.UNREADABLE, {}, reason)
+
+    @classmethod
+    def from_collector(cls, collector: FieldCollector, what: str) -> ReadResult:
+        """FORM when enough fields were recognised, else SUPPORTING (`what` names the reader)."""
+        if collector.is_form():
+            return cls(FormStatus.FORM, collector.fields(), f"{what}: referral form")
+        return cls(FormStatus.SUPPORTING, {}, f"{what}: no referral form fields")

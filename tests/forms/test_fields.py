@@ -1,0 +1,221 @@
+"""Label normalisation, canonical mapping, sections and the missing-fields rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.forms.collect import FieldCollector, clean_value
+from router.forms.fields import (
+    PERSON,
+    REFERRER,
+    LabelMap,
+    clean_fields,
+    is_placeholder,
+    missing_fields,
+    normalise_label,
+    section_role,
+)
+from tests.formfactory import FORM_RULES_DATA, complete_referral, default_form_rules
+
+PREFIXES = list(FORM_RULES_DATA["prefixes"])  # type: ignore[call-overload]
+
+
+@pytest.fixture(scope="module")
+def labels() -> LabelMap:
+    """A label map over the SPEC section 5 labels."""
+    return LabelMap(default_form_rules())
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("txtDOB", "dob"),
+        ("Referrer_Email", "referrer email"),
+        ("fldPostcode", "postcode"),
+        ("D.O.B.", "dob"),
+        ("Date of Birth:", "date of birth"),
+        ("Forename(s)", "forename"),
+        ("Referrer's name", "referrer name"),
+        ("3. Name of person being referred *", "name of person being referred"),
+        ("txtReferrerName", "referrer name"),
+        ("chkConsent", "consent"),
+        ("E-mail address", "email"),
+        ("Telephone number", "phone"),
+        ("TB Status", "tb status"),
+        ("Optional", "optional"),
+        ("", ""),
+    ],
+)
+def test_normalise_label(label: str, expected: str) -> None:
+    """Case, punctuation, camelCase, machine prefixes and spelling variants are folded."""
+    assert normalise_label(label, PREFIXES) == expected
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("Name", "person_name"),
+        ("Full name", "person_name"),
+        ("NAME OF PERSON BEING REFERRED", "person_name"),
+        ("txtDOB", "person_dob"),
+        ("D.O.B.", "person_dob"),
+        ("Sex", "person_gender"),
+        ("Current address", "person_address"),
+        ("fldPostcode", "person_postcode"),
+        ("Post code", "person_postcode"),
+        ("Borough", "local_authority"),
+        ("Concerns", "concern"),
+        ("Concern(s)", "concern"),
+        ("Describe your concerns", "concern"),
+        ("Please describe your concerns about the individual", "concern"),
+        ("Reason for referral", "concern"),
+        ("Referrer name", "referrer_name"),
+        ("Referrer_Name", "referrer_name"),
+        ("Your name", "referrer_name"),
+        ("Referrer full name", "referrer_name"),
+        ("Referrer_Email", "referrer_email"),
+        ("Email address", "referrer_email"),
+        ("Email", "referrer_email"),
+        ("Your phone number", "referrer_phone"),
+        ("Telephone", "referrer_phone"),
+        ("Contact number", "referrer_phone"),
+        ("Agency", "referrer_organisation"),
+        ("Is the person aware of the referral?", "consent"),
+        ("Name of the person being referred (include any aliases)", "person_name"),
+        ("Person's name", "person_name"),
+        ("Name of school", None),
+        ("Referrer address", None),
+        ("Person's email", None),
+        ("Date", None),
+        ("Forename(s)", None),  # a composite part, not a whole field
+    ],
+)
+def test_canonical(labels: LabelMap, label: str, expected: str | None) -> None:
+    """Labels, machine names and longer questions map to the right canonical field."""
+    assert labels.canonical(label) == expected
+
+
+def test_section_changes_generic_labels(labels: LabelMap) -> None:
+    """Generic labels belong to the section they sit in; explicit labels keep their meaning."""
+    assert labels.canonical("Name", REFERRER) == "referrer_name"
+    assert labels.canonical("Address", REFERRER) is None
+    assert labels.canonical("Date of birth", REFERRER) is None
+    assert labels.canonical("Email", PERSON) is None
+    assert labels.canonical("Organisation", PERSON) is None
+    assert labels.canonical("Referrer email", PERSON) == "referrer_email"
+    assert labels.canonical("Name", PERSON) == "person_name"
+
+
+@pytest.mark.parametrize(
+    ("heading", "role"),
+    [
+        ("Referrer details", REFERRER),
+        ("Your details", REFERRER),
+        ("About you", REFERRER),
+        ("Person making the referral", REFERRER),
+        ("Details of the person being referred", PERSON),
+        ("Individual's details", PERSON),
+        ("Section 3: Other agencies involved", None),
+    ],
+)
+def test_section_role(heading: str, role: str | None) -> None:
+    """Section headings name whose details follow."""
+    assert section_role(heading) == role
+
+
+def test_composite_name_joined(labels: LabelMap) -> None:
+    """Forename(s) + Surname (or First name + Last name) become one person_name."""
+    collector = FieldCollector(labels)
+    collector.add("Forename(s)", "Jane")
+    collector.add("Surname", "Testperson")
+    collector.add("DOB", "01/02/2001")
+    assert collector.fields() == {"person_name": "Jane Testperson", "person_dob": "01/02/2001"}
+    assert collector.is_form()
+
+
+def test_composite_in_referrer_section(labels: LabelMap) -> None:
+    """First name + Last name under a referrer heading make the referrer's name."""
+    collector = FieldCollector(labels)
+    collector.heading("Your details")
+    collector.add("First name", "Sam")
+    collector.add("Last name", "Referrer")
+    assert collector.fields() == {"referrer_name": "Sam Referrer"}
+
+
+def test_first_value_wins(labels: LabelMap) -> None:
+    """A field found twice keeps its first non-empty value."""
+    collector = FieldCollector(labels)
+    collector.add("Name", "")
+    collector.add("Full name", "Jane Testperson")
+    collector.add("Name", "Someone Else")
+    assert collector.fields() == {"person_name": "Jane Testperson"}
+
+
+def test_one_label_is_not_a_form(labels: LabelMap) -> None:
+    """A single recognised field (a letter with "Name:") does not make a form."""
+    collector = FieldCollector(labels)
+    collector.add("Name", "Jane")
+    assert not collector.is_form()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Yes ☒ No ☐", "Yes"),
+        ("☐ Yes ☒ No", "No"),
+        ("☐ Yes ☐ No", ""),
+        ("  1 Example Road\n  London\n", "1 Example Road, London"),
+    ],
+)
+def test_clean_value(value: str, expected: str) -> None:
+    """Tick boxes read as the ticked option; lines fold into one value."""
+    assert clean_value(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "   ", "N/A", "n/a", "None", "UNKNOWN", "-", "tbc", "?"])
+def test_placeholders(value: str) -> None:
+    """Empty, whitespace and placeholder values count as missing."""
+    assert is_placeholder(value, default_form_rules().placeholders)
+
+
+def test_real_values_are_not_placeholders() -> None:
+    """Ordinary answers are not placeholders."""
+    for value in ("Jane", "No", "0", "Nonesuch Road"):
+        assert not is_placeholder(value, default_form_rules().placeholders)
+
+
+def test_complete_referral_has_nothing_missing() -> None:
+    """The factory's complete referral satisfies every required field."""
+    assert missing_fields(complete_referral(), default_form_rules()) == []
+
+
+def test_missing_in_rules_order() -> None:
+    """Missing fields are reported in the order of `required`, placeholders included."""
+    fields = complete_referral(concern="N/A", person_name=None, referrer_organisation=" ")
+    assert missing_fields(fields, default_form_rules()) == [
+        "person_name",
+        "concern",
+        "referrer_organisation",
+    ]
+
+
+def test_referrer_contact_by_phone_only() -> None:
+    """A referrer phone alone satisfies referrer_contact; neither leaves it missing."""
+    rules = default_form_rules()
+    assert missing_fields(complete_referral(referrer_email=None), rules) == []
+    both_gone = complete_referral(referrer_email="unknown", referrer_phone=None)
+    assert missing_fields(both_gone, rules) == ["referrer_contact"]
+
+
+def test_person_address_by_postcode_only() -> None:
+    """A postcode alone satisfies person_address; neither leaves it missing."""
+    rules = default_form_rules()
+    assert missing_fields(complete_referral(person_address=None), rules) == []
+    both_gone = complete_referral(person_address=None, person_postcode="-")
+    assert missing_fields(both_gone, rules) == ["person_address"]
+
+
+def test_clean_fields_drops_placeholders() -> None:
+    """clean_fields keeps only real answers."""
+    fields = {"person_name": "Jane", "concern": "TBC", "consent": ""}
+    assert clean_fields(fields, default_form_rules()) == {"person_name": "Jane"}
