@@ -1,4 +1,4 @@
-"""One email in, its parsed form and decisions out: the pure work shared by `route` and the daemon."""
+"""One email in, its readings and decisions out: the pure work shared by `route` and the daemon."""
 
 from __future__ import annotations
 

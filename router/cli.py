@@ -147,9 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("dir", nargs="?", default="rules")
     check.set_defaults(handler=cmd_rules_check)
     schema = rules_commands.add_parser("schema", help="print the JSON Schema of rules files")
-    schema.add_argument(
-        "--kind", choices=("area", "forms", "acknowledgments"), default="area"
-    )
+    schema.add_argument("--kind", choices=("area", "forms", "acknowledgments"), default="area")
     schema.set_defaults(handler=cmd_rules_schema)
     test = rules_commands.add_parser("test", help="route .eml files with a candidate rules dir")
     test.add_argument("dir")

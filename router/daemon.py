@@ -154,10 +154,10 @@ class Daemon:
         self.journal.close()
 
 
-async def _first(wake: asyncio.Event, stop: asyncio.Event, timeout: float) -> None:
+async def _first(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
     waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()

@@ -1,4 +1,4 @@
-"""A readable account of one routing run, in the manner of `sieve-test`: what was found, what decided."""
+"""A readable account of one routing run, like `sieve-test`: what was found, what decided."""
 
 from __future__ import annotations
 

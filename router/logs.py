@@ -1,4 +1,4 @@
-"""Structured logging: JSON by default, console on a terminal, and never the referred person's data."""
+"""Structured logging: JSON by default, console on a terminal, never the referred person's data."""
 
 from __future__ import annotations
 
@@ -44,9 +44,7 @@ def mask_personal_data(
     return event
 
 
-def configure_logging(
-    level: str = "info", fmt: str = "auto", stream: TextIO | None = None
-) -> None:
+def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Set up structlog (and the stdlib loggers of our dependencies) once per process.
 
     Args:

@@ -81,7 +81,7 @@ class Pipeline:
             try:
                 await self.process(stored)
                 count += 1
-            except Exception as exc:  # noqa: BLE001 - one bad message never stops the daemon
+            except Exception as exc:
                 self._failed_this_round.add(stored.id)
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 log.error("processing_failed", message=stored.id, error=type(exc).__name__)
@@ -128,7 +128,9 @@ class Pipeline:
         envelope = stored.envelope_rcpts
         reason: str | None = None
         if stored.oversize:
-            reason = f"message too large to download ({stored.size} bytes); it is still in the inbox"
+            reason = (
+                f"message too large to download ({stored.size} bytes); it is still in the inbox"
+            )
         else:
             try:
                 return await self.sandbox.analyse(

@@ -29,9 +29,7 @@ class AreaFinding:
 class RoutingEngine:
     """Applies one rules version to messages. Cheap to call; build once per rules load."""
 
-    def __init__(
-        self, rules: Rules, *, review_address: str, today: date | None = None
-    ) -> None:
+    def __init__(self, rules: Rules, *, review_address: str, today: date | None = None) -> None:
         self.rules = rules
         self.review_address = review_address
         self.matcher = AreaMatcher(rules.areas)
@@ -109,7 +107,7 @@ class RoutingEngine:
         finding = self.find_area(fields, inbox_area)
         if finding.area is None:
             if finding.outside:
-                reason = f"the form's {finding.signal.replace('_', ' ')} matches no known area"
+                reason = f"the form's {(finding.signal or 'signal').replace('_', ' ')} matches no known area"
             else:
                 reason = "no area found: no postcode, no local authority and an unknown inbox"
             return self._review(inbox_area, ack_to, reading, reason)
@@ -118,12 +116,18 @@ class RoutingEngine:
         copy_inbox_team = (
             [inbox_area.team] if inbox_area and inbox_area.id != area.id and inbox_area.team else []
         )
-        evidence = f"area {area.id} from the {finding.signal.replace('_', ' ')}"
+        evidence = f"area {area.id} from the {(finding.signal or 'signal').replace('_', ' ')}"
         if not missing:
             cc = [*area.cc, *self._condition_cc(area, fields), *copy_inbox_team]
             return self._make(
-                Outcome.FORWARD, area.id, [area.to], cc, ack_to, reading,
-                reason=f"complete form; {evidence}", signal=finding.signal,
+                Outcome.FORWARD,
+                area.id,
+                [area.to],
+                cc,
+                ack_to,
+                reading,
+                reason=f"complete form; {evidence}",
+                signal=finding.signal,
             )
         if area.incomplete_policy is IncompletePolicy.FORWARD_FLAGGED:
             cc = [*area.cc, *self._condition_cc(area, fields), *copy_inbox_team]
@@ -136,9 +140,16 @@ class RoutingEngine:
             flagged = False
             policy = "sent to the council Prevent team"
         return self._make(
-            Outcome.INCOMPLETE, area.id, to, cc, ack_to, reading,
+            Outcome.INCOMPLETE,
+            area.id,
+            to,
+            cc,
+            ack_to,
+            reading,
             reason=f"required fields missing: {', '.join(missing)}; {evidence}; {policy}",
-            signal=finding.signal, missing=missing, flagged=flagged,
+            signal=finding.signal,
+            missing=missing,
+            flagged=flagged,
         )
 
     def _review(
@@ -216,9 +227,17 @@ _MONTHS = {
     name: number
     for number, names in enumerate(
         [
-            ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"),
-            ("may",), ("jun", "june"), ("jul", "july"), ("aug", "august"),
-            ("sep", "sept", "september"), ("oct", "october"), ("nov", "november"),
+            ("jan", "january"),
+            ("feb", "february"),
+            ("mar", "march"),
+            ("apr", "april"),
+            ("may",),
+            ("jun", "june"),
+            ("jul", "july"),
+            ("aug", "august"),
+            ("sep", "sept", "september"),
+            ("oct", "october"),
+            ("nov", "november"),
             ("dec", "december"),
         ],
         start=1,

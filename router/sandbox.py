@@ -114,7 +114,9 @@ class AnalysisSandbox:
             return await asyncio.wait_for(future, self.timeout)
         except TimeoutError:
             self._discard_pool()
-            raise AnalysisFailed(f"reading the message took longer than {self.timeout:g} s") from None
+            raise AnalysisFailed(
+                f"reading the message took longer than {self.timeout:g} s"
+            ) from None
         except MemoryError:
             self._discard_pool()
             raise AnalysisFailed("reading the message ran out of memory") from None

@@ -58,7 +58,7 @@ def parse_endpoint(value: str, allowed: tuple[str, ...]) -> Endpoint:
         raise ValueError(f"{value!r}: bad port") from exc
     folder = unquote(parts.path.lstrip("/")) or "INBOX"
     return Endpoint(
-        scheme=parts.scheme,  # type: ignore[arg-type]
+        scheme=parts.scheme,
         host=parts.hostname,
         port=port,
         user=unquote(parts.username) if parts.username else None,

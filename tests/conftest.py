@@ -66,8 +66,13 @@ async def daemon_factory(tmp_path: Path, bundled_rules):  # type: ignore[no-unty
         await daemon.close()
 
 
-async def submit(daemon, raw: bytes, *, sender: str = "teacher@school.example",  # type: ignore[no-untyped-def]
-                 recipients: tuple[str, ...] = ("prevent@lewisham.gov.uk",)) -> str:
+async def submit(
+    daemon,
+    raw: bytes,
+    *,
+    sender: str = "teacher@school.example",  # type: ignore[no-untyped-def]
+    recipients: tuple[str, ...] = ("prevent@lewisham.gov.uk",),
+) -> str:
     """Send `raw` to a daemon's embedded SMTP inbox; returns the server's 250 reply text."""
     import aiosmtplib
 

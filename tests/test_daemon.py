@@ -11,8 +11,8 @@ import aiosmtplib
 import pytest
 
 from router.journal.store import Journal
-from tests.conftest import submit
 from router.models import PERSONAL_FIELDS
+from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email, dsn
 
@@ -37,7 +37,9 @@ def _by_recipient(captured: list, address: str) -> EmailMessage:  # type: ignore
     return match
 
 
-async def test_complete_referral_is_forwarded_and_acknowledged(daemon_factory, smtp_capture, tls_ca):
+async def test_complete_referral_is_forwarded_and_acknowledged(
+    daemon_factory, smtp_capture, tls_ca
+):
     """A complete Lewisham form goes to the Met with the MASH and Prevent CCs, and the
     referrer gets a reference number and the 999 advice, with no personal details."""
     relay = smtp_capture(tls="starttls")
@@ -171,8 +173,7 @@ async def test_listener_answers_451_when_it_cannot_store(daemon_factory):
     """If the journal cannot store the message, the sender is told to retry (451), not 250."""
     daemon = await daemon_factory()
     messages_dir: Path = daemon.journal.messages_dir
-    messages_dir.rename(messages_dir.with_name("moved"))
-    messages_dir.write_text("not a directory")
+    _replace_with_file(messages_dir)
     raw, _ = _referral()
     with pytest.raises(aiosmtplib.SMTPDataError) as caught:
         await submit(daemon, raw)
@@ -201,3 +202,9 @@ async def _until_due(daemon) -> None:  # type: ignore[no-untyped-def]
     due = daemon.journal.next_due()
     if due is not None:
         await asyncio.sleep(max(0.0, min(1.0, due - time.time())))
+
+
+def _replace_with_file(directory: Path) -> None:
+    """Make a directory unusable even for root: put a plain file in its place."""
+    directory.rename(directory.with_name("moved"))
+    directory.write_text("not a directory")

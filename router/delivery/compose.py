@@ -90,12 +90,12 @@ def _attach_original(message: EmailMessage, raw: bytes) -> None:
     try:
         inner = email.message_from_bytes(raw, policy=email.policy.compat32)
         part = EmailMessage(policy=_POLICY)
-        part.set_content(inner)  # type: ignore[arg-type]
+        part.set_content(inner)
         del part["Content-Disposition"]
         part["Content-Disposition"] = 'attachment; filename="original.eml"'
         part.as_bytes()  # prove it serialises before committing to it
         message.attach(part)
-    except Exception:  # noqa: BLE001 - any malformed original falls back to bytes
+    except Exception:
         message.add_attachment(
             raw, maintype="application", subtype="octet-stream", filename="original.eml"
         )
@@ -132,7 +132,8 @@ def compose_forward(
     _thread(message, original)
     lines = [
         f"Reference: {reference}",
-        f"Outcome: {decision.outcome.value}{' (forwarded flagged by area policy)' if decision.flagged else ''}",
+        f"Outcome: {decision.outcome.value}"
+        + (" (flagged by area policy)" if decision.flagged else ""),
         f"Area: {area}",
         f"Why: {decision.reason}",
         f"Referrer's email (From): {original.from_address or 'unknown'}",
@@ -142,8 +143,13 @@ def compose_forward(
         lines.append("Missing required fields: " + ", ".join(decision.missing))
     if decision.outcome is Outcome.NEEDS_REVIEW:
         lines.append("A person needs to review this referral: the router could not finish it.")
-    lines += ["", "The referral form and any supporting documents are attached unchanged,",
-              "with the original email.", "", "Sent by referral-router."]
+    lines += [
+        "",
+        "The referral form and any supporting documents are attached unchanged,",
+        "with the original email.",
+        "",
+        "Sent by referral-router.",
+    ]
     message.set_content("\n".join(lines))
     by_index = {a.index: a for a in original.attachments}
     for index in _attachments_for(decision, readings):

@@ -303,7 +303,9 @@ class Journal:
         """
         now = time.time()
         for number, mail in enumerate(mails):
-            write_durably(self.spool_path(f"{message_id}.{number}"), mail.data, tmp_dir=self.tmp_dir)
+            write_durably(
+                self.spool_path(f"{message_id}.{number}"), mail.data, tmp_dir=self.tmp_dir
+            )
         state = "quarantined" if quarantine_reason else "decided"
         with self.transaction() as db:
             row = db.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()
@@ -373,7 +375,8 @@ class Journal:
             cursor = db.execute(
                 "UPDATE messages SET state = 'received', attempts = 0, last_error = NULL,"
                 " settled = 0 WHERE id = ? AND state = 'quarantined'"
-                " AND NOT EXISTS (SELECT 1 FROM decisions WHERE decisions.message_id = messages.id)",
+                " AND NOT EXISTS"
+                " (SELECT 1 FROM decisions WHERE decisions.message_id = messages.id)",
                 (message_id,),
             )
             if cursor.rowcount:
@@ -506,7 +509,9 @@ class Journal:
             for mail in self.query("SELECT id FROM outbox WHERE message_id = ?", (row["id"],)):
                 self.spool_path(mail["id"]).unlink(missing_ok=True)
             with self.transaction() as db:
-                db.execute("UPDATE messages SET purged_at = ? WHERE id = ?", (time.time(), row["id"]))
+                db.execute(
+                    "UPDATE messages SET purged_at = ? WHERE id = ?", (time.time(), row["id"])
+                )
         return len(rows)
 
 
