@@ -44,7 +44,10 @@ class InboxSink(Protocol):
         ...
 
     async def find_source(
-        self, *, source_key: str | None = None, message_id_header: str | None = None,
+        self,
+        *,
+        source_key: str | None = None,
+        message_id_header: str | None = None,
         sha256: str | None = None,
     ) -> str | None:
         """The journal id of a message already stored under this key or identity, if any."""
