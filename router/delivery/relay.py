@@ -1,0 +1,446 @@
+"""The outgoing mail relay: hands finished messages to an SMTP server or writes them to a Maildir.
+
+Failure classes (the caller decides what to do with the message):
+
+- `TransientDeliveryError`: try again later. 4xx replies, connection refused,
+  timeouts, a connection dropped before the final reply.
+- `RelaySecurityError` (a `TransientDeliveryError`): the relay's set-up is wrong
+  (certificate not trusted, STARTTLS missing where it is required, credentials
+  refused, AUTH unavailable). It is not about the message, so the message is kept
+  and retried; the operator must be alerted because retrying alone will not fix it.
+- `PermanentDeliveryError`: a 5xx reply about this message or its recipients.
+
+`SmtpRelay` opens one connection per message: referrals are few, and a fresh
+connection per send needs no reconnect or keep-alive logic and never reuses a
+connection the server silently dropped. Recipients are all-or-nothing: every
+RCPT must be accepted before DATA is sent, so a referral never reaches the force
+without its mandatory CCs (or the other way round).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import aiosmtplib
+import structlog
+
+from router.settings import Endpoint, Settings
+
+log = structlog.get_logger(__name__)
+
+_DETAIL_MAX = 300
+_CLOSE_TURNS = 20  # an aborted socket is closed on the next loop turn
+
+
+class DeliveryError(Exception):
+    """A message could not be handed to the relay.
+
+    Attributes:
+        code: the SMTP reply code, or None when there was no reply.
+        detail: the server's reply text or a short description; never message content.
+        refused: recipient addresses the relay refused (routing addresses from the rules).
+    """
+
+    def __init__(self, code: int | None, detail: str, refused: Sequence[str] = ()) -> None:
+        self.code = code
+        self.detail = " ".join(detail.split())[:_DETAIL_MAX]
+        self.refused = tuple(refused)
+        super().__init__(f"{code} {self.detail}" if code is not None else self.detail)
+
+
+class TransientDeliveryError(DeliveryError):
+    """Try again later: the relay or the network failed, not the message."""
+
+
+class RelaySecurityError(TransientDeliveryError):
+    """The relay set-up is wrong (TLS, certificate, credentials): keep the mail, alert."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The relay refused this message or some of its recipients for good (5xx)."""
+
+
+class Relay(Protocol):
+    """Where outgoing messages go. Implementations: `SmtpRelay`, `MaildirRelay`."""
+
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> None:
+        """Hand over one complete message (headers included) for the given envelope.
+
+        Raises:
+            TransientDeliveryError: keep the message and retry later.
+            PermanentDeliveryError: the relay refused it for good.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release resources; the relay is not used afterwards."""
+        ...
+
+    def describe(self) -> str:
+        """Where mail goes, for logs and start-up messages (never a password)."""
+        ...
+
+
+class TlsMode(enum.Enum):
+    """How an SMTP relay connection is secured."""
+
+    IMPLICIT = "TLS"  # smtps://: TLS from the first byte
+    REQUIRED = "STARTTLS required"  # smtp:// to a remote host
+    OPPORTUNISTIC = "STARTTLS when offered"  # smtp:// on loopback, or allow_insecure
+
+
+@dataclass(frozen=True)
+class TlsPolicy:
+    """The TLS rules for one relay endpoint.
+
+    Attributes:
+        mode: how the connection is secured.
+        plain_auth_allowed: whether the password may be sent without TLS (loopback only).
+    """
+
+    mode: TlsMode
+    plain_auth_allowed: bool
+
+
+def tls_policy(endpoint: Endpoint, allow_insecure: bool) -> TlsPolicy:
+    """Decide how to secure a connection to `endpoint`.
+
+    A relay that is not on loopback must offer STARTTLS unless the operator set
+    `allow_insecure`. When TLS is used, the certificate is always verified; the
+    password is only ever sent in plain text to a loopback relay.
+    """
+    if endpoint.scheme == "smtps":
+        mode = TlsMode.IMPLICIT
+    elif endpoint.is_loopback or allow_insecure:
+        mode = TlsMode.OPPORTUNISTIC
+    else:
+        mode = TlsMode.REQUIRED
+    return TlsPolicy(mode=mode, plain_auth_allowed=endpoint.is_loopback)
+
+
+def _client_tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """A verifying client context: `ca_file` alone when given, else the system CAs.
+
+    Raises:
+        ValueError: the CA file cannot be read or holds no certificate.
+    """
+    try:
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"relay CA file {ca_file}: {exc}") from exc
+
+
+class SmtpRelay:
+    """Sends through an SMTP relay with aiosmtplib. See `Relay`."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        user: str | None,
+        password: str | None,
+        ca_file: Path | None,
+        allow_insecure: bool,
+        timeout: float = 30,
+    ) -> None:
+        """Set up the relay; no connection is made until `send`.
+
+        Raises:
+            ValueError: the endpoint is not SMTP or the CA file is unusable.
+        """
+        if endpoint.scheme not in ("smtp", "smtps"):
+            raise ValueError(f"SmtpRelay needs smtp:// or smtps://, not {endpoint.scheme}")
+        self._endpoint = endpoint
+        self._user = user
+        self._password = password
+        self._policy = tls_policy(endpoint, allow_insecure)
+        self._tls_context = _client_tls_context(ca_file)
+        self._timeout = timeout
+
+    def describe(self) -> str:
+        """See `Relay`."""
+        user = f"{self._user}@" if self._user else ""
+        ep = self._endpoint
+        return f"{ep.scheme}://{user}{ep.host}:{ep.port} ({self._policy.mode.value})"
+
+    async def close(self) -> None:
+        """See `Relay`. Nothing to release: each send uses its own connection."""
+
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> None:
+        """See `Relay`."""
+        if not recipients:
+            raise ValueError("send() needs at least one recipient")
+        client = _Client(
+            hostname=self._endpoint.host,
+            port=self._endpoint.port,
+            use_tls=self._policy.mode is TlsMode.IMPLICIT,
+            start_tls=False,  # decided in _secure, by policy
+            tls_context=self._tls_context,
+            timeout=self._timeout,
+        )
+        try:
+            await client.connect()
+            await self._secure(client)
+            await self._authenticate(client)
+            await self._transfer(client, message, sender, recipients)
+        except DeliveryError as exc:
+            self._log_failure(exc)
+            raise
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            error = classify(exc)
+            self._log_failure(error)
+            raise error from exc
+        finally:
+            await client.shut()
+        log.info("relay.sent", relay=self.describe(), recipients=list(recipients))
+
+    def _log_failure(self, error: DeliveryError) -> None:
+        log.warning(
+            "relay.failed",
+            relay=self.describe(),
+            kind=type(error).__name__,
+            code=error.code,
+            detail=error.detail,
+            refused=list(error.refused),
+        )
+
+    async def _secure(self, client: aiosmtplib.SMTP) -> None:
+        if self._policy.mode is TlsMode.IMPLICIT:
+            return
+        await client.ehlo()
+        if client.supports_extension("starttls"):
+            await client.starttls()
+            await client.ehlo()  # capabilities learnt before TLS must be discarded
+        elif self._policy.mode is TlsMode.REQUIRED:
+            raise RelaySecurityError(
+                None,
+                "relay does not offer STARTTLS; refusing to send in plain text "
+                "to a host that is not on loopback (ROUTER_ALLOW_INSECURE allows it)",
+            )
+
+    async def _authenticate(self, client: aiosmtplib.SMTP) -> None:
+        if self._user is None:
+            return
+        encrypted = client.get_transport_info("sslcontext") is not None
+        if not encrypted and not self._policy.plain_auth_allowed:
+            raise RelaySecurityError(None, "refusing to send the relay password without TLS")
+        if not client.supports_extension("auth"):
+            raise RelaySecurityError(None, "relay user is set but the relay offers no AUTH")
+        try:
+            await client.login(self._user, self._password or "")
+        except aiosmtplib.SMTPResponseException as exc:
+            if 400 <= exc.code < 500:
+                raise TransientDeliveryError(exc.code, exc.message) from exc
+            raise RelaySecurityError(exc.code, f"login refused: {exc.message}") from exc
+
+    async def _transfer(
+        self,
+        client: aiosmtplib.SMTP,
+        message: bytes,
+        sender: str,
+        recipients: Sequence[str],
+    ) -> None:
+        options = []
+        if any(b > 0x7F for b in message) and client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+        await client.mail(sender, options=options)
+        refusals: list[aiosmtplib.SMTPRecipientRefused] = []
+        for recipient in recipients:
+            try:
+                await client.rcpt(recipient)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                refusals.append(exc)
+                if not client.is_connected:  # 421: the server closed the connection
+                    break
+        if refusals:
+            await _reset_quietly(client)
+            raise _refusal_error(refusals)
+        await client.data(message)
+        await _quit_quietly(client)
+
+
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib.SMTP whose sockets are closed at once, and awaitably, when it closes.
+
+    aiosmtplib closes a TLS connection gracefully, which leaves the socket open until the
+    peer answers (or never, when the event loop ends first). A relay connection holds
+    nothing worth a goodbye: every close drops the socket, and `shut` waits until it is gone.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sockets: list[Any] = []
+
+    def close(self) -> None:
+        """Drop the connection now (see the class docstring)."""
+        transport = self.transport
+        if transport is not None:
+            self._sockets.append(transport.get_extra_info("socket"))
+            cast(asyncio.Transport, transport).abort()
+        super().close()
+
+    async def shut(self) -> None:
+        """Close, then wait (a few loop turns) until every socket this client opened is closed."""
+        self.close()
+        for _ in range(_CLOSE_TURNS):
+            if all(sock is None or sock.fileno() == -1 for sock in self._sockets):
+                return
+            await asyncio.sleep(0)
+        log.warning("relay.socket_linger", sockets=len(self._sockets))
+
+
+def _refusal_error(refusals: Sequence[aiosmtplib.SMTPRecipientRefused]) -> DeliveryError:
+    """Permanent when any recipient got a 5xx, else transient; lists the refused addresses."""
+    refused = [r.recipient for r in refusals]
+    permanent = [r for r in refusals if r.code >= 500]
+    worst = permanent[0] if permanent else refusals[0]
+    detail = f"recipients refused: {', '.join(refused)}: {worst.message}"
+    if permanent:
+        return PermanentDeliveryError(worst.code, detail, refused)
+    return TransientDeliveryError(worst.code, detail, refused)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def classify(exc: BaseException) -> DeliveryError:
+    """Turn an aiosmtplib or socket error into the matching `DeliveryError`."""
+    chain = _causes(exc)
+    for cause in chain:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return RelaySecurityError(
+                None, f"relay certificate not trusted: {cause.verify_message}"
+            )
+        if isinstance(cause, ssl.SSLError) and not isinstance(
+            cause, ssl.SSLEOFError | ssl.SSLZeroReturnError
+        ):
+            return RelaySecurityError(None, f"TLS with the relay failed: {cause.reason}")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        if exc.code in (530, 538):  # authentication or encryption required
+            return RelaySecurityError(exc.code, exc.message)
+        if 500 <= exc.code < 600:
+            return PermanentDeliveryError(exc.code, exc.message)
+        return TransientDeliveryError(exc.code, exc.message)
+    if any(isinstance(cause, TimeoutError) for cause in chain):
+        return TransientDeliveryError(None, f"timed out: {exc}")
+    return TransientDeliveryError(None, str(exc) or type(exc).__name__)
+
+
+async def _quit_quietly(client: aiosmtplib.SMTP) -> None:
+    """QUIT after a 250: the message is delivered whatever happens to the goodbye."""
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        log.debug("relay.quit_failed", error=str(exc))
+
+
+async def _reset_quietly(client: aiosmtplib.SMTP) -> None:
+    """RSET after refused recipients; the error that follows matters more than this one."""
+    if not client.is_connected:
+        return
+    try:
+        await client.rset()
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        log.debug("relay.rset_failed", error=str(exc))
+
+
+class MaildirRelay:
+    """Writes each message as one file into a Maildir's `new/`. See `Relay`.
+
+    The bytes are written unchanged (they already carry To and Cc): no envelope
+    headers are added, so what a reader finds is exactly what would have been sent.
+    """
+
+    def __init__(self, path: Path) -> None:
+        """Create `path/{cur,new,tmp}` (mode 0700) when absent.
+
+        Raises:
+            OSError: the directory cannot be created.
+        """
+        self._path = path
+        self._ensure_dirs()
+
+    def describe(self) -> str:
+        """See `Relay`."""
+        return f"maildir:{self._path}"
+
+    async def close(self) -> None:
+        """See `Relay`. Nothing to release."""
+
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> None:
+        """See `Relay`."""
+        try:
+            name = await asyncio.to_thread(self._write, message)
+        except OSError as exc:
+            raise TransientDeliveryError(None, f"cannot write to {self._path}: {exc}") from exc
+        log.info("relay.sent", relay=self.describe(), file=name, recipients=list(recipients))
+
+    def _ensure_dirs(self) -> None:
+        for sub in ("cur", "new", "tmp"):
+            (self._path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _write(self, message: bytes) -> str:
+        """Write to tmp/, fsync, rename into new/, fsync new/. Returns the file name."""
+        self._ensure_dirs()
+        name = _unique_name(len(message))
+        tmp_path = self._path / "tmp" / name
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(message)
+                file.flush()
+                os.fsync(file.fileno())
+            os.rename(tmp_path, self._path / "new" / name)
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(self._path / "new", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return name
+
+
+def _unique_name(size: int) -> str:
+    """A Maildir file name: `seconds.MmicrosPpidRrandom.host,S=size`."""
+    now = time.time()
+    host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
+    micros = int((now % 1) * 1_000_000)
+    return f"{int(now)}.M{micros}P{os.getpid()}R{secrets.token_hex(8)}.{host},S={size}"
+
+
+def make_relay(settings: Settings) -> Relay:
+    """Build the relay `settings.relay` names.
+
+    Raises:
+        ValueError: the relay CA file is unusable.
+        OSError: the Maildir cannot be created.
+    """
+    endpoint = settings.relay_endpoint
+    if endpoint.scheme == "maildir":
+        assert endpoint.path is not None  # parse_endpoint always sets it for maildir:
+        return MaildirRelay(endpoint.path)
+    return SmtpRelay(
+        endpoint,
+        user=settings.relay_user or endpoint.user,
+        password=settings.secret("relay"),
+        ca_file=settings.relay_ca_file,
+        allow_insecure=settings.allow_insecure,
+    )
