@@ -37,7 +37,12 @@ from email.utils import parseaddr
 import structlog
 
 from router.inbox.base import InboxSink
-from router.inbox.imap_session import ImapAuthError, ImapConnectionError, ImapSession
+from router.inbox.imap_session import (
+    COMMAND_TIMEOUT,
+    ImapAuthError,
+    ImapConnectionError,
+    ImapSession,
+)
 from router.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -114,11 +119,14 @@ class ImapInbox:
         sink: where messages go (the journal).
         on_stored: called after each batch that stored at least one new message.
         on_state: called with the new `state` on every change.
+        command_timeout: seconds any one server answer may take before the connection is
+            taken for dead and re-opened (how fast a half-open connection is noticed, on top
+            of `idle_seconds` while IDLE).
 
     Raises:
         ImapConfigError: the endpoint is not imap/imaps, plain IMAP would go to a host that
-            is not on loopback without `allow_insecure`, the password is missing, or the CA
-            file cannot be loaded.
+            is not on loopback without `allow_insecure`, the password is missing, the CA
+            file cannot be loaded, or a settle folder is the inbox folder itself.
     """
 
     def __init__(
@@ -128,6 +136,7 @@ class ImapInbox:
         *,
         on_stored: Callable[[], None] = lambda: None,
         on_state: Callable[[str], None] = lambda s: None,
+        command_timeout: float = COMMAND_TIMEOUT,
     ) -> None:
         endpoint = settings.inbox_endpoint
         if endpoint.scheme not in ("imap", "imaps"):
@@ -144,6 +153,9 @@ class ImapInbox:
                 "IMAP needs a user in ROUTER_INBOX (imaps://user@host/INBOX) and"
                 " ROUTER_INBOX_PASSWORD or ROUTER_INBOX_PASSWORD_FILE"
             )
+        for folder in (settings.processed_folder, settings.failed_folder):
+            if folder.upper() == endpoint.folder.upper() or not folder.strip():
+                raise ImapConfigError(f"settle folder {folder!r} must differ from the inbox folder")
         self._ssl: ssl.SSLContext | None = None
         if endpoint.scheme == "imaps":
             cafile = str(settings.inbox_ca_file) if settings.inbox_ca_file else None
@@ -160,6 +172,9 @@ class ImapInbox:
         self._uidvalidity: int | None = None
         self._last_uid = 0
         self._failure: str | None = None
+        self._command_timeout = command_timeout
+        self._stop = asyncio.Event()
+        self._move_refused: set[str] = set()  # folders whose last MOVE was refused
         self._delay = 0.0
         self.connections = 0  # successful sessions so far, for tests and metrics
 
@@ -180,6 +195,7 @@ class ImapInbox:
     async def run(self, stop: asyncio.Event) -> None:
         """Keep the folder in sync until `stop` is set. Never raises for server trouble."""
         backoff = Backoff()
+        self._stop = stop
         try:
             while not stop.is_set():
                 try:
@@ -219,6 +235,7 @@ class ImapInbox:
             password=self._password,
             folder=self._endpoint.folder,
             ssl_context=self._ssl,
+            command_timeout=self._command_timeout,
         )
         try:
             await self._catch_up(session)
@@ -232,8 +249,11 @@ class ImapInbox:
                 self._failure = None
             while not stop.is_set():
                 await self._settle(session)
-                self._set_state("idle")
-                await session.idle(self._settings.idle_seconds, (stop, self._settle_event))
+                await session.idle(
+                    self._settings.idle_seconds,
+                    (stop, self._settle_event),
+                    on_started=lambda: self._set_state("idle"),
+                )
                 self._set_state("connected")
                 await self._fetch_new(session)
         finally:
@@ -248,19 +268,22 @@ class ImapInbox:
         if reidentify and self._uidvalidity is not None:
             log.warning("imap.uidvalidity_changed", old=self._uidvalidity, new=uidvalidity)
         uids = await session.search("ALL")
-        await self._take(session, uids, reidentify=reidentify)
-        self._uidvalidity = uidvalidity
-        self._last_uid = max(uids, default=0)
+        if await self._take(session, uids, reidentify=reidentify):
+            self._uidvalidity = uidvalidity
+            self._last_uid = max(uids, default=0)
 
     async def _fetch_new(self, session: ImapSession) -> None:
         uids = [uid for uid in await session.search("UID", f"{self._last_uid + 1}:*")]
         uids = [uid for uid in uids if uid > self._last_uid]  # "n:*" always matches the last UID
-        if uids:
-            await self._take(session, uids, reidentify=False)
+        if uids and await self._take(session, uids, reidentify=False):
             self._last_uid = max(uids)
 
-    async def _take(self, session: ImapSession, uids: list[int], *, reidentify: bool) -> None:
-        """Store every UID the journal does not know yet, in batches."""
+    async def _take(self, session: ImapSession, uids: list[int], *, reidentify: bool) -> bool:
+        """Store every UID the journal does not know yet, in batches.
+
+        Returns:
+            False if it stopped early because the inbox is stopping.
+        """
         known: dict[int, str] = {}
         for uid in uids:
             found = await self._sink.find_source(source_key=source_key(session.uidvalidity, uid))
@@ -271,6 +294,8 @@ class ImapInbox:
         if unknown:
             log.info("imap.catching_up", new=len(unknown), known=len(known), reidentify=reidentify)
         for batch in _chunks(unknown, self._settings.imap_batch):
+            if self._stop.is_set():
+                return False
             sizes = await session.fetch_sizes(batch)
             stored = 0
             for uid in batch:
@@ -278,6 +303,7 @@ class ImapInbox:
                     stored += await self._take_one(session, uid, sizes[uid], reidentify, claimed)
             if stored:
                 self._on_stored()
+        return True
 
     async def _take_one(
         self, session: ImapSession, uid: int, size: int, reidentify: bool, claimed: set[str]
@@ -344,8 +370,12 @@ class ImapInbox:
             await session.ensure_folder(folder)
             for batch in _chunks(sorted(ids), self._settings.imap_batch):
                 if not await session.move(batch, folder):
-                    log.warning("imap.move_refused", folder=folder, count=len(batch))
+                    # Retried before every IDLE; said once until it works again.
+                    level = log.debug if folder in self._move_refused else log.warning
+                    level("imap.move_refused", folder=folder, count=len(batch))
+                    self._move_refused.add(folder)
                     continue
+                self._move_refused.discard(folder)
                 for uid in batch:
                     await self._sink.settled(ids[uid])
                 log.info("imap.settled", folder=folder, count=len(batch))

@@ -7,7 +7,7 @@ import base64
 import re
 import socket
 import ssl
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import aioimaplib
@@ -80,9 +80,12 @@ class ImapSession:
     that error the session is unusable and the caller closes it and reconnects.
     """
 
-    def __init__(self, client: aioimaplib.IMAP4, lost: asyncio.Event) -> None:
+    def __init__(
+        self, client: aioimaplib.IMAP4, lost: asyncio.Event, command_timeout: float
+    ) -> None:
         self._client = client
         self._lost = lost
+        self._timeout = command_timeout
         self._folders: set[str] = set()
         self._idle: asyncio.Future[Any] | None = None
         self.uidvalidity = 0
@@ -97,8 +100,13 @@ class ImapSession:
         password: str,
         folder: str,
         ssl_context: ssl.SSLContext | None,
+        command_timeout: float = COMMAND_TIMEOUT,
     ) -> ImapSession:
         """Connect, log in and select `folder`.
+
+        Args:
+            command_timeout: how long any one answer may take before the connection is taken
+                for dead (a half-open TCP connection never answers).
 
         Raises:
             ImapAuthError: the login was refused.
@@ -109,13 +117,13 @@ class ImapSession:
         client: aioimaplib.IMAP4
         if ssl_context is not None:
             client = aioimaplib.IMAP4_SSL(
-                host, port, timeout=COMMAND_TIMEOUT, ssl_context=ssl_context
+                host, port, timeout=command_timeout, ssl_context=ssl_context
             )
         else:
-            client = aioimaplib.IMAP4(host, port, timeout=COMMAND_TIMEOUT)
+            client = aioimaplib.IMAP4(host, port, timeout=command_timeout)
         # IMAP4_SSL does not take the callback; the protocol exists before the connection does.
         client.protocol.conn_lost_cb = lambda _exc: lost.set()
-        session = cls(client, lost)
+        session = cls(client, lost, command_timeout)
         try:
             await session._guard(client.wait_hello_from_server())
             _keepalive(client.protocol.transport)
@@ -140,8 +148,9 @@ class ImapSession:
                 return
         raise ImapConnectionError("the server sent no UIDVALIDITY")
 
-    async def _guard(self, awaitable: Awaitable[T], limit: float = COMMAND_TIMEOUT) -> T:
+    async def _guard(self, awaitable: Awaitable[T], limit: float | None = None) -> T:
         """Await one client call, racing it against connection loss and a time limit."""
+        limit = self._timeout if limit is None else limit
         task = asyncio.ensure_future(awaitable)
         lost = asyncio.ensure_future(self._lost.wait())
         try:
@@ -198,7 +207,7 @@ class ImapSession:
 
     async def fetch_part(self, uid: int, part: str, size_hint: int = 0) -> bytes | None:
         """One BODY.PEEK section of one message (never sets \\Seen); None if the UID is gone."""
-        timeout = COMMAND_TIMEOUT + size_hint / _MIN_BYTES_PER_SECOND
+        timeout = self._timeout + size_hint / _MIN_BYTES_PER_SECOND
         response = self._check(
             await self._guard(
                 self._client.uid("fetch", str(uid), f"(UID BODY.PEEK[{part}])"), limit=timeout
@@ -254,13 +263,20 @@ class ImapSession:
             self._check(await self._guard(self._client.expunge()), "EXPUNGE")
         return True
 
-    async def idle(self, seconds: float, wake: Iterable[asyncio.Event]) -> bool:
+    async def idle(
+        self,
+        seconds: float,
+        wake: Iterable[asyncio.Event],
+        on_started: Callable[[], None] = lambda: None,
+    ) -> bool:
         """IDLE until new mail (True), a `wake` event, or `seconds` pass (False).
 
-        Ends the IDLE before returning, so the session can take commands again.
+        Calls `on_started` once the server has accepted the IDLE. Ends the IDLE before
+        returning, so the session can take commands again.
         """
         client = self._client
         self._idle = idle = await self._guard(client.idle_start(timeout=seconds + 5))
+        on_started()
         new_mail = await self._wait_push(seconds, list(wake))
         client.idle_done()
         # aioimaplib issue #110: the IDLE future may never complete after a BYE; bounded wait.

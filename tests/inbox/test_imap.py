@@ -15,7 +15,7 @@ import pytest
 from router.inbox.base import Settlement
 from router.inbox.imap import ImapConfigError, ImapInbox, message_id_header, parse_source_key
 from router.settings import Settings
-from tests.servers.dovecot import Dovecot
+from tests.servers.dovecot import Dovecot, StallingProxy, require_dovecot
 
 WAIT = 10.0  # seconds: an upper bound, tests finish as soon as the condition holds
 
@@ -154,7 +154,9 @@ class Running:
 
 
 @asynccontextmanager
-async def running(settings: Settings, sink: RecordingSink | None = None) -> AsyncIterator[Running]:
+async def running(
+    settings: Settings, sink: RecordingSink | None = None, **options: Any
+) -> AsyncIterator[Running]:
     """Run an `ImapInbox` for the duration of the block, then stop it (bounded)."""
     sink = sink or RecordingSink()
     run: Running | None = None
@@ -168,7 +170,7 @@ async def running(settings: Settings, sink: RecordingSink | None = None) -> Asyn
         assert run is not None
         run.stored_batches += 1
 
-    inbox = ImapInbox(settings, sink, on_stored=on_stored, on_state=on_state)
+    inbox = ImapInbox(settings, sink, on_stored=on_stored, on_state=on_state, **options)
     run = Running(inbox, sink)
     stop = asyncio.Event()
     task = asyncio.create_task(inbox.run(stop))
@@ -250,6 +252,28 @@ async def test_killed_connection(dovecot: Dovecot) -> None:
         assert run.inbox.connections == 2
         dovecot.append(mail(1))
         await run.sink.until(lambda: len(run.sink.raw) == 1)
+
+
+@pytest.mark.dovecot
+async def test_half_open_connection(dovecot: Dovecot) -> None:
+    """A connection that goes silent is dropped at the next IDLE re-issue and re-opened."""
+    proxy = StallingProxy(dovecot.imap_port)
+    port = await proxy.start()
+    settings = settings_for(dovecot, inbox=f"imap://{dovecot.user}@127.0.0.1:{port}/INBOX")
+    try:
+        async with running(settings, command_timeout=1.0) as run:
+            await run.reach("idle")
+            mark = len(run.states)
+            started = time.monotonic()
+            proxy.stall()
+            dovecot.append(mail(1))  # its EXISTS push is swallowed by the stalled connection
+            await run.sink.until(lambda: len(run.sink.raw) == 1, within=5 + 1 + WAIT)
+            await run.reach("idle", after=mark)
+            print(f"half-open connection replaced after {time.monotonic() - started:.1f} s")
+            assert run.inbox.connections == 2
+            assert "backoff" in run.states[mark:]
+    finally:
+        await proxy.close()
 
 
 @pytest.mark.dovecot
@@ -343,6 +367,7 @@ async def test_settle_after_crash_between_move_and_record(dovecot: Dovecot) -> N
 @pytest.mark.dovecot
 async def test_settle_without_move_capability() -> None:
     """A server without MOVE gets COPY, STORE \\Deleted and UID EXPUNGE instead."""
+    require_dovecot()
     server = Dovecot(
         extra_config="imap_capability = IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE UIDPLUS"
     )
@@ -406,6 +431,15 @@ def test_plain_imap_to_remote_host_is_refused() -> None:
         Settings(inbox="imaps://router@mail.example.org/INBOX", inbox_password="pw"),
         RecordingSink(),
     )
+
+
+def test_settle_folder_must_differ_from_inbox() -> None:
+    """Moving settled mail into the inbox folder itself is refused at construction."""
+    settings = Settings(
+        inbox="imaps://router@mail.example.org/INBOX", inbox_password="pw", failed_folder="inbox"
+    )
+    with pytest.raises(ImapConfigError, match="differ"):
+        ImapInbox(settings, RecordingSink())
 
 
 def test_missing_password_is_refused() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import imaplib
 import os
@@ -268,11 +269,75 @@ class Dovecot:
         )
 
 
+class StallingProxy:
+    """A TCP proxy on loopback that can go silent, like a connection whose peer vanished.
+
+    `stall()` makes every open connection swallow what it is sent without closing: the
+    client's next command is never answered (a half-open connection). New connections made
+    afterwards work normally.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self._server: asyncio.Server | None = None
+        self._open: list[dict[str, bool]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+        self.port = 0
+
+    async def start(self) -> int:
+        """Listen on a free loopback port; return it."""
+        self._server = await asyncio.start_server(self._connected, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
+
+    def stall(self) -> None:
+        """Make every open connection silent from now on."""
+        for connection in self._open:
+            connection["stalled"] = True
+
+    async def close(self) -> None:
+        """Stop listening and drop every connection."""
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(
+            "127.0.0.1", self._target_port
+        )
+        self._writers += [writer, upstream_writer]
+        state = {"stalled": False}
+        self._open.append(state)
+        for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
+            task = asyncio.create_task(self._pump(source, sink, state))
+            self._tasks.add(task)
+
+    @staticmethod
+    async def _pump(
+        source: asyncio.StreamReader, sink: asyncio.StreamWriter, state: dict[str, bool]
+    ) -> None:
+        while data := await source.read(65536):
+            if not state["stalled"]:
+                sink.write(data)
+                await sink.drain()
+        sink.close()
+
+
+def require_dovecot() -> None:
+    """Skip the calling test when the dovecot binary is not installed."""
+    if shutil.which("dovecot") is None:
+        pytest.skip("dovecot is not installed (apt-get install dovecot-imapd)")
+
+
 @pytest.fixture
 def dovecot() -> Iterator[Dovecot]:
     """A started Dovecot with an empty mailbox; skipped when the binary is not installed."""
-    if shutil.which("dovecot") is None:
-        pytest.skip("dovecot is not installed (apt-get install dovecot-imapd)")
+    require_dovecot()
     server = Dovecot()
     server.start()
     try:
