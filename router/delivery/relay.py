@@ -171,7 +171,8 @@ class SmtpRelay:
         """See `Relay`."""
         user = f"{self._user}@" if self._user else ""
         ep = self._endpoint
-        return f"{ep.scheme}://{user}{ep.host}:{ep.port} ({self._policy.mode.value})"
+        host = f"[{ep.host}]" if ":" in ep.host else ep.host
+        return f"{ep.scheme}://{user}{host}:{ep.port} ({self._policy.mode.value})"
 
     async def close(self) -> None:
         """See `Relay`. Nothing to release: each send uses its own connection."""

@@ -66,12 +66,22 @@ async def test_plain_loopback_delivery(smtp_capture: CaptureFactory, relay_for: 
     server = smtp_capture()
     message = _message()
     await relay_for(server).send(message, sender=SENDER, recipients=[TO, CC])
-    [captured] = server.wait_for(1)
+    [captured] = await server.wait_for_async(1)
     assert captured.mail_from == SENDER
     assert captured.rcpt_tos == (TO, CC)
     assert captured.data.replace(b"\r\n", b"\n") == message.replace(b"\r\n", b"\n")
     assert captured.message["Cc"] == CC
     assert not captured.tls
+
+
+async def test_eight_bit_body(smtp_capture: CaptureFactory, relay_for: RelayMaker) -> None:
+    """Raw UTF-8 in the body is sent unchanged, announced as BODY=8BITMIME."""
+    server = smtp_capture()
+    message = _message().replace(b"A referral.", "Référence née à Zürich.".encode())
+    await relay_for(server).send(message, sender=SENDER, recipients=[TO])
+    [captured] = server.wait_for(1)
+    assert "Référence née à Zürich.".encode() in captured.data
+    assert captured.mail_options == ("BODY=8BITMIME",)
 
 
 async def test_starttls_verified(smtp_capture: CaptureFactory, relay_for: RelayMaker) -> None:

@@ -78,6 +78,7 @@ class Captured:
 
     mail_from: str
     rcpt_tos: tuple[str, ...]
+    mail_options: tuple[str, ...]  # e.g. ("BODY=8BITMIME",)
     data: bytes
     message: EmailMessage
     tls: bool
@@ -373,6 +374,7 @@ class CaptureServer:
         captured = Captured(
             mail_from=str(envelope.mail_from),
             rcpt_tos=tuple(envelope.rcpt_tos),
+            mail_options=tuple(envelope.mail_options),
             data=data,
             message=email.message_from_bytes(data, policy=email.policy.default),
             tls=transport is not None and transport.get_extra_info("sslcontext") is not None,
