@@ -18,6 +18,7 @@ from email.utils import getaddresses
 from pydantic import BaseModel, Field
 
 from router.mail import headers
+from router.mail.headers import RawHeaders
 
 AUTOMATIC_KINDS = ("none", "auto_reply", "bulk", "bounce", "own_mail", "auto_generated", "noreply")
 
@@ -59,15 +60,16 @@ def classify(msg: Message, *, from_address: str | None, router_from: str) -> Aut
     Returns:
         The verdict. Ignored kinds win over routed-but-not-acknowledged ones.
     """
-    if not headers.has_any_header(msg):
+    top = RawHeaders(msg)
+    if not top:
         # Not an email at all (no header could be read): a person should look at it.
         return AutomaticVerdict(acknowledge=False, reason="no readable headers")
-    verdict = _ignored(msg, from_address, router_from.strip().lower())
+    verdict = _ignored(msg, top, from_address, router_from.strip().lower())
     if verdict is not None:
         if verdict.kind == "bounce":
             verdict.reported_message_ids = reported_message_ids(msg)
         return verdict
-    return _not_acknowledged(msg, from_address) or AutomaticVerdict()
+    return _not_acknowledged(top, from_address) or AutomaticVerdict()
 
 
 def _ignore(kind: str, reason: str) -> AutomaticVerdict:
@@ -75,9 +77,9 @@ def _ignore(kind: str, reason: str) -> AutomaticVerdict:
     return AutomaticVerdict(ignore=True, acknowledge=False, reason=reason, kind=kind)
 
 
-def _auto_submitted(msg: Message) -> str | None:
+def _auto_submitted(top: RawHeaders) -> str | None:
     """The Auto-Submitted keyword (lower case, parameters dropped), or None when absent."""
-    value = headers.first_value(msg, "Auto-Submitted")
+    value = top.first("Auto-Submitted")
     if value is None:
         return None
     return headers.clean_text(value).split(";", 1)[0].strip().lower()
@@ -91,70 +93,72 @@ def _content_type(msg: Message) -> str:
         return "text/plain"
 
 
-def _ignored(msg: Message, from_address: str | None, router_from: str) -> AutomaticVerdict | None:
+def _ignored(
+    msg: Message, top: RawHeaders, from_address: str | None, router_from: str
+) -> AutomaticVerdict | None:
     """The verdict for mail that must be ignored, or None."""
-    auto_submitted = _auto_submitted(msg)
+    auto_submitted = _auto_submitted(top)
     if from_address == router_from and auto_submitted not in (None, "no"):
         return _ignore("own_mail", "the router's own mail")
     if _content_type(msg) == "multipart/report":
         return _ignore("bounce", "delivery report (multipart/report)")
-    null_sender = _null_sender(msg)
+    null_sender = _null_sender(top)
     if null_sender:
         return _ignore("bounce", f"bounce (null sender: {null_sender})")
-    local = _sender_local_part(msg, from_address)
+    local = _sender_local_part(top, from_address)
     if _BOUNCE_LOCAL.match(local):
         return _ignore("bounce", f"bounce from {local}")
     if auto_submitted is not None and auto_submitted.startswith("auto-replied"):
         return _ignore("auto_reply", "auto-reply (Auto-Submitted: auto-replied)")
     for name in ("X-Autoreply", "X-Autorespond"):
-        value = headers.first_value(msg, name)
+        value = top.first(name)
         if value is not None and headers.clean_text(value).lower() not in ("no", "false", "0"):
             return _ignore("auto_reply", f"auto-reply ({name})")
-    if _OUT_OF_OFFICE_SUBJECT.match(headers.decoded(msg, "Subject")):
+    if _OUT_OF_OFFICE_SUBJECT.match(top.decoded("Subject")):
         return _ignore("auto_reply", "auto-reply (out-of-office subject)")
-    precedence = headers.clean_text(headers.first_value(msg, "Precedence") or "").lower()
+    precedence = headers.clean_text(top.first("Precedence") or "").lower()
     if precedence in _BULK_PRECEDENCE:
         return _ignore("bulk", f"bulk mail (Precedence: {precedence})")
-    if headers.has_header(msg, "List-Id"):
+    if top.has("List-Id"):
         return _ignore("bulk", "list mail (List-Id)")
     return None
 
 
-def _sender_local_part(msg: Message, from_address: str | None) -> str:
+def _sender_local_part(top: RawHeaders, from_address: str | None) -> str:
     """The local part of the sender, also for a bare "MAILER-DAEMON" with no domain."""
     if from_address:
         return from_address.rpartition("@")[0]
     try:
-        pairs = getaddresses([headers.clean_text(v) for v in headers.raw_values(msg, "From")])
-    except (ValueError, TypeError, IndexError):
+        pairs = getaddresses([headers.clean_text(value) for value in top.values("From")])
+    except (ValueError, TypeError, IndexError, RecursionError):
         return ""
     addrs = [addr for _name, addr in pairs if addr]
     return addrs[0].partition("@")[0].strip("<>").lower() if addrs else ""
 
 
-def _null_sender(msg: Message) -> str:
+def _null_sender(top: RawHeaders) -> str:
     """Why the sender is null ("no From", "From <>", "Return-Path <>"), or "" when it is not."""
-    from_values = headers.raw_values(msg, "From")
+    from_values = top.values("From")
     if not from_values or not any(headers.clean_text(value) for value in from_values):
         return "no From"
     if all(headers.clean_text(value) in ("<>", '"" <>') for value in from_values):
         return "From <>"
-    return_path = headers.first_value(msg, "Return-Path")
+    return_path = top.first("Return-Path")
     if return_path is not None and headers.clean_text(return_path) in ("<>", ""):
         return "Return-Path <>"
     return ""
 
 
-def _not_acknowledged(msg: Message, from_address: str | None) -> AutomaticVerdict | None:
+def _not_acknowledged(top: RawHeaders, from_address: str | None) -> AutomaticVerdict | None:
     """The verdict for automatic mail that is routed but never acknowledged, or None."""
-    auto_submitted = _auto_submitted(msg)
+    auto_submitted = _auto_submitted(top)
     if auto_submitted not in (None, "no"):
         return AutomaticVerdict(
             acknowledge=False,
             reason=f"automatic mail (Auto-Submitted: {auto_submitted[:40]})",
             kind="auto_generated",
         )
-    suppress = headers.first_value(msg, "X-Auto-Response-Suppress")
+    suppress = top.first("X-Auto-Response-Suppress")
     # Outlook writes "None" to mean "suppress nothing".
     if suppress is not None and headers.clean_text(suppress).lower() != "none":
         return AutomaticVerdict(
@@ -181,17 +185,18 @@ def reported_message_ids(msg: Message) -> list[str]:
     Returns:
         Message-IDs with angle brackets, deduplicated, in order.
     """
-    own_id = headers.message_ids(headers.raw_values(msg, "Message-ID"))
+    top = RawHeaders(msg)
+    own_id = headers.message_ids(top.values("Message-ID"))
     found: list[str] = []
     for part in _report_parts(msg):
+        part_headers = top if part is msg else RawHeaders(part)
         for name in _ORIGINAL_ID_HEADERS:
-            found.extend(headers.message_ids(headers.raw_values(part, name)))
+            found.extend(headers.message_ids(part_headers.values(name)))
         found.extend(_quoted_ids(part))
     found = [value for value in dict.fromkeys(found) if value not in own_id]
     if found:
         return found
-    replies = headers.raw_values(msg, "In-Reply-To") + headers.raw_values(msg, "References")
-    return headers.message_ids(replies)
+    return headers.message_ids(top.values("In-Reply-To") + top.values("References"))
 
 
 def _report_parts(msg: Message) -> list[Message]:

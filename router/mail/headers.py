@@ -11,7 +11,7 @@ import base64
 import binascii
 import codecs
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from email.message import Message
 from email.utils import getaddresses
 
@@ -25,45 +25,46 @@ _MAX_IDS = 200
 _MAX_HEADER_CHARS = 64 * 1024  # longer values are cut: no real header needs more
 
 
-def raw_values(msg: Message, name: str) -> list[str]:
-    """Every value of header `name` as text (raw, undecoded, folding kept).
+class RawHeaders:
+    """The headers of one message part, indexed once by lower-case name.
 
-    Args:
-        msg: a message parsed with any policy.
-        name: the header name, any case.
-
-    Returns:
-        The values in order of appearance; bytes that are not ASCII are read as UTF-8
-        (RFC 6532), else Windows-1252.
+    Values are raw (undecoded, folding kept) text: bytes that are not ASCII are read as
+    UTF-8 (RFC 6532), else Windows-1252. Indexing once keeps lookups linear even for a
+    hostile message with hundreds of thousands of header lines.
     """
-    wanted = name.lower()
-    return [value for key, value in _raw_items(msg) if key.lower() == wanted]
 
+    def __init__(self, msg: Message) -> None:
+        self._index: dict[str, list[str]] = {}
+        try:
+            items = list(msg.raw_items())
+        except (TypeError, AttributeError, ValueError):
+            items = []
+        for key, value in items:
+            self._index.setdefault(str(key).lower(), []).append(str(value))
 
-def has_any_header(msg: Message) -> bool:
-    """True when the message has at least one header."""
-    return next(_raw_items(msg), None) is not None
+    def __bool__(self) -> bool:
+        """True when there is at least one header."""
+        return bool(self._index)
 
+    def values(self, name: str) -> list[str]:
+        """Every value of header `name` (any case), in order of appearance."""
+        return [to_text(value)[:_MAX_HEADER_CHARS] for value in self._index.get(name.lower(), [])]
 
-def first_value(msg: Message, name: str) -> str | None:
-    """The first raw value of header `name`, or None when absent."""
-    values = raw_values(msg, name)
-    return values[0] if values else None
+    def first(self, name: str) -> str | None:
+        """The first value of header `name`, or None when absent."""
+        values = self._index.get(name.lower())
+        return to_text(values[0])[:_MAX_HEADER_CHARS] if values else None
 
+    def has(self, name: str) -> bool:
+        """True when the header is present at all (even empty)."""
+        return name.lower() in self._index
 
-def has_header(msg: Message, name: str) -> bool:
-    """True when the header is present at all (even empty)."""
-    return first_value(msg, name) is not None
-
-
-def _raw_items(msg: Message) -> Iterator[tuple[str, str]]:
-    """The stored header pairs, as text, never raising."""
-    try:
-        items = list(msg.raw_items())
-    except (TypeError, AttributeError, ValueError):
-        return
-    for key, value in items:
-        yield str(key), to_text(str(value))[:_MAX_HEADER_CHARS]
+    def decoded(self, name: str) -> str:
+        """The first value of a text header (e.g. Subject), decoded, on one line; "" if absent."""
+        value = self.first(name)
+        if value is None:
+            return ""
+        return clean_text(decode_words(clean_text(value)))
 
 
 def to_text(value: str) -> str:
@@ -127,14 +128,6 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
         return data.decode("utf-8", "replace")
 
 
-def decoded(msg: Message, name: str) -> str:
-    """The first value of a text header (e.g. Subject), decoded and on one line; "" if absent."""
-    value = first_value(msg, name)
-    if value is None:
-        return ""
-    return clean_text(decode_words(clean_text(value)))
-
-
 def addresses(values: Iterable[str]) -> list[str]:
     """Bare lower-case addr-specs from address header values, deduplicated in order.
 
@@ -148,7 +141,7 @@ def addresses(values: Iterable[str]) -> list[str]:
     for value in values:
         try:
             pairs = getaddresses([clean_text(value)])
-        except (ValueError, TypeError, IndexError):
+        except (ValueError, TypeError, IndexError, RecursionError):  # nested comments recurse
             continue
         for _name, addr in pairs:
             bare = normalise_address(addr)

@@ -7,6 +7,7 @@ are decoded by `router.mail.headers` from the raw strings.
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.policy
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from router.mail import headers
 from router.mail.automatic import AutomaticVerdict, classify
+from router.mail.headers import RawHeaders
 from router.mail.sniff import sniff
 from router.models import Attachment, AttachmentKind
 
@@ -32,6 +34,8 @@ MAX_DEFECTS = 50
 _MAX_MESSAGE_ID_CHARS = 998
 _PAYLOAD_ERRORS = (ValueError, TypeError, LookupError, UnicodeError, AttributeError)
 _REPORT = "multipart/report"
+_HEADERLESS = "MissingHeaderBodySeparator"  # the parser's defect for "no headers here"
+_EMAIL_MARKERS = ("From", "Message-ID", "Subject", "Date")
 _SKIPPED_CONTAINERS = frozenset({"message/delivery-status", "message/disposition-notification"})
 
 
@@ -138,25 +142,28 @@ def _headers_of(
     msg: Message, walk: _Walk, envelope_recipients: Sequence[str], router_from: str
 ) -> ParsedMessage:
     """Everything the router reads from the top-level headers."""
-    senders = headers.addresses(headers.raw_values(msg, "From"))
+    top = RawHeaders(msg)
+    senders = headers.addresses(top.values("From"))
     from_address = senders[0] if senders else None
-    if from_address is None and headers.has_header(msg, "From"):
+    if from_address is None and top.has("From"):
         walk.defect("unparseable From")
-    recipient_values = [v for name in RECIPIENT_HEADERS for v in headers.raw_values(msg, name)]
+    if not top:
+        walk.defect("no headers")
+    recipient_values = [value for name in RECIPIENT_HEADERS for value in top.values(name)]
     return ParsedMessage(
-        message_id=_message_id(msg, walk),
+        message_id=_message_id(top, walk),
         from_address=from_address,
-        subject=headers.decoded(msg, "Subject"),
+        subject=top.decoded("Subject"),
         recipients=headers.addresses([*recipient_values, *envelope_recipients]),
         automatic=classify(msg, from_address=from_address, router_from=router_from),
-        in_reply_to=headers.message_ids(headers.raw_values(msg, "In-Reply-To")),
-        references=headers.message_ids(headers.raw_values(msg, "References")),
+        in_reply_to=headers.message_ids(top.values("In-Reply-To")),
+        references=headers.message_ids(top.values("References")),
     )
 
 
-def _message_id(msg: Message, walk: _Walk) -> str | None:
+def _message_id(top: RawHeaders, walk: _Walk) -> str | None:
     """The Message-ID as written (with angle brackets), whitespace removed; None if absent."""
-    value = headers.first_value(msg, "Message-ID")
+    value = top.first("Message-ID")
     if value is None:
         return None
     tokens = headers.message_ids([value])
@@ -197,24 +204,52 @@ def _collect(msg: Message, walk: _Walk) -> None:
             walk.defect(f"more than {MAX_PARTS} MIME parts")
             return
         content_type = _content_type(part)
-        if not part.is_multipart():
-            _leaf(part, content_type, parent_type, walk)
+        if part.is_multipart():
+            _note_defects(part, walk)
+            children = _container_children(part, content_type, parent_type, walk)
+        else:
+            inner = _leaf(part, content_type, parent_type, walk)
             _note_defects(part, walk)  # after decoding, which adds payload defects
             if walk.too_many_attachments:
                 return
-            continue
-        _note_defects(part, walk)
-        is_message = content_type.startswith("message/")
-        if content_type in _SKIPPED_CONTAINERS or (is_message and parent_type == _REPORT):
-            continue  # report machinery, or the returned original: not new attachments
-        inner_message_depth = message_depth + (1 if is_message else 0)
-        if depth >= MAX_MULTIPART_DEPTH or inner_message_depth > MAX_MESSAGE_DEPTH:
+            if inner is None:
+                continue
+            children, content_type = [inner], "message/rfc822"
+        inner_message_depth = message_depth + (1 if content_type.startswith("message/") else 0)
+        if children and (depth >= MAX_MULTIPART_DEPTH or inner_message_depth > MAX_MESSAGE_DEPTH):
             walk.defect("MIME nesting too deep")
             continue
-        children = _children(part)
         stack.extend(
             (child, content_type, depth + 1, inner_message_depth) for child in reversed(children)
         )
+
+
+def _container_children(
+    part: Message, content_type: str, parent_type: str, walk: _Walk
+) -> list[Message]:
+    """The parts to walk into below a multipart or message/* part."""
+    is_message = content_type.startswith("message/")
+    if content_type in _SKIPPED_CONTAINERS or (is_message and parent_type == _REPORT):
+        return []  # report machinery, or the returned original: not new attachments
+    children = _children(part)
+    encoding = headers.clean_text(RawHeaders(part).first("Content-Transfer-Encoding") or "")
+    if is_message and encoding.lower() == "base64" and len(children) == 1:
+        # Not allowed (RFC 2046 5.2.1) but sent: the parser read the base64 text as a message.
+        body = children[0].get_payload()
+        if isinstance(body, str):
+            data = binascii.a2b_base64(body.encode("ascii", "ignore"), strict_mode=False)
+            inner = _parse_nested(data, walk)
+            return [inner] if inner is not None else []
+    return children
+
+
+def _parse_nested(data: bytes, walk: _Walk) -> Message | None:
+    """Parse bytes that should be an email; None (with a defect) when they cannot be."""
+    try:
+        return email.message_from_bytes(data, policy=email.policy.compat32)
+    except RecursionError:
+        walk.defect("MIME structure too deep to parse")
+        return None
 
 
 def _note_defects(part: Message, walk: _Walk) -> None:
@@ -223,27 +258,37 @@ def _note_defects(part: Message, walk: _Walk) -> None:
         walk.defect(type(defect).__name__)
 
 
-def _leaf(part: Message, content_type: str, parent_type: str, walk: _Walk) -> None:
-    """Add a leaf part to the attachments when it is not the message body."""
-    view = _HeaderView(part)
+def _leaf(part: Message, content_type: str, parent_type: str, walk: _Walk) -> Message | None:
+    """Add a leaf part to the attachments when it is not the message body.
+
+    Returns:
+        The parsed email when the leaf is an attached .eml file sent with a generic type
+        (its attachments are collected like a message/rfc822 part's), else None.
+    """
+    part_headers = RawHeaders(part)
+    view = _HeaderView(part_headers)
     filename = view.filename()
     disposition = view.disposition()
     maintype = content_type.partition("/")[0]
     if maintype == "multipart":
         walk.defect("multipart without a usable boundary")
-        return
+        return None
     if filename is None and disposition != "attachment" and maintype == "text":
-        return  # the body (text/plain or text/html), or a text alternative of it
+        return None  # the body (text/plain or text/html), or a text alternative of it
     if len(walk.attachments) >= walk.max_attachments:
         walk.too_many_attachments = True
         walk.defect(f"more than {walk.max_attachments} attachments")
-        return
+        return None
     data = _payload_bytes(part, walk)
+    if filename is not None and filename.lower().endswith(".eml"):
+        inner = _attached_email(data, walk)
+        if inner is not None:
+            return inner
     kind = sniff(data)
     looks_image = kind is AttachmentKind.IMAGE or (
         kind is AttachmentKind.OTHER and maintype == "image"
     )
-    related = parent_type == "multipart/related" and headers.has_header(part, "Content-ID")
+    related = parent_type == "multipart/related" and part_headers.has("Content-ID")
     walk.attachments.append(
         Attachment(
             index=len(walk.attachments),
@@ -254,6 +299,16 @@ def _leaf(part: Message, content_type: str, parent_type: str, walk: _Walk) -> No
             inline=looks_image and (disposition == "inline" or related),
         )
     )
+    return None
+
+
+def _attached_email(data: bytes, walk: _Walk) -> Message | None:
+    """An .eml attachment parsed as an email, or None when it does not look like one."""
+    inner = _parse_nested(data, walk)
+    if inner is None or any(_HEADERLESS in type(d).__name__ for d in inner.defects):
+        return None
+    inner_headers = RawHeaders(inner)
+    return inner if any(inner_headers.has(name) for name in _EMAIL_MARKERS) else None
 
 
 def _payload_bytes(part: Message, walk: _Walk) -> bytes:
@@ -278,10 +333,10 @@ class _HeaderView:
     are copied, as decoded text, onto an empty message and read from there.
     """
 
-    def __init__(self, part: Message) -> None:
+    def __init__(self, part_headers: RawHeaders) -> None:
         self._view = Message()
         for name in ("Content-Type", "Content-Disposition"):
-            value = headers.first_value(part, name)
+            value = part_headers.first(name)
             if value is not None:
                 self._view[name] = headers.clean_text(value)
 

@@ -246,3 +246,39 @@ def test_deeply_nested_multipart_does_not_crash() -> None:
     parsed = parse_message(b"From: a@school.example\r\nSubject: deep\r\n" + nested + b"\r\nhi\r\n")
     assert parsed.from_address == "a@school.example"
     assert parsed.defects
+
+
+def test_base64_encoded_rfc822_part_is_decoded() -> None:
+    """A message/rfc822 part sent base64-encoded (not allowed, but seen) is still walked."""
+    inner = build_email(attachments=[("inner.pdf", PDF, "application/pdf")])
+    raw = _raw_with_part("Content-Type: message/rfc822", inner)
+    assert [a.data for a in parse_message(raw).attachments] == [PDF]
+
+
+def test_eml_file_attachment_is_walked() -> None:
+    """An .eml sent as application/octet-stream is opened like a forwarded message."""
+    inner = build_email(attachments=[("inner.pdf", PDF, "application/pdf")])
+    raw = build_email(attachments=[("Fwd referral.eml", inner, "application/octet-stream")])
+    assert [a.filename for a in parse_message(raw).attachments] == ["inner.pdf"]
+
+
+def test_eml_name_on_non_email_stays_an_attachment() -> None:
+    """A file named .eml that is not an email stays an ordinary attachment."""
+    raw = build_email(attachments=[("notes.eml", b"just some notes\nno headers", "text/plain")])
+    assert [a.filename for a in parse_message(raw).attachments] == ["notes.eml"]
+
+
+def test_report_does_not_collect_the_returned_original() -> None:
+    """The returned original inside a multipart/report is not taken as new attachments."""
+    original = build_email(attachments=[("form.pdf", PDF, "application/pdf")])
+    raw = (
+        b"From: MAILER-DAEMON@mx.example\r\nTo: referrals@localhost\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\r\n\r\n'
+        b"--r\r\nContent-Type: text/plain\r\n\r\nFailed.\r\n"
+        b"--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+        b"Final-Recipient: rfc822; x@y\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        b"--r\r\nContent-Type: message/rfc822\r\n\r\n" + original + b"\r\n--r--\r\n"
+    )
+    parsed = parse_message(raw)
+    assert parsed.attachments == []
+    assert parsed.automatic.kind == "bounce"

@@ -18,6 +18,8 @@ REALWORLD = Path(__file__).resolve().parents[3] / "shared" / "realworld"
 REAL_FILES = sorted(
     path for folder in ("mail", "pdf-mail") for path in (REALWORLD / folder).glob("*.eml")
 )
+# No example database: the runs stay independent of earlier ones and write nothing to the tree.
+FUZZ = settings(database=None, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
 SEEDS: list[bytes] = [
     build_email(
         attachments=[("form.pdf", b"%PDF-1.4\n%%EOF\n", "application/pdf")],
@@ -61,7 +63,7 @@ def test_realworld_bounces_are_ignored_with_ids() -> None:
         assert verdict.reported_message_ids, path.name
 
 
-@settings(max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(FUZZ, max_examples=200)
 @given(st.binary(max_size=4096))
 def test_arbitrary_bytes_never_raise(data: bytes) -> None:
     """Any bytes at all give a ParsedMessage."""
@@ -91,14 +93,14 @@ def _mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=300, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(FUZZ, max_examples=300)
 @given(_mutated())
 def test_mutated_emails_never_raise(data: bytes) -> None:
     """Real and generated emails with random damage give a ParsedMessage."""
     _check(parse_message(data))
 
 
-@settings(max_examples=100, deadline=1000)
+@settings(FUZZ, max_examples=100)
 @given(
     st.dictionaries(
         st.sampled_from(
