@@ -110,7 +110,8 @@ def fillable_pdf(
     fields: dict[str, str],
     tooltips: dict[str, str] | None = None,
     checkboxes: dict[str, bool] | None = None,
-    printed_labels: bool = False,
+    printed: dict[str, str] | None = None,
+    printed_above: bool = False,
 ) -> bytes:
     """A PDF with one AcroForm text field per entry (name = key, value = value).
 
@@ -118,20 +119,25 @@ def fillable_pdf(
         fields: field name -> value.
         tooltips: field name -> tooltip (`/TU`).
         checkboxes: check box name -> ticked.
-        printed_labels: also draw each field name as page text to the left of the field.
+        printed: field name -> label printed on the page next to the field (to its left,
+            or just above it with `printed_above`).
     """
     tooltips = tooltips or {}
+    printed = printed or {}
     buffer = io.BytesIO()
     pdf = canvas.Canvas(buffer, pagesize=A4)
-    y = 780.0
+    y = 760.0
     entries = [(name, value, False) for name, value in fields.items()]
     entries += [(name, ticked, True) for name, ticked in (checkboxes or {}).items()]
     for name, value, is_box in entries:
         if y < 80:
             pdf.showPage()
-            y = 780.0
-        if printed_labels:
-            pdf.drawString(50, y + 6, name)
+            y = 760.0
+        if name in printed:
+            if printed_above:
+                pdf.drawString(320, y + 26, printed[name])
+            else:
+                pdf.drawString(50, y + 6, printed[name])
         if is_box:
             pdf.acroForm.checkbox(name=name, checked=bool(value), x=320, y=y, size=16)
         else:
@@ -146,7 +152,7 @@ def fillable_pdf(
                 borderStyle="inset",
                 forceBorder=True,
             )
-        y -= 36
+        y -= 48 if printed_above else 36
     pdf.save()
     return buffer.getvalue()
 

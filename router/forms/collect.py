@@ -94,6 +94,9 @@ class FieldCollector:
         if text and not self._fields.get(found.field):
             self._fields[found.field] = text
             self.last_field = found.field
+        elif text and found.append:
+            self.extend(found.field, text)
+            self.last_field = found.field
         else:
             self.last_field = None
 

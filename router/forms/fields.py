@@ -29,7 +29,7 @@ person's own email is not referrer contact).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from router.models import CANONICAL_FIELDS
 from router.rules.model import FormRules
@@ -123,6 +123,9 @@ _PERSON_WORDS = frozenset(map(_singular, _PERSON_WORDS))
 _NEUTRAL_WORDS = frozenset(map(_singular, _NEUTRAL_WORDS))
 _ROLE_OR_NEUTRAL = _NEUTRAL_WORDS | _REFERRER_WORDS | _PERSON_WORDS
 
+# Parts of an address printed as their own fields; their values extend person_address.
+_ADDRESS_PARTS = frozenset({("town",), ("city",), ("town", "city"), ("county",), ("street",)})
+
 _PHRASE_FOLDS = (
     (re.compile(r"\be mail\b"), "email"),
     (re.compile(r"\bemail address\b"), "email"),
@@ -204,11 +207,13 @@ def label_role(words: tuple[str, ...]) -> str | None:
 class LabelMatch:
     """What a label means: a canonical field, or one part of a composite field.
 
-    `part` is (group index, part index) within `FormRules.composite[field]`.
+    `part` is (group index, part index) within `FormRules.composite[field]`; `append` marks
+    a numbered or partial label ("Address line 2", "Town") whose value extends the field.
     """
 
     field: str
     part: tuple[int, int] | None = None
+    append: bool = False
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,7 @@ class LabelMap:
                 for part_index, label in enumerate(group):
                     self._register(label, LabelMatch(field, (group_index, part_index)))
         self._by_length = sorted(self._known.values(), key=lambda k: len(k.key), reverse=True)
+        self._address = _Known(("address",), LabelMatch("person_address"), None)
 
     def _register(self, label: str, match: LabelMatch) -> None:
         """Add one label; the first registration of a key wins."""
@@ -258,11 +264,20 @@ class LabelMap:
         key = _key(self.normalise(label))
         if not key or len(key) > _MAX_LABEL_WORDS:
             return None
+        append = False
         known = self._known.get(key) or self._contained(key)
         if known is None:
+            base = _numbered_base(key)
+            if base is not None:
+                known, append = self._known.get(base) or self._contained(base), True
+            elif key in _ADDRESS_PARTS:
+                known, append = self._address, True
+        if known is None:
             return None
-        role = label_role(key) or section
-        return _apply_role(known, role)
+        found = _apply_role(known, label_role(key) or section)
+        if found is None or not append:
+            return found
+        return replace(found, append=True)
 
     def is_exact(self, label: str) -> bool:
         """True when the label is exactly a known label (after normalisation)."""
@@ -284,6 +299,14 @@ class LabelMap:
                 return None  # two fields fit equally well: ambiguous
             best = best or known
         return best
+
+
+def _numbered_base(key: tuple[str, ...]) -> tuple[str, ...] | None:
+    """("address", "line", "2") -> ("address",); None when the label is not numbered."""
+    if len(key) < 2 or not key[-1].isdigit():
+        return None
+    base = key[:-2] if key[-2] == "line" else key[:-1]
+    return base or None
 
 
 def _contains(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:

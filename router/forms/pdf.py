@@ -23,24 +23,21 @@ import io
 import logging
 import time
 import warnings
-from collections.abc import Iterator
 
 import structlog
 from pypdf import PasswordType, PdfReader
-from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject, PdfObject
 
 from router.forms import limits
 from router.forms.collect import FieldCollector, ReadResult
 from router.forms.fields import LabelMap, LabelMatch, section_role
+from router.forms.pdf_fields import PdfField, walk_fields
+from router.forms.pdf_widgets import widget_labels
 from router.forms.text import LineReader
 
 log = structlog.get_logger(__name__)
 
 # pypdf's malformed-file warnings may quote document content: keep them out of our logs.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
-
-_RADIO = 1 << 15
-_PUSHBUTTON = 1 << 16
 
 
 def read_pdf(data: bytes, label_map: LabelMap) -> ReadResult:
@@ -69,10 +66,16 @@ def _read(data: bytes, label_map: LabelMap) -> ReadResult:
     if reader.is_encrypted and not _decrypt_empty(reader):
         return ReadResult.unreadable("encrypted PDF")
     collector = FieldCollector(label_map)
-    filled = _read_acroform(reader, collector)
+    filled, unmatched = _read_acroform(reader, collector)
+    if unmatched:
+        unmatched = _read_by_position(reader, unmatched, collector)
     if collector.is_form():
         return ReadResult.from_collector(collector, "PDF form fields")
     has_text = _read_text_layer(reader, collector)
+    if collector.is_form() and unmatched:
+        # The printed labels make it a form, but answers sit in fields we cannot place:
+        # reading it as blank would tell the sender their filled form is incomplete.
+        return ReadResult.unreadable("fillable PDF whose fields could not be matched to labels")
     if collector.is_form():
         return ReadResult.from_collector(collector, "PDF text")
     if not has_text and not filled:
@@ -89,92 +92,71 @@ def _decrypt_empty(reader: PdfReader) -> bool:
         return False
 
 
-def _resolve(obj: object) -> object:
-    """The direct object behind an indirect reference."""
-    return obj.get_object() if isinstance(obj, IndirectObject) else obj
-
-
-def _walk_fields(reader: PdfReader) -> Iterator[tuple[DictionaryObject, object, list[str]]]:
-    """Terminal AcroForm fields with their inherited /FT and their parents' names."""
-    acroform = _resolve(_resolve(reader.trailer["/Root"]).get("/AcroForm"))  # type: ignore[attr-defined]
-    if not isinstance(acroform, DictionaryObject):
-        return
-    roots = _resolve(acroform.get("/Fields"))
-    if not isinstance(roots, ArrayObject):
-        return
-    stack: list[tuple[PdfObject, object, list[str]]] = [(r, None, []) for r in reversed(roots)]
-    seen: set[int] = set()
-    while stack and len(seen) < limits.MAX_PDF_FIELDS:
-        ref, inherited_type, parents = stack.pop()
-        node = _resolve(ref)
-        if not isinstance(node, DictionaryObject) or id(node) in seen:
-            continue
-        seen.add(id(node))
-        field_type = node.get("/FT", inherited_type)
-        kids = _resolve(node.get("/Kids"))
-        named = [k for k in kids if "/T" in _as_dict(k)] if isinstance(kids, ArrayObject) else []
-        if named:
-            names = [*parents, str(node.get("/T", ""))]
-            stack.extend((kid, field_type, names) for kid in reversed(named))
-        elif "/T" in node:
-            yield node, field_type, parents
-
-
-def _as_dict(obj: object) -> DictionaryObject:
-    """A resolved dictionary, or an empty one."""
-    resolved = _resolve(obj)
-    return resolved if isinstance(resolved, DictionaryObject) else DictionaryObject()
-
-
-def _field_value(node: DictionaryObject, field_type: object) -> str | None:
-    """A field's value as text; None for fields that hold no answer (buttons, signatures)."""
-    raw = _resolve(node.get("/V"))
-    flags = int(_resolve(node.get("/Ff", 0)) or 0)  # type: ignore[call-overload]
-    if field_type == "/Btn":
-        if flags & _PUSHBUTTON:
-            return None
-        state = str(raw).lstrip("/") if isinstance(raw, NameObject | str) else ""
-        if state in ("", "Off"):
-            return "" if flags & _RADIO else "No"
-        return "Yes" if state in ("On", "1", "True", "X", "Checked") else state
-    if field_type == "/Sig":
-        return None
-    if isinstance(raw, ArrayObject):
-        return ", ".join(str(_resolve(item)) for item in raw)
-    if isinstance(raw, str):  # TextStringObject, ByteStringObject decoded
-        return str(raw)
-    return ""
-
-
-def _field_match(
-    node: DictionaryObject, parents: list[str], collector: FieldCollector
-) -> LabelMatch | None:
+def _field_match(field: PdfField, collector: FieldCollector) -> LabelMatch | None:
     """The canonical meaning of a field from its tooltip or name (exact matches first)."""
-    labels = [str(_resolve(node.get(key))) for key in ("/TU", "/T") if node.get(key) is not None]
-    section = next((r for r in map(section_role, reversed(parents)) if r), None)
-    labels_map = collector.labels
-    for label in labels:
-        if labels_map.is_exact(label):
-            return labels_map.match(label, section)
-    for label in labels:
-        found = labels_map.match(label, section)
+    section = next((r for r in map(section_role, reversed(field.parents)) if r), None)
+    label_map = collector.labels
+    for label in field.labels:
+        if label_map.is_exact(label):
+            return label_map.match(label, section)
+    for label in field.labels:
+        found = label_map.match(label, section)
         if found is not None:
             return found
     return None
 
 
-def _read_acroform(reader: PdfReader, collector: FieldCollector) -> bool:
-    """Feed AcroForm fields into the collector; True when any field holds a value."""
+def _option_box(field: PdfField, collector: FieldCollector) -> tuple[LabelMatch, str] | None:
+    """A "ConsentYes" / "Consent_No" check box: the field it answers and the answer."""
+    for label in field.labels:
+        base, _, option = collector.labels.normalise(label).rpartition(" ")
+        if option in ("yes", "no") and base:
+            found = collector.labels.match(base)
+            if found is not None:
+                return found, option.capitalize()
+    return None
+
+
+def _read_acroform(reader: PdfReader, collector: FieldCollector) -> tuple[bool, list[PdfField]]:
+    """Feed AcroForm fields into the collector.
+
+    Returns:
+        Whether any field holds a value, and the filled fields no label matched.
+    """
     filled = False
-    for node, field_type, parents in _walk_fields(reader):
-        value = _field_value(node, field_type)
+    unmatched: list[PdfField] = []
+    for field in walk_fields(reader):
+        value = field.value()
         if value is None:
             continue
         filled = filled or bool(value.strip())
-        found = _field_match(node, parents, collector)
+        option = _option_box(field, collector) if field.is_checkbox else None
+        if option is not None:
+            if value == "Yes":
+                collector.add_match(*option)
+            continue
+        found = _field_match(field, collector)
         if found is not None:
             collector.add_match(found, value)
-    return filled
+        elif value.strip() and not field.is_checkbox:
+            unmatched.append(field)
+    return filled, unmatched
+
+
+def _read_by_position(
+    reader: PdfReader, unmatched: list[PdfField], collector: FieldCollector
+) -> list[PdfField]:
+    """Label generic fields by the text printed next to them; returns those still unmatched."""
+    labels = widget_labels(reader, [field.node for field in unmatched])
+    left = []
+    for field in unmatched:
+        label = labels.get(id(field.node))
+        found = collector.match(label.rstrip(":?* ")) if label else None
+        if found is None:
+            left.append(field)
+        else:
+            collector.add_match(found, field.value() or "")
+    return left
 
 
 def _page_text(page: object) -> str:

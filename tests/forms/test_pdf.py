@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader, PdfWriter
 
 from router.forms import read_attachment
 from router.models import AttachmentKind, FormReading, FormStatus
@@ -247,3 +249,68 @@ def test_realworld_pdfs_are_bounded(path: Path) -> None:
 def test_form_labels_cover_every_canonical_field() -> None:
     """The factory's human labels cover the whole complete referral."""
     assert set(FORM_LABELS) == set(complete_referral())
+
+
+def generic_form(printed_above: bool = False) -> bytes:
+    """A fillable PDF with fields named Text1.. and the real labels printed beside them."""
+    referral = labelled(complete_referral())
+    names = {f"Text{number}": label for number, label in enumerate(referral, start=1)}
+    return fillable_pdf(
+        {name: referral[label] for name, label in names.items()},
+        printed=names,
+        printed_above=printed_above,
+    )
+
+
+def test_generic_fields_labelled_by_position() -> None:
+    """Fields named Text1.. are read through the label printed to their left."""
+    reading = read_pdf(generic_form())
+    assert reading.status == FormStatus.FORM
+    assert reading.fields == complete_referral()
+
+
+def test_generic_fields_labelled_above() -> None:
+    """Fields named Text1.. are read through the label printed just above them."""
+    reading = read_pdf(generic_form(printed_above=True))
+    assert reading.fields == complete_referral()
+
+
+def test_unplaceable_filled_fields_need_review() -> None:
+    """Printed labels with answers in fields we cannot place are not read as a blank form."""
+    referral = labelled(complete_referral())
+    data = fillable_pdf({f"Text{n}": value for n, value in enumerate(referral.values())})
+    labels_page = text_pdf([f"{label}:" for label in referral])
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    writer.append(PdfReader(io.BytesIO(labels_page)))
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    reading = read_pdf(buffer.getvalue())
+    assert reading.status == FormStatus.UNREADABLE
+    assert reading.reason == "fillable PDF whose fields could not be matched to labels"
+
+
+def test_yes_no_check_box_pairs() -> None:
+    """A ticked "ConsentNo" box answers consent with No; unticked boxes say nothing."""
+    reading = read_pdf(
+        fillable_pdf(
+            {"Name": "Jane", "DOB": "x"},
+            checkboxes={"chkConsentYes": False, "chkConsentNo": True},
+        )
+    )
+    assert reading.fields["consent"] == "No"
+
+
+def test_address_lines_join() -> None:
+    """Numbered address lines and a town field join into one person_address."""
+    reading = read_pdf(
+        fillable_pdf(
+            {
+                "Name": "Jane Testperson",
+                "Address line 1": "1 Example Road",
+                "Address line 2": "Hither Green",
+                "Town": "London",
+                "Postcode": "SE13 6LH",
+            }
+        )
+    )
+    assert reading.fields["person_address"] == "1 Example Road, Hither Green, London"
