@@ -97,10 +97,11 @@ class Backoff:
         self._base, self._cap, self.failures = base, cap, 0
 
     def next(self, minimum: float = 0.0) -> float:
-        """The next delay in seconds (between half and all of the current step)."""
-        step = max(minimum, min(self._cap, self._base * 2**self.failures))
+        """The next delay in seconds: half to all of the current step, never below `minimum`."""
+        step = min(self._cap, self._base * 2**self.failures)
         self.failures += 1
-        return float(step * (0.5 + random.random() / 2))  # noqa: S311 (jitter, not security)
+        jittered = step * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not security)
+        return float(max(minimum, jittered))
 
     def reset(self) -> None:
         """Start again from the base delay."""
@@ -189,7 +190,10 @@ class ImapInbox:
             self._on_state(state)
 
     def notify_settle(self) -> None:
-        """Ask for settled messages to be moved now (leaves IDLE within moments)."""
+        """Ask for settled messages to be moved now (leaves IDLE within moments).
+
+        Call it from the event loop's thread, after recording outcomes.
+        """
         self._settle_event.set()
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -25,6 +25,7 @@ _FETCH_LINE = re.compile(rb"^\d+ FETCH \(")
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+_SEARCH_LINE = re.compile(rb"(?:SEARCH)?[\d ]*")
 _LITERAL = re.compile(rb"\{(\d+)\}$")
 
 
@@ -186,7 +187,8 @@ class ImapSession:
         )
         uids: set[int] = set()
         for line in response.lines[:-1]:
-            uids.update(int(token) for token in bytes(line).split() if token.isdigit())
+            if _SEARCH_LINE.fullmatch(bytes(line)):
+                uids.update(int(token) for token in bytes(line).split() if token.isdigit())
         return sorted(uids)
 
     async def fetch_sizes(self, uids: Sequence[int]) -> dict[int, int]:

@@ -365,6 +365,20 @@ async def test_settle_after_crash_between_move_and_record(dovecot: Dovecot) -> N
 
 
 @pytest.mark.dovecot
+async def test_settlement_from_an_old_uidvalidity_is_settled(dovecot: Dovecot) -> None:
+    """A settlement keyed under an old UIDVALIDITY, its message gone, is recorded as settled."""
+    dovecot.append(mail(2))
+    sink = RecordingSink()
+    gone = await sink.accept(mail(1), source_key="imap:1:1")
+    sink.outcomes[gone] = "Processed"
+    async with running(settings_for(dovecot), sink):
+        await sink.until(lambda: sink.settled_ids == [gone])
+        await sink.until(lambda: len(sink.raw) == 2)
+    assert dovecot.list_folder("INBOX") == [mail(2)]
+    assert dovecot.list_folder("Processed") == []
+
+
+@pytest.mark.dovecot
 async def test_settle_without_move_capability() -> None:
     """A server without MOVE gets COPY, STORE \\Deleted and UID EXPUNGE instead."""
     require_dovecot()
