@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -13,6 +14,10 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 Loc = Sequence[str | int]
+
+# Bounded repr for values quoted in messages (a value may be a huge or deeply nested list).
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring = 2, 4, 4, 50
 
 
 class RuleProblem(BaseModel):
@@ -45,12 +50,25 @@ def field_path(loc: Loc) -> str:
     return text
 
 
-def _plain(node: Any) -> Any:
-    """Turn ruamel's round-trip containers and scalar subclasses into plain Python values."""
+def _plain(node: Any, seen: dict[int, Any] | None = None) -> Any:
+    """Turn ruamel's round-trip containers and scalar subclasses into plain Python values.
+
+    A node reached twice through YAML aliases is converted once and shared, so a file of
+    nested aliases ("billion laughs") cannot blow up.
+    """
+    seen = {} if seen is None else seen
+    if id(node) in seen:
+        return seen[id(node)]
     if isinstance(node, dict):
-        return {_plain(key): _plain(value) for key, value in node.items()}
+        mapping: dict[Any, Any] = {}
+        seen[id(node)] = mapping
+        mapping.update((_plain(key, seen), _plain(value, seen)) for key, value in node.items())
+        return mapping
     if isinstance(node, list):
-        return [_plain(item) for item in node]
+        sequence: list[Any] = []
+        seen[id(node)] = sequence
+        sequence.extend(_plain(item, seen) for item in node)
+        return sequence
     for kind in (bool, str, int, float):
         if isinstance(node, kind):
             return kind(node)
@@ -63,10 +81,11 @@ class Document:
 
     file: str
     root: Any  # the ruamel node (CommentedMap for a well-formed file)
+    plain: dict[str, Any]  # the same content as plain dicts, lists and scalars
 
-    def data(self) -> Any:
-        """Return the file's content as plain dicts, lists and scalars."""
-        return _plain(self.root)
+    def data(self) -> dict[str, Any]:
+        """Return the file's content as plain dicts, lists and scalars (do not modify)."""
+        return self.plain
 
     def line(self, loc: Loc) -> int | None:
         """Return the 1-based line of the key or item at `loc`, or of its nearest existing
@@ -124,6 +143,19 @@ def _known_keys(model: Any, loc: Loc) -> list[str]:
     return list(model.model_fields)
 
 
+# Pydantic's wording for type errors speaks Python; these speak YAML.
+_PLAIN_MESSAGES = {
+    "string_type": "should be text",
+    "list_type": "should be a list",
+    "dict_type": "should be a mapping of keys to values",
+    "model_type": "should be a mapping of keys to values",
+    "model_attributes_type": "should be a mapping of keys to values",
+    "int_type": "should be a whole number",
+    "int_parsing": "should be a whole number",
+    "int_from_float": "should be a whole number",
+}
+
+
 def _describe(item: Any, model: type[BaseModel]) -> str:
     """Word one pydantic error for a person editing YAML."""
     kind, loc, value = item["type"], item["loc"], item.get("input")
@@ -131,7 +163,7 @@ def _describe(item: Any, model: type[BaseModel]) -> str:
         return f"unknown key {loc[-1]!r}" + suggest(str(loc[-1]), _known_keys(model, loc))
     if kind == "missing":
         return f"required key {loc[-1]!r} is missing" if loc else "required key is missing"
-    message = str(item["msg"]).removeprefix("Value error, ")
+    message = _PLAIN_MESSAGES.get(kind) or str(item["msg"]).removeprefix("Value error, ")
     if kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
         return (
             f"area id {value!r} must be lower-case letters, digits and hyphens "
@@ -144,7 +176,7 @@ def _describe(item: Any, model: type[BaseModel]) -> str:
 
 def _short(value: Any) -> str:
     """A short repr of a value for a message."""
-    text = repr(value)
+    text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -163,6 +195,9 @@ def parse_document(data: bytes, file: str) -> Document | RuleProblem:
         return RuleProblem(file=file, line=bad_line, message="file is not UTF-8 text")
     try:
         root = YAML(typ="rt").load(text)
+        plain = _plain(root)
+    except RecursionError:
+        return RuleProblem(file=file, message="YAML is nested too deeply")
     except MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         message = " ".join(str(part) for part in (error.context, error.problem) if part)
@@ -177,4 +212,4 @@ def parse_document(data: bytes, file: str) -> Document | RuleProblem:
         return RuleProblem(file=file, message="file is empty")
     if not isinstance(root, dict):
         return RuleProblem(file=file, line=1, message="file must be a mapping of keys to values")
-    return Document(file=file, root=root)
+    return Document(file=file, root=root, plain=plain)

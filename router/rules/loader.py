@@ -78,7 +78,8 @@ def check_rules(directory: Path) -> list[RuleProblem]:
 def _load(directory: Path) -> tuple[Rules | None, list[RuleProblem]]:
     """Load what can be loaded and collect every problem on the way."""
     if not directory.is_dir():
-        return None, [RuleProblem(file=str(directory), message="rules directory not found")]
+        # The file "." is the directory itself (problems name paths relative to it).
+        return None, [RuleProblem(file=".", message="rules directory not found")]
     problems: list[RuleProblem] = []
     files = _read_files(directory, problems)
     area_files = _parse_areas(files, problems)

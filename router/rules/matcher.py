@@ -33,6 +33,11 @@ _SUFFIXES: tuple[str, ...] = (
     "london borough",
     "royal borough",
     "city of",
+    # Forms also write "Sevenoaks District", "Kent County", "Kingston Borough".
+    "borough",
+    "district",
+    "county",
+    "city",
 )
 _APOSTROPHES = re.compile(r"['\u2019\u2018`]")
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")

@@ -73,7 +73,7 @@ def test_wrong_type_says_what_was_given(rules_copy: RulesDir) -> None:
     """A value of the wrong type is reported with the value found."""
     rules_copy.write(TESTSHIRE, area(**{"  - Testshire": "  - 42"}))
     problem = only(rules_copy)
-    assert problem.startswith("areas/testshire.yaml:3: names[0]: Input should be a valid string")
+    assert problem.startswith("areas/testshire.yaml:3: names[0]: should be text, not 42")
     assert "42" in problem
 
 

@@ -114,6 +114,8 @@ def test_by_postcode(matcher: AreaMatcher, text: str, area_id: str | None) -> No
         ("City of Bradford", "bradford"),
         ("King's Lynn and West Norfolk", "kings lynn and west norfolk"),
         ("Council", "council"),
+        ("Sevenoaks District", "sevenoaks"),
+        ("County Durham", "county durham"),
     ],
 )
 def test_normalise_authority(name: str, expected: str) -> None:
@@ -138,6 +140,7 @@ def test_normalise_authority(name: str, expected: str) -> None:
         ("Folkestone & Hythe District Council", "kent-and-medway"),
         ("Coventry City Council", "coventry"),
         ("Leeds City Council", None),
+        ("Sevenoaks District", "kent-and-medway"),
         ("", None),
         ("   ", None),
     ],
