@@ -1,0 +1,291 @@
+"""The operations endpoint: Prometheus `/metrics`, `/healthz` and `/readyz` over minimal HTTP/1.1.
+
+It speaks just enough HTTP for Prometheus, curl, a Docker HEALTHCHECK and a load balancer:
+one GET per connection, answered and closed. Bodies never carry personal data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from router.delivery.relay import PermanentDeliveryError, Relay, TransientDeliveryError
+
+if TYPE_CHECKING:
+    from router.daemon import Daemon
+
+log = structlog.get_logger(__name__)
+
+# Inbox states in which mail can arrive (SmtpInbox: listening; ImapInbox: connected, idle).
+READY_INBOX_STATES = frozenset({"listening", "connected", "idle"})
+# A relay whose transient failures have gone on this long without a success is "not ready".
+RELAY_GRACE_SECONDS = 300.0
+# A journal that cannot take a tiny write within this long is "not healthy".
+JOURNAL_TIMEOUT_SECONDS = 3.0
+_REQUEST_TIMEOUT_SECONDS = 5.0
+_MAX_REQUEST_HEAD = 8192
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
+
+
+class RelayHealth:
+    """Wraps the relay the pipeline sends through and remembers how its recent sends went.
+
+    See `Relay`. A transient failure (connection refused, 4xx, TLS trouble) counts against the
+    relay; a permanent refusal (5xx) still shows the relay answering, so it counts as reached.
+    """
+
+    def __init__(self, relay: Relay, clock: Callable[[], float] = time.time) -> None:
+        self.inner = relay
+        self.clock = clock
+        self.last_success: float | None = None
+        self.last_failure: float | None = None
+        self.failure_streak = 0
+        self.streak_started: float | None = None
+
+    def describe(self) -> str:
+        """See `Relay`."""
+        return self.inner.describe()
+
+    async def close(self) -> None:
+        """See `Relay`."""
+        await self.inner.close()
+
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> None:
+        """See `Relay`."""
+        try:
+            await self.inner.send(message, sender=sender, recipients=recipients)
+        except TransientDeliveryError:
+            self._failed()
+            raise
+        except PermanentDeliveryError:
+            self._reached()  # a refusal for good: the relay is there and answering
+            raise
+        self._reached()
+
+    def _reached(self) -> None:
+        self.last_success = self.clock()
+        self.failure_streak = 0
+        self.streak_started = None
+
+    def _failed(self) -> None:
+        now = self.clock()
+        self.last_failure = now
+        if self.failure_streak == 0:
+            self.streak_started = now
+        self.failure_streak += 1
+
+    def check(self, grace: float) -> Check:
+        """OK unless transient failures have gone on for `grace` seconds without a success."""
+        now = self.clock()
+        failing = self.streak_started is not None and now - self.streak_started >= grace
+        return Check(
+            ok=not failing,
+            detail={
+                "failure_streak": self.failure_streak,
+                "failing_for_seconds": _age(self.streak_started, now),
+                "last_success_seconds_ago": _age(self.last_success, now),
+                "last_failure_seconds_ago": _age(self.last_failure, now),
+            },
+        )
+
+
+@dataclass(frozen=True)
+class Check:
+    """One health check's verdict and what it saw (nothing personal)."""
+
+    ok: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Response:
+    """What one request gets back."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+Route = Callable[[], Awaitable[Response]]
+
+
+class OpsServer:
+    """The HTTP endpoint of one daemon. `start`, then `stop`.
+
+    `relay_grace` and `journal_timeout` may be changed while it runs (tests shorten them).
+    """
+
+    def __init__(self, daemon: Daemon, host: str, port: int) -> None:
+        self.daemon = daemon
+        self.host = host
+        self.requested_port = port
+        self.relay_grace = RELAY_GRACE_SECONDS
+        self.journal_timeout = JOURNAL_TIMEOUT_SECONDS
+        self.routes: dict[str, Route] = {
+            "/metrics": self.metrics,
+            "/healthz": self.healthz,
+            "/readyz": self.readyz,
+        }
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful when 0 was asked for)."""
+        if self._server is None or not self._server.sockets:
+            return self.requested_port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        """Listen.
+
+        Raises:
+            OSError: the address cannot be bound; the message names the HTTP endpoint.
+        """
+        try:
+            self._server = await asyncio.start_server(
+                self._handle, self.host, self.requested_port, limit=_MAX_REQUEST_HEAD
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"HTTP endpoint {self.host}:{self.requested_port}: {exc.strerror}"
+            ) from exc
+        log.info("http_listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        """Stop listening and close open connections."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for writer in list(self._connections):
+            writer.close()
+        await server.wait_closed()
+
+    # --- routes -------------------------------------------------------------------------
+
+    async def metrics(self) -> Response:
+        """Prometheus text format, with the gauges brought up to date from the journal."""
+        await asyncio.to_thread(self.daemon.refresh_gauges)
+        body = generate_latest(self.daemon.metrics.registry)
+        return Response(200, body, CONTENT_TYPE_LATEST)
+
+    async def healthz(self) -> Response:
+        """Alive, and the journal takes a write."""
+        return _verdict({"journal": await self.journal_check()})
+
+    async def readyz(self) -> Response:
+        """Ready to take and deliver mail: journal writable, inbox connected, relay reached."""
+        inbox = self.daemon.inbox
+        state = inbox.state if inbox is not None else "none"
+        return _verdict(
+            {
+                "journal": await self.journal_check(),
+                "inbox": Check(state in READY_INBOX_STATES, {"state": state}),
+                "relay": self.daemon.relay_health.check(self.relay_grace),
+            }
+        )
+
+    async def journal_check(self) -> Check:
+        """A tiny durable write to the journal and to its state directory, in bounded time."""
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self._touch_journal), self.journal_timeout)
+        except TimeoutError:
+            return Check(False, {"error": f"no write within {self.journal_timeout:g} s"})
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("health_journal_failed", error=type(exc).__name__)
+            return Check(False, {"error": type(exc).__name__})
+        return Check(True, {"seconds": round(time.monotonic() - started, 4)})
+
+    def _touch_journal(self) -> None:
+        journal = self.daemon.journal
+        probe = journal.tmp_dir / f".health-{os.getpid()}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"ok")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+        with journal.transaction() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('health_checked_at', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (f"{time.time():.3f}",),
+            )
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
+        try:
+            response = await self._respond(reader)
+            await _write(writer, response)
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+            pass  # the client went away or never finished its request: nothing to answer
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+
+    async def _respond(self, reader: asyncio.StreamReader) -> Response:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _REQUEST_TIMEOUT_SECONDS)
+        except (asyncio.LimitOverrunError, ValueError):
+            return _plain(400, "request head too long")
+        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = request_line.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            return _plain(400, "bad request line")
+        method, target = parts[0], parts[1].split("?", 1)[0]
+        route = self.routes.get(target)
+        if route is None:
+            return _plain(404, f"not found; try {', '.join(self.routes)}")
+        if method != "GET":
+            return _plain(405, "only GET")
+        try:
+            return await route()
+        except Exception as exc:  # a scrape must never take the daemon down
+            log.exception("http_route_failed", path=target, error=type(exc).__name__)
+            return _plain(500, "internal error; see the daemon's log")
+
+
+def _verdict(checks: dict[str, Check]) -> Response:
+    ok = all(check.ok for check in checks.values())
+    body = {
+        "status": "ok" if ok else "failing",
+        "checks": {name: {"ok": check.ok, **check.detail} for name, check in checks.items()},
+    }
+    return Response(200 if ok else 503, json.dumps(body, indent=2).encode() + b"\n")
+
+
+def _plain(status: int, text: str) -> Response:
+    return Response(status, text.encode() + b"\n", "text/plain; charset=utf-8")
+
+
+async def _write(writer: asyncio.StreamWriter, response: Response) -> None:
+    head = (
+        f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Unknown')}\r\n"
+        f"Content-Type: {response.content_type}\r\n"
+        f"Content-Length: {len(response.body)}\r\n"
+        "Cache-Control: no-store\r\n"
+        "Connection: close\r\n"
+    )
+    if response.status == 405:
+        head += "Allow: GET\r\n"
+    writer.write(head.encode("latin-1") + b"\r\n" + response.body)
+    await writer.drain()
+
+
+def _age(moment: float | None, now: float) -> float | None:
+    return None if moment is None else round(now - moment, 1)
