@@ -12,9 +12,11 @@ from typing import Protocol
 import structlog
 
 from router.delivery.relay import Relay, make_relay
+from router.http import OpsServer, RelayHealth
 from router.journal.store import Journal
 from router.metrics import Metrics
 from router.pipeline import Pipeline
+from router.reload import RulesWatcher
 from router.routing import RoutingEngine
 from router.rules.model import Rules
 from router.sandbox import AnalysisSandbox
@@ -62,6 +64,17 @@ class Daemon:
         self.inbox: Inbox | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._last_purge = 0.0
+        # --- operations (router/http.py, router/reload.py) ---
+        self.relay_health = RelayHealth(self.pipeline.relay)  # remembers recent send results
+        self.pipeline.relay = self.relay_health
+        self.http: OpsServer | None = None
+        self.rules_watcher = RulesWatcher(
+            settings.rules_dir,
+            current=lambda: self.rules,
+            apply=self.set_rules,
+            metrics=self.metrics,
+        )
+        # --- end operations ---
 
     @property
     def rules(self) -> Rules:
@@ -77,6 +90,7 @@ class Daemon:
 
     async def start(self) -> None:
         """Open the inbox. Raises OSError when the listener cannot bind."""
+        await self._start_operations()
         endpoint = self.settings.inbox_endpoint
         if endpoint.scheme == "smtp":
             from router.inbox.smtp import SmtpInbox
@@ -103,6 +117,24 @@ class Daemon:
             self.pipeline.on_decided = imap.notify_settle
             self.inbox = imap
             self._tasks.append(asyncio.create_task(imap.run(self.stop_event), name="imap"))
+
+    # --- operations (router/http.py, router/reload.py) ---
+    async def _start_operations(self) -> None:
+        """Serve /metrics, /healthz, /readyz when settings.http is set; watch the rules."""
+        bind = self.settings.http_bind
+        if bind is not None:
+            self.http = OpsServer(self, *bind)
+            await self.http.start()
+        watcher = asyncio.create_task(self.rules_watcher.run(self.stop_event), name="rules")
+        self._tasks.append(watcher)
+
+    def refresh_gauges(self) -> None:
+        """Bring the gauges up to date from the journal and the inbox (on each scrape)."""
+        self._update_gauges()
+        state = self.inbox.state if self.inbox is not None else "none"
+        self.metrics.inbox_connected.set(1 if state in ("listening", "connected", "idle") else 0)
+
+    # --- end operations ---
 
     def _inbox_state(self, state: str) -> None:
         self.metrics.inbox_connected.set(1 if state in ("connected", "idle") else 0)
@@ -143,6 +175,8 @@ class Daemon:
     async def close(self) -> None:
         """Stop intake, let in-flight work end (bounded), release everything."""
         self.stop_event.set()
+        if self.http is not None:  # operations: the endpoint goes before the journal closes
+            await self.http.stop()
         inbox = self.inbox
         if inbox is not None and hasattr(inbox, "stop"):
             await inbox.stop()
@@ -174,6 +208,7 @@ async def _serve(settings: Settings, rules: Rules) -> int:
         print(f"referral-router: cannot open the inbox: {exc}", file=sys.stderr)
         await daemon.close()
         return 2
+    loop.add_signal_handler(signal.SIGHUP, daemon.rules_watcher.request)  # operations: reload
     log.info(
         "started",
         inbox=settings.inbox_endpoint.scheme,
