@@ -64,7 +64,9 @@ def classify(msg: Message, *, from_address: str | None, router_from: str) -> Aut
     if not top:
         # Not an email at all (no header could be read): a person should look at it.
         return AutomaticVerdict(acknowledge=False, reason="no readable headers")
-    verdict = _ignored(msg, top, from_address, router_from.strip().lower())
+    own_addresses = headers.addresses([router_from])  # also accepts "Name <addr>"
+    own = own_addresses[0] if own_addresses else router_from.strip().lower()
+    verdict = _ignored(msg, top, from_address, own)
     if verdict is not None:
         if verdict.kind == "bounce":
             verdict.reported_message_ids = reported_message_ids(msg)

@@ -123,6 +123,13 @@ def test_classify_accepts_modern_policy_message() -> None:
     assert verdict.kind == "auto_reply"
 
 
+def test_router_from_with_display_name() -> None:
+    """ROUTER_FROM_ADDRESS given with a display name still recognises the router's own mail."""
+    raw = build_email(sender=ROUTER, headers={"Auto-Submitted": "auto-generated"})
+    verdict = parse_message(raw, router_from=f"Referral Router <{ROUTER.upper()}>").automatic
+    assert verdict.kind == "own_mail"
+
+
 def test_message_without_headers_needs_a_person() -> None:
     """Bytes with no readable header are not ignored (a person must look) and not acknowledged."""
     verdict = _verdict(b"\xd0\xcf\x11\xe0 not an email at all")

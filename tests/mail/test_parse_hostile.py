@@ -93,7 +93,7 @@ def _mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=200)
 @given(_mutated())
 def test_mutated_emails_never_raise(data: bytes) -> None:
     """Real and generated emails with random damage give a ParsedMessage."""
