@@ -27,7 +27,7 @@ from docx import Document
 
 from router.forms import limits
 from router.forms.collect import FieldCollector, ReadResult
-from router.forms.fields import LabelMap
+from router.forms.fields import LabelMap, LabelMatch
 from router.forms.text import LineReader, is_label, label_only
 
 log = structlog.get_logger(__name__)
@@ -172,7 +172,14 @@ class _DocxReader:
                         self.collector.add(_flat(label), value)
                 index += 2
                 continue
+            lone = self._lone_label(texts)
+            answer = self._answer_row(following) if lone and following is not None else None
+            if lone is not None and answer is not None:
+                self.collector.add_match(lone, answer)
+                index += 2
+                continue
             self._read_row(texts)
+            self.lines.headings = True
             for cell in cells:  # nested tables
                 for nested in _children(cell, f"{_W}tbl"):
                     self._read_table(nested, depth + 1)
@@ -191,8 +198,21 @@ class _DocxReader:
             return False
         return not any(is_label(_flat(text), self.collector) for text in values if text.strip())
 
+    def _lone_label(self, texts: list[str]) -> LabelMatch | None:
+        """The label of a one-cell row that is only a label ("DESCRIBE CONCERNS")."""
+        if len(texts) != 1 or not texts[0].strip():
+            return None
+        return label_only(_flat(texts[0]), self.collector)
+
+    def _answer_row(self, texts: list[str]) -> str | None:
+        """The text of a one-cell row that is not a label: the answer box under it."""
+        if len(texts) != 1 or not texts[0].strip() or is_label(_flat(texts[0]), self.collector):
+            return None
+        return texts[0]
+
     def _read_row(self, texts: list[str]) -> None:
         """Read one row: label cells take the next cell as value, other cells are text."""
+        self.lines.headings = sum(1 for text in texts if text.strip()) <= 1
         index = 0
         while index < len(texts):
             flat = _flat(texts[index])

@@ -116,6 +116,11 @@ _NEUTRAL_WORDS = frozenset(
         "about",
         "legal",
         "preferred",
+        "describe",
+        "outline",
+        "specific",
+        "any",
+        "all",
     }
 )
 _REFERRER_WORDS = frozenset(map(_singular, _REFERRER_WORDS))

@@ -65,6 +65,8 @@ class LineReader:
         self.collector = collector
         self.pending: LabelMatch | None = None
         self.continuing: str | None = None
+        # False while reading a table row with other filled cells: its text is no heading.
+        self.headings = True
 
     def feed_all(self, lines: Iterable[str]) -> None:
         """Read every line, then settle a label left waiting."""
@@ -116,14 +118,16 @@ class LineReader:
             pending, self.pending = self.pending, None
             self._record(pending, text)
             return
-        if section_role(text) is not None:
+        heading = self.headings and not re.search(r":\s*\S", text)  # "Label: value" is no heading
+        if heading and section_role(text) is not None:
             self.continuing = None
             self.collector.heading(text)
             return
         if self.continuing is not None:
             self.collector.extend(self.continuing, text)
             return
-        self.collector.heading(text)
+        if heading:
+            self.collector.heading(text)
 
     def _columns(self, columns: list[str]) -> bool:
         """Read a line of columns; returns False when no column was a label."""

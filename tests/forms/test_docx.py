@@ -194,3 +194,52 @@ def test_zip_bomb_is_refused() -> None:
     assert reading.status == FormStatus.UNREADABLE
     assert reading.reason == "DOCX too large when decompressed"
     assert check_zip(source.getvalue()) is None
+
+
+def national_style_form() -> bytes:
+    """A DOCX laid out like the national Prevent form: sectioned tables, answer boxes."""
+    document = docx.Document()
+    document.add_paragraph("PREVENT REFERRAL FORM")
+    rows: list[tuple[str, str | None]] = [
+        ("Individual's details", None),
+        ("Surname:", "Testperson"),
+        ("Forename(s):", "Jane"),
+        ("Date of Birth (DD/MM/YYYY):", "01/02/2001"),
+        ("Place of Birth:", "Example Town"),
+        ("Known Address(es):", "1 Example Road\nLondon SE13 6LH"),
+        ("Contact details", "person@example.net"),
+        ("Contact Number(s):", "07700 900000"),
+        ("Email Address(es):", "person@example.net"),
+        ("DESCRIBE CONCERNS", None),
+        ("Fictional concern written for automated tests only.", None),
+        ("REFERRER'S DETAILS", None),
+        ("Name:", "Sam Referrer"),
+        ("Profession/Job Title:", "Teacher"),
+        ("Organisation:", "Example Academy"),
+        ("Email Address:", "sam.referrer@example.org"),
+        ("Telephone Number:", "020 7946 0000"),
+    ]
+    table = document.add_table(rows=len(rows), cols=2)
+    for index, (label, value) in enumerate(rows):
+        if value is None:
+            table.cell(index, 0).merge(table.cell(index, 1)).text = label
+        else:
+            table.cell(index, 0).text = label
+            table.cell(index, 1).text = value
+    return save(document)
+
+
+def test_national_style_form() -> None:
+    """Sections, composite names, answer boxes and the person's own contacts read right."""
+    reading = read_docx(national_style_form())
+    assert reading.status == FormStatus.FORM
+    assert reading.fields == {
+        "person_name": "Jane Testperson",
+        "person_dob": "01/02/2001",
+        "person_address": "1 Example Road, London SE13 6LH",
+        "concern": "Fictional concern written for automated tests only.",
+        "referrer_name": "Sam Referrer",
+        "referrer_organisation": "Example Academy",
+        "referrer_email": "sam.referrer@example.org",
+        "referrer_phone": "020 7946 0000",
+    }
