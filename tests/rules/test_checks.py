@@ -303,3 +303,16 @@ def test_every_problem_in_one_pass(rules_copy: RulesDir) -> None:
         assert fragment in joined
     assert "{ref}" in joined
     assert "areas/other.yml" in joined
+
+
+def test_nested_aliases_do_not_blow_up(rules_copy: RulesDir) -> None:
+    """A file of nested YAML aliases ("billion laughs") is checked quickly, values quoted
+    in short."""
+    lines = ["l0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 7):
+        lines.append(f"l{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 10)}]")
+    lines += ["names: *a6", "to: prevent@testshire.police.uk"]
+    rules_copy.write(TESTSHIRE, "\n".join(lines) + "\n")
+    problems = rules_copy.problems()
+    assert len(problems) == 17, problems  # 7 unknown keys, 10 names that are not text
+    assert all(len(problem) < 200 for problem in problems)
