@@ -203,7 +203,7 @@ class SmtpRelay:
             raise error from exc
         finally:
             await client.shut()
-        log.info("relay.sent", relay=self.describe(), recipients=list(recipients))
+        log.debug("relay.sent", relay=self.describe(), recipients=len(recipients))
 
     def _log_failure(self, error: DeliveryError) -> None:
         log.warning(
@@ -390,7 +390,7 @@ class MaildirRelay:
             name = await asyncio.to_thread(self._write, message)
         except OSError as exc:
             raise TransientDeliveryError(None, f"cannot write to {self._path}: {exc}") from exc
-        log.info("relay.sent", relay=self.describe(), file=name, recipients=list(recipients))
+        log.debug("relay.sent", relay=self.describe(), file=name, recipients=len(recipients))
 
     def _ensure_dirs(self) -> None:
         for sub in ("cur", "new", "tmp"):

@@ -1,0 +1,188 @@
+"""The daemon as a real process: embedded default, SIGTERM, and SIGKILL at any moment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.formfactory import complete_referral, fillable_pdf, labelled
+from tests.mailfactory import build_email
+from tests.servers.smtp import CaptureServer
+
+MET = "preventreferrals@met.pnn.police.uk"
+
+
+class RouterProcess:
+    """`python -m router serve` in a subprocess with the given settings."""
+
+    def __init__(self, cwd: Path, env: dict[str, str], port: int) -> None:
+        self.cwd, self.env, self.port = cwd, env, port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = cwd / "router.log"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "router", "serve"],
+                cwd=self.cwd,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)  # polling a port that is not open yet
+        raise AssertionError("daemon did not start listening")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(5)
+
+    def terminate(self, timeout: float) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+
+def listen_port() -> int:
+    """A free port below the ephemeral range, so no outgoing connection of the daemon can
+    take it while the daemon is down between a kill and a restart."""
+    import random
+
+    for _ in range(100):
+        port = random.randint(20000, 30000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port")
+
+
+def _send(port: int, raw: bytes, attempts: int = 200) -> None:
+    """Send like a real MTA: retry until the inbox says 250 (the daemon may be down)."""
+    for _ in range(attempts):
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                client.sendmail("teacher@school.example", ["prevent@lewisham.gov.uk"], raw)
+                return
+        except (OSError, smtplib.SMTPException):
+            time.sleep(0.05)  # the daemon is restarting; an MTA would queue and retry
+    raise AssertionError("message never accepted")
+
+
+def _referral(number: int) -> bytes:
+    pdf = fillable_pdf(labelled(complete_referral()))
+    return build_email(
+        attachments=[("referral.pdf", pdf, "application/pdf")],
+        message_id=f"<referral-{number}@school.example>",
+    )
+
+
+@pytest.fixture
+def router_process(tmp_path: Path, rules_dir: Path):  # type: ignore[no-untyped-def]
+    processes: list[RouterProcess] = []
+
+    def create(env: dict[str, str], port: int) -> RouterProcess:
+        shutil.copytree(rules_dir, tmp_path / "rules", dirs_exist_ok=True)
+        process = RouterProcess(tmp_path, env, port)
+        processes.append(process)
+        return process
+
+    yield create
+    for process in processes:
+        process.stop()
+
+
+def test_embedded_default_and_sigterm(router_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """With no settings, serve listens on 127.0.0.1:2525, writes to ./var/outbox, and a
+    SIGTERM stops it cleanly within 10 seconds."""
+    env = {k: "" for k in os.environ if k.startswith("ROUTER_")}
+    env.pop("ROUTER_HTTP", None)
+    router = router_process(env, 2525)
+    router.start()
+    # The README's try-out, as a newcomer would type it.
+    subprocess.run([sys.executable, "-m", "router.sample", "--send", "127.0.0.1:2525"], check=True)
+    outbox = tmp_path / "var" / "outbox" / "new"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(list(outbox.glob("*"))) < 2:
+        time.sleep(0.05)  # polling a directory another process writes
+    texts = [path.read_bytes() for path in outbox.iterdir()]
+    assert len(texts) == 2
+    assert any(MET.encode() in text for text in texts)
+    started = time.monotonic()
+    assert router.terminate(timeout=10) == 0
+    assert time.monotonic() - started < 10
+    assert "Traceback" not in router.log.read_text()
+
+
+@pytest.mark.slow
+def test_sigkill_repeatedly_loses_nothing(router_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Killing the daemon (SIGKILL) again and again while referrals flow in: every accepted
+    referral is forwarded, and duplicates are bounded by the number of kills."""
+    capture = CaptureServer().start()
+    try:
+        port = listen_port()
+        router = router_process(
+            {
+                "ROUTER_INBOX": f"smtp://127.0.0.1:{port}",
+                "ROUTER_RELAY": capture.url,
+                "ROUTER_HTTP": "",
+                "ROUTER_STATE_DIR": str(tmp_path / "state"),
+                "ROUTER_RETRY_BASE_SECONDS": "0.05",
+            },
+            port,
+        )
+        router.start()
+        total, kills = 24, 0
+        for number in range(total):
+            _send(port, _referral(number))
+            if number % 4 == 3:
+                # Alternate kill points: straight after a 250, and after some forwards left.
+                if number % 8 == 7:
+                    capture.wait_for(len(capture.messages) + 1, timeout=30)
+                router.kill()
+                kills += 1
+                router.start()
+        forwards = _forwards_by_original(capture, total)
+        assert set(forwards) == {f"<referral-{n}@school.example>" for n in range(total)}
+        duplicates = sum(count - 1 for count in forwards.values())
+        assert duplicates <= kills
+    finally:
+        capture.stop()
+
+
+def _forwards_by_original(capture: CaptureServer, total: int) -> Counter[str]:
+    deadline = time.monotonic() + 90
+    while True:
+        forwards: Counter[str] = Counter()
+        for captured in capture.messages:
+            if MET in captured.rcpt_tos:
+                references = str(captured.message["References"] or "").split()
+                forwards.update(ref for ref in references if ref.startswith("<referral-"))
+        if len(forwards) >= total or time.monotonic() > deadline:
+            return forwards
+        capture.wait_for(len(capture.messages) + 1, timeout=max(0.1, deadline - time.monotonic()))
