@@ -63,65 +63,14 @@ _REFERRER_WORDS = frozenset(
     {"referrer", "your", "you", "yourself", "referring", "reporter", "reporting", "professional"}
 )
 _PERSON_WORDS = frozenset(
-    {
-        "person",
-        "individual",
-        "subject",
-        "client",
-        "child",
-        "young",
-        "pupil",
-        "student",
-        "patient",
-        "referred",
-        "referee",
-        "adult",
-        "service",
-        "user",
-    }
+    "person individual subject client child young pupil student patient referred referee "
+    "adult service user".split()
 )
 # Filler that may surround a one-word label without changing its meaning.
 _NEUTRAL_WORDS = frozenset(
-    {
-        "the",
-        "of",
-        "a",
-        "an",
-        "their",
-        "his",
-        "her",
-        "full",
-        "current",
-        "main",
-        "number",
-        "no",
-        "being",
-        "please",
-        "enter",
-        "give",
-        "provide",
-        "state",
-        "and",
-        "or",
-        "contact",
-        "known",
-        "home",
-        "details",
-        "who",
-        "is",
-        "are",
-        "for",
-        "to",
-        "this",
-        "about",
-        "legal",
-        "preferred",
-        "describe",
-        "outline",
-        "specific",
-        "any",
-        "all",
-    }
+    "the of a an their his her full current main number no being please enter give "
+    "provide state and or contact known home details who is are for to this about legal "
+    "preferred describe outline specific any all".split()
 )
 _REFERRER_WORDS = frozenset(map(_singular, _REFERRER_WORDS))
 _PERSON_WORDS = frozenset(map(_singular, _PERSON_WORDS))
