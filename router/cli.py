@@ -86,7 +86,9 @@ def cmd_rules_check(args: argparse.Namespace, out: TextIO) -> int:
     problems = check_rules(directory)
     if problems:
         for problem in problems:
-            print(f"{directory}/{problem}", file=sys.stderr)
+            # Paths relative to the directory given, so an editor can jump to file:line.
+            located = problem.model_copy(update={"file": str(directory / problem.file)})
+            print(located, file=sys.stderr)
         print(f"{len(problems)} problem(s) in {directory}", file=sys.stderr)
         return EXIT_FAILED
     rules = _load_rules(directory)
