@@ -7,9 +7,11 @@ the first value found for each field, joins composite parts (Forename(s) + Surna
 counts which fields were recognised, which decides whether the document is a form.
 
 A document is a FORM when labels of at least `FORM_THRESHOLD` (2) distinct canonical fields
-were recognised, whether or not they were filled in: a blank form sent by mistake is still a
-form (it ends as incomplete), while a letter that happens to contain one "Name:" line is a
-supporting document.
+were recognised, whether or not they were filled in, and at least one of them is about the
+person referred (`PERSONAL_FIELDS`: name, date of birth, gender, address, postcode or the
+concern). A blank form sent by mistake is still a form (it ends as incomplete); a letter with
+one "Name:" line, or a cover letter whose signature block gives the writer's name,
+organisation and email, is a supporting document.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
 from router.forms.fields import LabelMap, LabelMatch, section_role
-from router.models import FormStatus
+from router.models import PERSONAL_FIELDS, FormStatus
 
 FORM_THRESHOLD = 2
 MAX_VALUE_CHARS = 20_000
@@ -138,8 +140,8 @@ class FieldCollector:
         return set(self._recognised)
 
     def is_form(self) -> bool:
-        """True when enough distinct canonical fields were recognised to call this a form."""
-        return len(self._recognised) >= FORM_THRESHOLD
+        """True when enough distinct canonical fields, one about the person, were recognised."""
+        return len(self._recognised) >= FORM_THRESHOLD and bool(self._recognised & PERSONAL_FIELDS)
 
 
 @dataclass(frozen=True)

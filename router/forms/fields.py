@@ -59,18 +59,23 @@ def _singular(word: str) -> str:
     return word
 
 
+def _words(text: str) -> frozenset[str]:
+    """A set of words written as one space-separated string."""
+    return frozenset(text.split())
+
+
 _REFERRER_WORDS = frozenset(
     {"referrer", "your", "you", "yourself", "referring", "reporter", "reporting", "professional"}
 )
-_PERSON_WORDS = frozenset(
+_PERSON_WORDS = _words(
     "person individual subject client child young pupil student patient referred referee "
-    "adult service user".split()
+    "adult service user"
 )
 # Filler that may surround a one-word label without changing its meaning.
-_NEUTRAL_WORDS = frozenset(
+_NEUTRAL_WORDS = _words(
     "the of a an their his her full current main number no being please enter give "
     "provide state and or contact known home details who is are for to this about legal "
-    "preferred describe outline specific any all".split()
+    "preferred describe outline specific any all"
 )
 _REFERRER_WORDS = frozenset(map(_singular, _REFERRER_WORDS))
 _PERSON_WORDS = frozenset(map(_singular, _PERSON_WORDS))

@@ -62,3 +62,12 @@ def test_one_label_is_not_a_form(labels: LabelMap) -> None:
 def test_clean_value(value: str, expected: str) -> None:
     """Tick boxes read as the ticked option; lines fold into one value."""
     assert clean_value(value) == expected
+
+
+def test_signature_block_is_not_a_form(labels: LabelMap) -> None:
+    """Referrer details alone (a cover letter's signature block) do not make a form."""
+    collector = FieldCollector(labels)
+    collector.add("Your name", "Sam Referrer")
+    collector.add("Organisation", "Example Academy")
+    collector.add("Email address", "sam.referrer@example.org")
+    assert not collector.is_form()
