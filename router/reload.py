@@ -78,7 +78,9 @@ class RulesWatcher:
         # Set after every reload attempt; tests clear it, change the rules and wait on it.
         self.attempted = asyncio.Event()
         self._requested = asyncio.Event()
-        self._fingerprint: Fingerprint | None = None
+        # Taken now, when the rules in force were just loaded from this directory, so that a
+        # change made between start-up and the first poll is not missed.
+        self._fingerprint = fingerprint(directory)
 
     def request(self) -> None:
         """Reload at once even if nothing looks changed (the SIGHUP handler)."""
@@ -86,7 +88,6 @@ class RulesWatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set. An unexpected error is logged and polling goes on."""
-        self._fingerprint = await asyncio.to_thread(fingerprint, self.directory)
         while not stop.is_set():
             await _first(stop, self._requested, self.interval)
             if stop.is_set():
