@@ -1,0 +1,250 @@
+"""Admin commands on the journal (`status`, `reprocess`), safe to run beside the daemon.
+
+They open the journal in `settings.state_dir` with their own SQLite connection (WAL lets a
+reader and a writer work side by side). What they print carries no personal data: no
+subjects, no form values, no sender addresses; addresses in error texts lose their local part.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from router.cli import EXIT_FAILED, EXIT_OK, CommandError
+from router.journal.store import Journal
+from router.settings import Settings
+
+MESSAGE_STATES = ("received", "decided", "done", "quarantined")
+OUTCOMES = ("forward", "incomplete", "needs_review", "ignored")
+_MESSAGE_ID = re.compile(r"^(\d{8}-[0-9A-F]{8})$", re.IGNORECASE)
+_REFERENCE = re.compile(r"^PR-(\d{8}-[0-9A-F]{8})-\d+$", re.IGNORECASE)
+_ADDRESS = re.compile(r"[\w.+'=-]+@([\w-]+(?:\.[\w-]+)+)")
+_REASON_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """One message set aside: its id, when it came, its references and why."""
+
+    id: str
+    received_at: str
+    references: list[str]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Status:
+    """Counts from the journal, nothing personal."""
+
+    journal: str
+    messages: dict[str, int]
+    outcomes: dict[str, int]
+    outbox_pending: int
+    outbox_retrying: int
+    outbox_failed: int
+    oldest_undecided_seconds: float | None
+    oldest_unsent_seconds: float | None
+    last_rules_version: str | None
+    quarantine: list[Quarantined]
+
+
+def open_journal(settings: Settings) -> Journal:
+    """Open the existing journal in `settings.state_dir`.
+
+    Raises:
+        CommandError: there is no journal there (a wrong ROUTER_STATE_DIR, most likely).
+    """
+    path = settings.state_dir / "journal.sqlite3"
+    if not path.is_file():
+        raise CommandError(
+            f"no journal at {path} (is ROUTER_STATE_DIR the daemon's state directory?)",
+            EXIT_FAILED,
+        )
+    return Journal(
+        settings.state_dir,
+        processed_folder=settings.processed_folder,
+        failed_folder=settings.failed_folder,
+    )
+
+
+def read_status(journal: Journal, now: float | None = None) -> Status:
+    """Gather the counts `status` prints."""
+    now = time.time() if now is None else now
+    messages = dict.fromkeys(MESSAGE_STATES, 0)
+    for row in journal.query("SELECT state, COUNT(*) AS n FROM messages GROUP BY state"):
+        messages[row["state"]] = row["n"]
+    outcomes = dict.fromkeys(OUTCOMES, 0)
+    for row in journal.query("SELECT outcome, COUNT(*) AS n FROM decisions GROUP BY outcome"):
+        outcomes[row["outcome"]] = row["n"]
+    [outbox] = journal.query(
+        "SELECT COALESCE(SUM(state = 'pending'), 0) AS pending,"
+        " COALESCE(SUM(state = 'pending' AND attempts > 0), 0) AS retrying,"
+        " COALESCE(SUM(state = 'failed'), 0) AS failed,"
+        " MIN(CASE WHEN state = 'pending' THEN created_at END) AS oldest FROM outbox"
+    )
+    [undecided] = journal.query(
+        "SELECT MIN(received_at) AS oldest FROM messages WHERE state = 'received'"
+    )
+    rules = journal.query(
+        "SELECT rules_version FROM messages WHERE rules_version IS NOT NULL"
+        " ORDER BY decided_at DESC LIMIT 1"
+    )
+    return Status(
+        journal=str(journal.path),
+        messages=messages,
+        outcomes=outcomes,
+        outbox_pending=outbox["pending"],
+        outbox_retrying=outbox["retrying"],
+        outbox_failed=outbox["failed"],
+        oldest_undecided_seconds=_age(undecided["oldest"], now),
+        oldest_unsent_seconds=_age(outbox["oldest"], now),
+        last_rules_version=rules[0]["rules_version"] if rules else None,
+        quarantine=_quarantine(journal),
+    )
+
+
+def _quarantine(journal: Journal) -> list[Quarantined]:
+    rows = journal.query(
+        "SELECT m.id, m.received_at, m.last_error, group_concat(d.reference, ' ') AS refs"
+        " FROM messages m LEFT JOIN decisions d ON d.message_id = m.id"
+        " WHERE m.state = 'quarantined' GROUP BY m.id ORDER BY m.received_at"
+    )
+    return [
+        Quarantined(
+            id=row["id"],
+            received_at=f"{datetime.fromtimestamp(row['received_at'], UTC):%Y-%m-%d %H:%M:%S}Z",
+            references=sorted((row["refs"] or "").split()),
+            reason=redact(row["last_error"] or "(no reason recorded)"),
+        )
+        for row in rows
+    ]
+
+
+def redact(text: str) -> str:
+    """One line of an error text, addresses reduced to their domain (`...@met.pnn.police.uk`)."""
+    line = " ".join(text.split())
+    line = _ADDRESS.sub(lambda match: f"...@{match.group(1)}", line)
+    return line if len(line) <= _REASON_LIMIT else line[: _REASON_LIMIT - 3] + "..."
+
+
+def status(settings: Settings, out: TextIO, *, as_json: bool = False) -> int:
+    """`referral-router status [--json]`: counts by state and outcome, outbox, quarantine.
+
+    Raises:
+        CommandError: no journal in the state directory.
+    """
+    journal = open_journal(settings)
+    try:
+        report = read_status(journal)
+    finally:
+        journal.close()
+    if as_json:
+        out.write(json.dumps(asdict(report), indent=2) + "\n")
+    else:
+        out.write(format_status(report))
+    return EXIT_OK
+
+
+def format_status(report: Status) -> str:
+    """The readable form of `status`."""
+    lines = [
+        f"journal     {report.journal}",
+        "messages    " + _counts(report.messages),
+        "decisions   " + _counts(report.outcomes),
+        f"outbox      pending {report.outbox_pending} ({report.outbox_retrying} retrying),"
+        f" failed {report.outbox_failed}",
+        f"oldest      undecided message {_duration(report.oldest_undecided_seconds)},"
+        f" unsent mail {_duration(report.oldest_unsent_seconds)}",
+        f"rules       {(report.last_rules_version or 'none yet')[:12]} (last decision)",
+        f"quarantine  {len(report.quarantine)}",
+    ]
+    for item in report.quarantine:
+        references = ", ".join(item.references) or "no decision"
+        lines.append(f"  {item.id}  received {item.received_at}  {references}")
+        lines.append(f"    {item.reason}")
+    if report.quarantine:
+        lines.append("  (fix the cause, then: referral-router reprocess ID)")
+    return "\n".join(lines) + "\n"
+
+
+def reprocess(settings: Settings, reference: str, out: TextIO) -> int:
+    """`referral-router reprocess REF`: put a quarantined message back in the queue.
+
+    Args:
+        settings: where the journal is.
+        reference: a journal message id (`20261121-9F2C3A1B`) or a decision reference
+            (`PR-20261121-9F2C3A1B-1`).
+        out: where the confirmation goes.
+
+    Returns:
+        0 when the message was queued again.
+
+    Raises:
+        CommandError: not an id or reference (status 2); unknown, or not quarantined (1).
+    """
+    wanted = reference.strip()
+    journal = open_journal(settings)
+    try:
+        message_id = _message_id(journal, wanted)
+        rows = journal.query("SELECT state FROM messages WHERE id = ?", (message_id,))
+        if not rows:
+            raise CommandError(f"no message {message_id} in the journal", EXIT_FAILED)
+        state = rows[0]["state"]
+        if state != "quarantined":
+            raise CommandError(
+                f"message {message_id} is {state}, not quarantined: nothing to reprocess",
+                EXIT_FAILED,
+            )
+        if not journal.reprocess(message_id):
+            raise CommandError(
+                f"message {message_id} is quarantined after its decision and has no failed mail"
+                " to send again; handle it by hand",
+                EXIT_FAILED,
+            )
+    finally:
+        journal.close()
+    out.write(f"{message_id} is queued again; the running daemon takes it up within 30 seconds\n")
+    return EXIT_OK
+
+
+def _message_id(journal: Journal, wanted: str) -> str:
+    match = _MESSAGE_ID.match(wanted)
+    if match:
+        return match.group(1).upper()
+    match = _REFERENCE.match(wanted)
+    if not match:
+        raise CommandError(
+            f"{wanted!r} is neither a message id (20261121-9F2C3A1B) nor a reference"
+            " (PR-20261121-9F2C3A1B-1)"
+        )
+    rows = journal.query(
+        "SELECT message_id FROM decisions WHERE reference = ? COLLATE NOCASE", (wanted,)
+    )
+    if not rows:
+        raise CommandError(f"no referral {wanted} in the journal", EXIT_FAILED)
+    return str(rows[0]["message_id"])
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in counts.items())
+
+
+def _age(moment: Any, now: float) -> float | None:
+    return None if moment is None else round(max(0.0, now - float(moment)), 1)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "none"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h ago"
+    if hours:
+        return f"{hours}h {minutes}m ago"
+    return f"{minutes}m {secs}s ago" if minutes else f"{secs}s ago"
