@@ -139,11 +139,14 @@ def _sender_local_part(top: RawHeaders, from_address: str | None) -> str:
 
 
 def _null_sender(top: RawHeaders) -> str:
-    """Why the sender is null ("no From", "From <>", "Return-Path <>"), or "" when it is not."""
+    """Why the sender is null ("From <>", "Return-Path <>"), or "" when it is not.
+
+    A message with no From header at all is not taken for a bounce: it may be a real
+    referral from a broken client, so it is routed (and, having no address, never
+    acknowledged) rather than ignored.
+    """
     from_values = top.values("From")
-    if not from_values or not any(headers.clean_text(value) for value in from_values):
-        return "no From"
-    if all(headers.clean_text(value) in ("<>", '"" <>') for value in from_values):
+    if from_values and all(headers.clean_text(value) in ("<>", '"" <>') for value in from_values):
         return "From <>"
     return_path = top.first("Return-Path")
     if return_path is not None and headers.clean_text(return_path) in ("<>", ""):
@@ -171,6 +174,10 @@ def _not_acknowledged(top: RawHeaders, from_address: str | None) -> AutomaticVer
     local = from_address.rpartition("@")[0] if from_address else ""
     if _NOREPLY_LOCAL.search(local):
         return AutomaticVerdict(acknowledge=False, reason="no-reply sender", kind="noreply")
+    if from_address is None:
+        return AutomaticVerdict(
+            acknowledge=False, reason="no usable From address to acknowledge", kind="noreply"
+        )
     return None
 
 

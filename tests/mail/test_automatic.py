@@ -34,7 +34,6 @@ def _verdict(raw: bytes):  # type: ignore[no-untyped-def]
         ({"headers": {"Precedence": "junk"}}, "bulk", "Precedence: junk"),
         ({"headers": {"Precedence": "List"}}, "bulk", "Precedence: list"),
         ({"headers": {"List-Id": "<staff.school.example>"}}, "bulk", "List-Id"),
-        ({"sender": None}, "bounce", "null sender"),
         ({"sender": "<>"}, "bounce", "null sender"),
         ({"headers": {"Return-Path": "<>"}}, "bounce", "null sender"),
         ({"sender": "MAILER-DAEMON@mx.example"}, "bounce", "mailer-daemon"),
@@ -133,4 +132,10 @@ def test_router_from_with_display_name() -> None:
 def test_message_without_headers_needs_a_person() -> None:
     """Bytes with no readable header are not ignored (a person must look) and not acknowledged."""
     verdict = _verdict(b"\xd0\xcf\x11\xe0 not an email at all")
+    assert (verdict.ignore, verdict.acknowledge) == (False, False)
+
+
+def test_message_without_from_is_routed_not_ignored() -> None:
+    """No From header at all is not a bounce: the message is routed, never acknowledged."""
+    verdict = _verdict(build_email(sender=None))
     assert (verdict.ignore, verdict.acknowledge) == (False, False)
