@@ -29,6 +29,7 @@ import asyncio
 import email.parser
 import email.policy
 import hashlib
+import logging
 import random
 import ssl
 from collections.abc import Callable, Sequence
@@ -172,6 +173,7 @@ class ImapInbox:
         self._state = "stopped"
         self._uidvalidity: int | None = None
         self._last_uid = 0
+        self._announced = 0  # the last UIDVALIDITY change logged
         self._failure: str | None = None
         self._command_timeout = command_timeout
         self._stop = asyncio.Event()
@@ -211,8 +213,7 @@ class ImapInbox:
                 except OSError as exc:  # the sink could not store: keep the mail on the server
                     self._failed("storage", exc, backoff.next())
                 except Exception as exc:  # a bug must not stop the inbox for good; it is logged
-                    log.error("imap.unexpected_error", error_type=type(exc).__name__, exc_info=exc)
-                    self._failed("unexpected", exc, backoff.next())
+                    self._failed(f"unexpected {type(exc).__name__}", exc, backoff.next())
                 else:
                     continue
                 if not stop.is_set():
@@ -225,7 +226,15 @@ class ImapInbox:
         self._delay = delay
         reason = "tls" if isinstance(exc.__cause__, ssl.SSLError) else kind
         if reason != self._failure:
-            log.warning("imap.unavailable", reason=reason, error=str(exc), retry_seconds=delay)
+            unexpected = reason.startswith("unexpected")
+            log.log(
+                logging.ERROR if unexpected else logging.WARNING,
+                "imap.unavailable",
+                reason=reason,
+                error=str(exc),
+                retry_seconds=round(delay, 1),
+                exc_info=exc if unexpected else None,
+            )
             self._failure = reason
         else:
             log.debug("imap.retry", reason=reason, retry_seconds=delay)
@@ -269,16 +278,17 @@ class ImapInbox:
     async def _catch_up(self, session: ImapSession) -> None:
         uidvalidity = session.uidvalidity
         reidentify = self._uidvalidity != uidvalidity
-        if reidentify and self._uidvalidity is not None:
+        if reidentify and self._uidvalidity is not None and uidvalidity != self._announced:
             log.warning("imap.uidvalidity_changed", old=self._uidvalidity, new=uidvalidity)
+            self._announced = uidvalidity  # once, not again on each retry of the catch-up
         uids = await session.search("ALL")
         if await self._take(session, uids, reidentify=reidentify):
             self._uidvalidity = uidvalidity
             self._last_uid = max(uids, default=0)
 
     async def _fetch_new(self, session: ImapSession) -> None:
-        uids = [uid for uid in await session.search("UID", f"{self._last_uid + 1}:*")]
-        uids = [uid for uid in uids if uid > self._last_uid]  # "n:*" always matches the last UID
+        found = await session.search("UID", f"{self._last_uid + 1}:*")
+        uids = [uid for uid in found if uid > self._last_uid]  # "n:*" always matches the last UID
         if uids and await self._take(session, uids, reidentify=False):
             self._last_uid = max(uids)
 

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from router.inbox.base import Settlement
-from router.inbox.imap import ImapConfigError, ImapInbox, message_id_header, parse_source_key
+from router.inbox.imap import ImapConfigError, ImapInbox, parse_source_key
 from router.settings import Settings
+from tests.inbox.recording_sink import WAIT, RecordingSink
 from tests.servers.dovecot import Dovecot, StallingProxy, require_dovecot
-
-WAIT = 10.0  # seconds: an upper bound, tests finish as soon as the condition holds
 
 
 def mail(n: int, body_bytes: int = 0) -> bytes:
@@ -30,102 +27,6 @@ def mail(n: int, body_bytes: int = 0) -> bytes:
         f"Message-ID: <test-{n}@example.org>\r\n"
         f"\r\n{body}\r\n"
     ).encode()
-
-
-class RecordingSink:
-    """An in-memory `InboxSink` that records every call (the journal's stand-in)."""
-
-    def __init__(self) -> None:
-        self.changed = asyncio.Condition()
-        self.raw: dict[str, bytes] = {}
-        self.keys: dict[str, str] = {}  # source key -> id
-        self.accepts: list[str] = []  # source keys handed to accept
-        self.oversize: list[dict[str, Any]] = []
-        self.rekeys: list[tuple[str, str]] = []
-        self.outcomes: dict[str, str] = {}  # id -> folder
-        self.settled_ids: list[str] = []
-
-    async def _changed(self) -> None:
-        async with self.changed:
-            self.changed.notify_all()
-
-    async def until(self, predicate: Callable[[], bool], within: float = WAIT) -> None:
-        """Wait until `predicate()` holds after some change; fail after `within` seconds."""
-
-        async def wait() -> None:
-            async with self.changed:
-                await self.changed.wait_for(predicate)
-
-        await asyncio.wait_for(wait(), within)
-
-    def _new_id(self, key: str) -> str:
-        message_id = f"j{len(self.keys) + 1}"
-        self.keys[key] = message_id
-        return message_id
-
-    async def accept(
-        self, raw: bytes, *, source_key: str | None = None, envelope_recipients: Sequence[str] = ()
-    ) -> str:
-        assert source_key is not None
-        self.accepts.append(source_key)
-        if source_key in self.keys:
-            return self.keys[source_key]
-        message_id = self._new_id(source_key)
-        self.raw[message_id] = raw
-        await self._changed()
-        return message_id
-
-    async def accept_oversize(
-        self, *, source_key: str, size: int, message_id_header: str | None, sender: str | None
-    ) -> str:
-        self.oversize.append(
-            {"key": source_key, "size": size, "message_id": message_id_header, "sender": sender}
-        )
-        message_id = self.keys.get(source_key) or self._new_id(source_key)
-        await self._changed()
-        return message_id
-
-    async def find_source(
-        self,
-        *,
-        source_key: str | None = None,
-        message_id_header: str | None = None,
-        sha256: str | None = None,
-    ) -> str | None:
-        if source_key is not None:
-            return self.keys.get(source_key)
-        for message_id, raw in self.raw.items():
-            if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
-                continue
-            if message_id_header is not None and _mid(raw) != message_id_header:
-                continue
-            return message_id
-        return None
-
-    async def rekey(self, message_id: str, source_key: str) -> None:
-        self.keys = {k: v for k, v in self.keys.items() if v != message_id}
-        self.keys[source_key] = message_id
-        self.rekeys.append((message_id, source_key))
-        await self._changed()
-
-    async def settlements(self, source_prefix: str) -> list[Settlement]:
-        by_id = {v: k for k, v in self.keys.items()}
-        return [
-            Settlement(message_id=message_id, source_key=by_id[message_id], folder=folder)
-            for message_id, folder in self.outcomes.items()
-            if message_id not in self.settled_ids and by_id[message_id].startswith(source_prefix)
-        ]
-
-    async def settled(self, message_id: str) -> None:
-        self.settled_ids.append(message_id)
-        await self._changed()
-
-    async def record_state(self, state: str) -> None:
-        await self._changed()
-
-
-def _mid(raw: bytes) -> str | None:
-    return message_id_header(raw)
 
 
 def settings_for(server: Dovecot, tls: bool = False, **overrides: Any) -> Settings:
@@ -299,6 +200,35 @@ async def test_uidvalidity_change_rekeys(dovecot: Dovecot) -> None:
         await run.reach("idle")
         assert len(sink.accepts) == 4
         assert {parse_source_key(k)[0] for k in sink.keys} == {newer}  # type: ignore[index]
+
+
+class FailingOnceSink(RecordingSink):
+    """A sink whose first `accept` fails as a full disk would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    async def accept(
+        self, raw: bytes, *, source_key: str | None = None, envelope_recipients: Sequence[str] = ()
+    ) -> str:
+        if not self.failures:
+            self.failures += 1
+            raise OSError(28, "No space left on device")
+        return await super().accept(raw, source_key=source_key)
+
+
+@pytest.mark.dovecot
+async def test_storage_failure_keeps_mail_and_retries(dovecot: Dovecot) -> None:
+    """When the sink cannot store, the mail stays on the server and is taken on the retry."""
+    dovecot.append(mail(1))
+    sink = FailingOnceSink()
+    async with running(settings_for(dovecot), sink) as run:
+        await sink.until(lambda: len(sink.raw) == 1)
+        await run.reach("idle")
+        assert sink.failures == 1
+        assert "backoff" in run.states
+    assert dovecot.list_folder("INBOX") == [mail(1)]
 
 
 @pytest.mark.dovecot
