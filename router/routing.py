@@ -48,7 +48,7 @@ class RoutingEngine:
         verdict = message.automatic
         if verdict.ignore:
             return [self._ignored(message)]
-        ack_to = message.from_address if verdict.acknowledge else None
+        ack_to = message.from_address if verdict.acknowledge and not message.dmarc_fail else None
         inbox_area = self.matcher.by_inbox(message.recipients)
         forms = [r for r in readings if r.status is FormStatus.FORM]
         decisions = [self._decide_form(r, inbox_area, ack_to) for r in forms]
@@ -60,6 +60,12 @@ class RoutingEngine:
             if reading.kind == "image" and forms:
                 continue
             decisions.append(self._review(inbox_area, ack_to, reading, reading.reason))
+        if message.too_many_attachments:
+            # Attachments past the cap were never read: a form among them would otherwise
+            # get no decision at all. A person gets everything (the original is attached).
+            read = len(message.attachments)
+            reason = f"more than {read} attachments: only the first {read} were read"
+            decisions.append(self._review(inbox_area, ack_to, None, reason))
         if not decisions:
             supporting = sum(r.status is FormStatus.SUPPORTING for r in readings)
             reason = (
@@ -68,6 +74,9 @@ class RoutingEngine:
                 else "no referral form attached"
             )
             decisions.append(self._review(inbox_area, ack_to, None, reason))
+        if verdict.acknowledge and message.dmarc_fail:
+            note = "; not acknowledged: the From address failed DMARC (it may be forged)"
+            decisions = [d.model_copy(update={"reason": d.reason + note}) for d in decisions]
         return decisions
 
     def _ignored(self, message: ParsedMessage) -> Decision:
@@ -107,7 +116,8 @@ class RoutingEngine:
         finding = self.find_area(fields, inbox_area)
         if finding.area is None:
             if finding.outside:
-                reason = f"the form's {(finding.signal or 'signal').replace('_', ' ')} matches no known area"
+                signal = (finding.signal or "signal").replace("_", " ")
+                reason = f"the form's {signal} matches no known area"
             else:
                 reason = "no area found: no postcode, no local authority and an unknown inbox"
             return self._review(inbox_area, ack_to, reading, reason)

@@ -262,6 +262,9 @@ class ImapInbox:
                 self._failure = None
             while not stop.is_set():
                 await self._settle(session)
+                while session.exists_seen and not stop.is_set():
+                    session.exists_seen = False
+                    await self._fetch_new(session)
                 await session.idle(
                     self._settings.idle_seconds,
                     (stop, self._settle_event),

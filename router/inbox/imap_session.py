@@ -90,6 +90,9 @@ class ImapSession:
         self._folders: set[str] = set()
         self._idle: asyncio.Future[Any] | None = None
         self.uidvalidity = 0
+        # Set when a command's answer carried an untagged EXISTS: new mail announced outside
+        # IDLE (e.g. during a MOVE) is not announced again, so the inbox must look for it.
+        self.exists_seen = False
 
     @classmethod
     async def open(
@@ -172,6 +175,8 @@ class ImapSession:
         raise ImapConnectionError(f"no answer within {limit:.0f} s")
 
     def _check(self, response: Any, what: str) -> Any:
+        if any(bytes(line).endswith(b" EXISTS") for line in response.lines if line):
+            self.exists_seen = True
         if response.result != "OK":
             raise ImapConnectionError(f"{what} answered {response.result}")
         return response

@@ -232,9 +232,12 @@ class Journal:
         )
 
     async def rekey(self, message_id: str, source_key: str) -> None:
-        """See `InboxSink.rekey`."""
+        """See `InboxSink.rekey`. The server copy under its new key still has to be moved."""
         with self.transaction() as db:
-            db.execute("UPDATE messages SET source_key = ? WHERE id = ?", (source_key, message_id))
+            db.execute(
+                "UPDATE messages SET source_key = ?, settled = 0 WHERE id = ?",
+                (source_key, message_id),
+            )
 
     async def settlements(self, source_prefix: str) -> list[Settlement]:
         """See `InboxSink.settlements`."""
