@@ -34,6 +34,24 @@ _MASKED_KEYS = frozenset(
 _MASK = "[masked]"
 
 
+class _StandardError:
+    """Standard error looked up at each write, not once at set-up.
+
+    Binding the stream object at configuration time kept writing to whatever `sys.stderr`
+    was then, even after it was replaced and closed (a test's capture, a daemonising
+    wrapper): every later log call failed with "I/O operation on closed file".
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def mask_personal_data(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -52,9 +70,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         fmt: json, console, or auto (console when `stream` is a terminal).
         stream: where lines go; standard error by default so stdout stays for command output.
     """
-    stream = stream or sys.stderr
+    target: TextIO | _StandardError = stream or _StandardError()
     numeric = logging.getLevelNamesMapping()[level.upper()]
-    console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    console = fmt == "console" or (fmt == "auto" and target.isatty())
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False)
         if console
@@ -70,11 +88,11 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=structlog.PrintLoggerFactory(target),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     # Third-party loggers (aiosmtpd logs each client's commands, pypdf logs content
     # fragments on broken files) stay at warning and never below, whatever our level.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=stream, force=True)
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=target, force=True)
     for noisy in ("mail.log", "pypdf", "aioimaplib", "aiosmtplib"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -1,0 +1,1 @@
+"""Hardening tests: hostile input, recipients, privacy, retention, transport, abuse."""
