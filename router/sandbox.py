@@ -8,6 +8,7 @@ serving IMAP IDLE and SMTP.
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 import resource
 from concurrent.futures import ProcessPoolExecutor
@@ -99,9 +100,7 @@ class AnalysisSandbox:
             AnalysisFailed: on timeout, memory exhaustion or a dead worker.
         """
         loop = asyncio.get_running_loop()
-        pool = self._ensure_pool()
-        future = loop.run_in_executor(
-            pool,
+        task = functools.partial(
             _analyse_in_worker,
             raw,
             engine.rules,
@@ -110,6 +109,17 @@ class AnalysisSandbox:
             envelope_recipients,
             max_attachments,
         )
+        if self._pool is not None and not self._worker_alive():
+            log.warning("sandbox_worker_replaced", reason="worker died while idle")
+            self._discard_pool()
+        try:
+            future = loop.run_in_executor(self._ensure_pool(), task)
+        except BrokenProcessPool:
+            # The idle worker died between two messages (killed, out of memory): the pool
+            # refuses new work. That is no fault of this message: replace the worker.
+            log.warning("sandbox_worker_replaced", reason="worker died while idle")
+            self._discard_pool()
+            future = loop.run_in_executor(self._ensure_pool(), task)
         try:
             return await asyncio.wait_for(future, self.timeout)
         except TimeoutError:
@@ -123,6 +133,15 @@ class AnalysisSandbox:
         except BrokenProcessPool:
             self._discard_pool()
             raise AnalysisFailed("the reader process died") from None
+
+    def _worker_alive(self) -> bool:
+        processes = getattr(self._pool, "_processes", None) or {}
+        return all(process.is_alive() for process in processes.values())
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the live worker(s); empty before the first analysis."""
+        processes = getattr(self._pool, "_processes", None) or {}
+        return [p.pid for p in processes.values() if p.pid is not None and p.is_alive()]
 
     def close(self) -> None:
         self._discard_pool()
