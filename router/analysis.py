@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from router.forms import read_attachment
@@ -26,6 +27,7 @@ def analyse(
     router_from: str,
     envelope_recipients: tuple[str, ...] = (),
     max_attachments: int = 20,
+    trusted_authserv_ids: Sequence[str] = (),
 ) -> Analysis:
     """Parse `raw`, read every attachment and decide. Never raises for bad input.
 
@@ -35,6 +37,7 @@ def analyse(
         router_from: the router's own address (to recognise its mail coming back).
         envelope_recipients: RCPT TO addresses from the SMTP inbox (count as inbox addresses).
         max_attachments: attachments beyond this many are not read.
+        trusted_authserv_ids: whose Authentication-Results to believe (`router.mail.auth`).
 
     Returns:
         The parsed message, one reading per attachment and the decisions.
@@ -44,6 +47,7 @@ def analyse(
         envelope_recipients=envelope_recipients,
         router_from=router_from,
         max_attachments=max_attachments,
+        trusted_authserv_ids=trusted_authserv_ids,
     )
     if message.automatic.ignore:
         return Analysis(message, [], engine.decide(message, []))

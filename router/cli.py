@@ -68,6 +68,7 @@ def cmd_route(args: argparse.Namespace, out: TextIO) -> int:
             engine,
             router_from=settings.from_address,
             max_attachments=settings.max_attachments,
+            trusted_authserv_ids=settings.authserv_ids,
         )
         if args.json:
             for decision in result.decisions:

@@ -139,6 +139,7 @@ class Pipeline:
                     router_from=self.settings.from_address,
                     envelope_recipients=envelope,
                     max_attachments=self.settings.max_attachments,
+                    trusted_authserv_ids=self.settings.authserv_ids,
                 )
             except AnalysisFailed as exc:
                 reason = str(exc)
@@ -146,7 +147,10 @@ class Pipeline:
         # Decide from the headers alone: who sent it and to which inbox.
         head = raw[:_HEADER_LIMIT].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0] + b"\r\n\r\n"
         message = parse_message(
-            head, envelope_recipients=envelope, router_from=self.settings.from_address
+            head,
+            envelope_recipients=envelope,
+            router_from=self.settings.from_address,
+            trusted_authserv_ids=self.settings.authserv_ids,
         )
         unreadable = FormReading(
             attachment_index=-1,

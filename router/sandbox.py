@@ -45,6 +45,7 @@ def _analyse_in_worker(
     router_from: str,
     envelope: tuple[str, ...],
     max_attachments: int,
+    trusted_authserv_ids: tuple[str, ...],
 ) -> Analysis:
     engine = _ENGINE.get(rules.version)
     if engine is None or engine.review_address != review_address:
@@ -56,6 +57,7 @@ def _analyse_in_worker(
         router_from=router_from,
         envelope_recipients=envelope,
         max_attachments=max_attachments,
+        trusted_authserv_ids=trusted_authserv_ids,
     )
 
 
@@ -93,6 +95,7 @@ class AnalysisSandbox:
         router_from: str,
         envelope_recipients: tuple[str, ...],
         max_attachments: int,
+        trusted_authserv_ids: tuple[str, ...] = (),
     ) -> Analysis:
         """Analyse one email in the worker.
 
@@ -108,6 +111,7 @@ class AnalysisSandbox:
             router_from,
             envelope_recipients,
             max_attachments,
+            tuple(trusted_authserv_ids),
         )
         if self._pool is not None and not self._worker_alive():
             log.warning("sandbox_worker_replaced", reason="worker died while idle")

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=30.0, gt=0)
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     retention_days: int = Field(default=30, ge=0)
+    # Comma-separated authserv-ids of the council's own mail servers: only their
+    # Authentication-Results headers are believed (router.mail.auth). Empty: the topmost.
+    trusted_authserv_ids: str = ""
     shutdown_seconds: float = Field(default=8.0, gt=0)
 
     @field_validator("from_address", "review_address")
@@ -130,6 +133,12 @@ class Settings(BaseSettings):
     @property
     def relay_endpoint(self) -> Endpoint:
         return parse_endpoint(self.relay, ("smtp", "smtps", "maildir"))
+
+    @property
+    def authserv_ids(self) -> tuple[str, ...]:
+        """`trusted_authserv_ids` as lower-case ids, blanks dropped."""
+        ids = (part.strip().lower() for part in self.trusted_authserv_ids.split(","))
+        return tuple(part for part in ids if part)
 
     @property
     def http_bind(self) -> tuple[str, int] | None:

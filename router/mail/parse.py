@@ -19,6 +19,7 @@ import structlog
 from pydantic import BaseModel, Field
 
 from router.mail import headers
+from router.mail.auth import dmarc_failed
 from router.mail.automatic import AutomaticVerdict, classify
 from router.mail.headers import RawHeaders
 from router.mail.sniff import sniff
@@ -52,6 +53,9 @@ class ParsedMessage(BaseModel):
     references: list[str] = Field(default_factory=list)
     defects: list[str] = Field(default_factory=list)  # short names, never content
     too_many_attachments: bool = False
+    # A believed Authentication-Results header says the From domain failed DMARC
+    # (router.mail.auth): the From address may be forged, so it is not acknowledged.
+    dmarc_fail: bool = False
 
 
 @dataclass
@@ -59,6 +63,7 @@ class _Walk:
     """The state of one walk over the MIME tree."""
 
     max_attachments: int
+    trusted_ids: tuple[str, ...] = ()
     attachments: list[Attachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     too_many_attachments: bool = False
@@ -76,6 +81,7 @@ def parse_message(
     envelope_recipients: Sequence[str] = (),
     router_from: str = "referrals@localhost",
     max_attachments: int = 20,
+    trusted_authserv_ids: Sequence[str] = (),
 ) -> ParsedMessage:
     """Parse one email. Never raises.
 
@@ -85,12 +91,14 @@ def parse_message(
         router_from: the router's own From address, to recognise its own mail.
         max_attachments: attachments beyond this many are dropped and
             `too_many_attachments` is set.
+        trusted_authserv_ids: authserv-ids whose Authentication-Results are believed
+            (see `router.mail.auth`); empty: the topmost header only.
 
     Returns:
         The parsed message. Damage is listed in `defects`; a message whose MIME structure
         cannot be parsed at all keeps its headers and has no attachments.
     """
-    walk = _Walk(max_attachments=max(0, max_attachments))
+    walk = _Walk(max_attachments=max(0, max_attachments), trusted_ids=tuple(trusted_authserv_ids))
     try:
         msg = _parse_structure(raw, walk)
         parsed = _headers_of(msg, walk, envelope_recipients, router_from)
@@ -158,6 +166,7 @@ def _headers_of(
         automatic=classify(msg, from_address=from_address, router_from=router_from),
         in_reply_to=headers.message_ids(top.values("In-Reply-To")),
         references=headers.message_ids(top.values("References")),
+        dmarc_fail=dmarc_failed(top.values("Authentication-Results"), walk.trusted_ids),
     )
 
 
