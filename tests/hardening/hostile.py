@@ -55,7 +55,7 @@ def slow_pdf(operations: int = 400_000) -> bytes:
     return page_pdf(b"BT /F1 12 Tf 50 700 Td (Name: x) Tj ET\n" * operations)
 
 
-def flate_bomb_pdf(size: int = 200 * 1024 * 1024) -> bytes:
+def flate_bomb_pdf(size: int = 100 * 1024 * 1024) -> bytes:
     """A PDF whose content stream inflates to `size` bytes of spaces (about size/1000 packed)."""
     packer = zlib.compressobj(9)
     chunk = b" " * (1024 * 1024)

@@ -17,9 +17,7 @@ from tests.hardening.hostile import flate_bomb_pdf, slow_pdf
 from tests.mailfactory import build_email
 
 REFERRAL = build_email(
-    attachments=[
-        ("referral.pdf", fillable_pdf(labelled(complete_referral())), "application/pdf")
-    ]
+    attachments=[("referral.pdf", fillable_pdf(labelled(complete_referral())), "application/pdf")]
 )
 
 
@@ -54,7 +52,7 @@ async def test_tiny_time_limit_fails_then_next_message_works(sandbox, engine) ->
     assert (await _analyse(sandbox, engine, REFERRAL)).decisions[0].outcome == "forward"
     [first_worker] = sandbox.worker_pids()
     sandbox.timeout = 0.001
-    with pytest.raises(AnalysisFailed, match="longer than 0.001 s"):
+    with pytest.raises(AnalysisFailed, match=r"longer than 0\.001 s"):
         await _analyse(sandbox, engine, REFERRAL)
     sandbox.timeout = 30
     analysis = await _analyse(sandbox, engine, REFERRAL)
