@@ -478,14 +478,18 @@ class Journal:
             db.execute("UPDATE outbox SET bounced_at = ? WHERE id = ?", (time.time(), mail_id))
 
     def count_ack(self, sender: str, limit: int) -> bool:
-        """Count one acknowledgment to `sender` today; False when the daily cap is reached."""
+        """Count one acknowledgment to `sender` today; False when the daily cap is reached.
+
+        A `limit` of 0 means no limit (the rules say so): the acknowledgment is counted and
+        always allowed.
+        """
         day = f"{datetime.now(UTC):%Y-%m-%d}"
         with self.transaction() as db:
             row = db.execute(
                 "SELECT count FROM ack_counts WHERE sender = ? AND day = ?", (sender, day)
             ).fetchone()
             count = row["count"] if row else 0
-            if count >= limit:
+            if limit and count >= limit:
                 return False
             db.execute(
                 "INSERT INTO ack_counts (sender, day, count) VALUES (?, ?, 1)"

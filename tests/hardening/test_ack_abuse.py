@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+from email.message import EmailMessage
+from pathlib import Path
+
 import pytest
 
 from router.analysis import analyse
 from router.mail.auth import dmarc_failed, parse_authentication_results
 from router.mail.parse import parse_message
 from router.routing import RoutingEngine
+from router.rules.model import Rules
+from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.hardening.conftest import ROUTER_FROM
 from tests.mailfactory import build_email
@@ -90,3 +97,52 @@ def test_dmarc_failure_routes_but_does_not_acknowledge(engine: RoutingEngine) ->
     ).decisions
     assert passed.ack_to == "teacher@school.example"
     assert "DMARC" not in passed.reason
+
+
+def _acks(outbox: Path) -> list[EmailMessage]:
+    """The acknowledgments the Maildir relay wrote."""
+    parsed = [
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for path in sorted((outbox / "new").iterdir())
+    ]
+    return [m for m in parsed if m["Auto-Submitted"] == "auto-replied"]  # type: ignore[misc]
+
+
+def _with_limit(rules: Rules, limit: int) -> Rules:
+    texts = rules.acknowledgments.model_copy(update={"daily_limit_per_sender": limit})
+    return rules.model_copy(update={"acknowledgments": texts})
+
+
+@pytest.mark.parametrize(("limit", "sent", "acknowledged"), [(3, 6, 3), (0, 4, 4)])
+async def test_daily_cap_per_sender_holds(
+    daemon_factory, bundled_rules: Rules, tmp_path: Path, limit: int, sent: int, acknowledged: int
+) -> None:  # type: ignore[no-untyped-def]
+    """cap+3 referrals from one sender get exactly cap acknowledgments (0: no cap), and
+    every referral is still forwarded."""
+    daemon = await daemon_factory()
+    daemon.set_rules(_with_limit(bundled_rules, limit))
+    for number in range(sent):
+        sender = "Teacher@School.Example" if number % 2 else "teacher@school.example"
+        await submit(daemon, _referral(sender=sender))
+    await daemon.run_once()
+    acks = _acks(tmp_path / "outbox")
+    assert len(acks) == acknowledged
+    assert {str(m["To"]) for m in acks} == {"teacher@school.example"}
+    outcomes = [r["outcome"] for r in daemon.journal.query("SELECT outcome FROM decisions")]
+    assert outcomes == ["forward"] * sent
+
+
+async def test_dmarc_failure_is_not_acknowledged_by_the_daemon(
+    daemon_factory, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Through the daemon, with the council's server trusted: forwarded, no reply at all."""
+    daemon = await daemon_factory(trusted_authserv_ids=f"other.example, {COUNCIL_MX.upper()}")
+    forged = _referral(
+        "evil.example; dmarc=pass", f"{COUNCIL_MX}; dmarc=fail header.from=school.example"
+    )
+    await submit(daemon, forged)
+    await daemon.run_once()
+    assert _acks(tmp_path / "outbox") == []
+    [row] = daemon.journal.query("SELECT outcome, record FROM decisions")
+    assert row["outcome"] == "forward"
+    assert "failed DMARC" in row["record"]
