@@ -41,6 +41,20 @@ class StoringHandler:
         return f"250 2.0.0 Stored as {message_id}"
 
 
+class _ListenerSMTP(SMTP):
+    """aiosmtpd's SMTP session with a longer line limit.
+
+    aiosmtpd answers 500 to a line over RFC 5321's 1000 octets, and a 500 bounces the
+    referral back to its sender. Some clients do write longer lines (HTML without breaks),
+    so the message size cap is the only bound: the whole message is buffered anyway.
+    """
+
+    def __init__(self, handler: Any, *, line_length_limit: int, **kwargs: Any) -> None:
+        # Read by SMTP.__init__ when it builds the stream reader: set it first.
+        self.line_length_limit = max(SMTP.line_length_limit, line_length_limit)
+        super().__init__(handler, **kwargs)
+
+
 class SmtpInbox:
     """An aiosmtpd server in the daemon's own event loop."""
 
@@ -71,8 +85,9 @@ class SmtpInbox:
         loop = asyncio.get_running_loop()
 
         def factory() -> Any:
-            return SMTP(
+            return _ListenerSMTP(
                 self.handler,
+                line_length_limit=self.max_message_bytes,
                 data_size_limit=self.max_message_bytes,
                 enable_SMTPUTF8=True,
                 decode_data=False,

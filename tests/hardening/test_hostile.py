@@ -133,6 +133,13 @@ async def test_listener_refuses_mail_over_the_size_cap(daemon_factory) -> None: 
     assert daemon.journal.query("SELECT id FROM messages") == []
 
 
+async def test_listener_takes_lines_longer_than_rfc_5321(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    """A 50 000-character line (some clients send HTML that way) is stored, not bounced."""
+    daemon = await daemon_factory()
+    raw = build_email(body="x") + b"<p>" + b"y" * 50_000 + b"</p>\r\n"
+    assert "Stored as" in await submit(daemon, raw)
+
+
 async def test_oversize_inbox_message_needs_review(daemon_factory) -> None:  # type: ignore[no-untyped-def]
     """A message too large to download is still decided: needs_review, saying why."""
     daemon = await daemon_factory()

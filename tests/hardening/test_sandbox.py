@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -11,6 +12,7 @@ import pytest
 
 from router.routing import RoutingEngine
 from router.sandbox import AnalysisFailed, AnalysisSandbox
+from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.hardening.conftest import ROUTER_FROM
 from tests.hardening.hostile import flate_bomb_pdf, slow_pdf
@@ -97,3 +99,36 @@ async def test_memory_bound_holds_a_decompression_bomb(engine) -> None:  # type:
         assert analysis.decisions[0].reason
     finally:
         box.close()
+
+
+async def test_daemon_decides_a_timed_out_message_and_carries_on(
+    daemon_factory, smtp_capture
+) -> None:  # type: ignore[no-untyped-def]
+    """A message whose analysis overruns ends needs_review with the reason, goes to the
+    inbox area's team and is acknowledged; the next message is forwarded as usual."""
+    relay = smtp_capture()
+    daemon = await daemon_factory(relay=relay.url, parse_timeout_seconds=0.001)
+    await submit(daemon, REFERRAL)
+    await daemon.run_once()
+    [row] = daemon.journal.query("SELECT outcome, record FROM decisions")
+    record = json.loads(row["record"])
+    assert row["outcome"] == "needs_review"
+    assert "took longer than 0.001 s" in record["reason"]
+    assert record["area"] == "lewisham" and record["to"] == ["prevent@lewisham.gov.uk"]
+    assert record["ack_to"] == "teacher@school.example"
+    captured = await relay.wait_for_async(2, timeout=10)
+    assert {c.rcpt_tos for c in captured} == {
+        ("prevent@lewisham.gov.uk",),
+        ("teacher@school.example",),
+    }
+    review = next(c for c in captured if "prevent@lewisham.gov.uk" in c.rcpt_tos)
+    attached = [p.get_filename() for p in review.message.iter_attachments()]
+    assert "original.eml" in attached  # the person reviewing gets the whole message
+
+    daemon.sandbox.timeout = 30
+    await submit(daemon, REFERRAL)
+    await daemon.run_once()
+    outcomes = [r["outcome"] for r in daemon.journal.query("SELECT outcome FROM decisions")]
+    assert sorted(outcomes) == ["forward", "needs_review"]
+    states = [r["state"] for r in daemon.journal.query("SELECT state FROM messages")]
+    assert states == ["done", "done"]
