@@ -128,6 +128,7 @@ class ImapSession:
         # IMAP4_SSL does not take the callback; the protocol exists before the connection does.
         client.protocol.conn_lost_cb = lambda _exc: lost.set()
         session = cls(client, lost, command_timeout)
+        session._watch_untagged()
         try:
             await session._guard(client.wait_hello_from_server())
             _keepalive(client.protocol.transport)
@@ -174,9 +175,24 @@ class ImapSession:
             raise ImapConnectionError("connection lost")
         raise ImapConnectionError(f"no answer within {limit:.0f} s")
 
+    def _watch_untagged(self) -> None:
+        """See every untagged line, including those aioimaplib drops.
+
+        aioimaplib 2.0.3 discards an untagged `* n EXISTS` that arrives during a UID
+        command ("ignored untagged response"). Dovecot does not announce that mail again
+        when IDLE starts, so without this the message would wait for the next IDLE re-issue.
+        """
+        protocol = self._client.protocol
+        original = protocol._untagged_response
+
+        def untagged(line: bytes) -> Any:
+            if line.endswith(b" EXISTS"):
+                self.exists_seen = True
+            return original(line)
+
+        protocol._untagged_response = untagged
+
     def _check(self, response: Any, what: str) -> Any:
-        if any(bytes(line).endswith(b" EXISTS") for line in response.lines if line):
-            self.exists_seen = True
         if response.result != "OK":
             raise ImapConnectionError(f"{what} answered {response.result}")
         return response
