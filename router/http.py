@@ -127,7 +127,7 @@ class OpsServer:
 
     def __init__(self, daemon: Daemon, host: str, port: int) -> None:
         self.daemon = daemon
-        self.host = host
+        self.host = host.strip("[]")  # "[::1]:9181" names an IPv6 address
         self.requested_port = port
         self.relay_grace = RELAY_GRACE_SECONDS
         self.journal_timeout = JOURNAL_TIMEOUT_SECONDS

@@ -1,0 +1,240 @@
+"""The benchmark's moving parts: a timing capture relay, referral mail, the daemon process.
+
+See `benchmarks/pipeline.py` for the benchmark itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python benchmarks/pipeline.py` works too
+    sys.path.insert(0, str(ROOT))
+
+import aiosmtplib  # noqa: E402
+
+from tests.formfactory import complete_referral, fillable_pdf, labelled  # noqa: E402
+from tests.mailfactory import build_email  # noqa: E402
+from tests.servers.smtp import CaptureServer, free_port  # noqa: E402
+
+MET = "preventreferrals@met.pnn.police.uk"
+INBOX_ADDRESS = "prevent@lewisham.gov.uk"
+_BENCH_ID = re.compile(rb"<bench-[\w.-]+@school\.example>")
+_POSTCODES = ("SE13 6LH", "SE4 1AA", "SE6 2BB", "SE23 3CC")
+
+
+# --- the relay side ---------------------------------------------------------------------
+
+
+class TimedCapture(CaptureServer):
+    """A capture server that keeps only arrival times (and one sample of each kind of mail).
+
+    Keeping every message, as the test server does, would hold gigabytes for a large backlog.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived: dict[bytes, float] = {}  # original Message-ID -> forward arrival
+        self.acks = 0
+        self.samples: dict[str, tuple[str, list[str], bytes]] = {}
+        self._arrival = threading.Condition()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        now = time.perf_counter()
+        data = bytes(envelope.original_content)
+        kind = "forward" if MET in envelope.rcpt_tos else "other"
+        head = data[: data.find(b"\r\n\r\n")]
+        match = _BENCH_ID.search(head) if kind == "forward" else None
+        with self._arrival:
+            if match is not None:
+                self.arrived.setdefault(match.group(0), now)
+            else:
+                self.acks += 1
+            self.samples.setdefault(kind, (envelope.mail_from, list(envelope.rcpt_tos), data))
+            self._arrival.notify_all()
+        return "250 OK"
+
+    def wait_forwards(self, ids: Sequence[bytes], timeout: float) -> dict[bytes, float]:
+        """Block until every id's forward arrived; returns id -> arrival time."""
+        with self._arrival:
+            done = self._arrival.wait_for(lambda: all(i in self.arrived for i in ids), timeout)
+            if not done:
+                missing = sum(i not in self.arrived for i in ids)
+                raise TimeoutError(f"{missing} of {len(ids)} forwards missing after {timeout}s")
+            return {i: self.arrived[i] for i in ids}
+
+
+# --- the mail -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Referral:
+    """One benchmark email and the Message-ID its forward will reference."""
+
+    message_id: bytes
+    sender: str
+    raw: bytes
+
+
+def make_referrals(count: int, tag: str, variants: list[bytes]) -> list[Referral]:
+    """`count` referrals from distinct senders (no acknowledgment cap), cycling PDF variants."""
+    referrals = []
+    for i in range(count):
+        message_id = f"<bench-{tag}-{i}@school.example>"
+        sender = f"teacher{i}@school{i % 7}.example"
+        raw = build_email(
+            sender=sender,
+            message_id=message_id,
+            attachments=[("referral.pdf", variants[i % len(variants)], "application/pdf")],
+        )
+        referrals.append(Referral(message_id.encode(), sender, raw))
+    return referrals
+
+
+def pdf_variants() -> list[bytes]:
+    """A few filled-in forms that differ (names, postcodes), all complete Lewisham referrals."""
+    return [
+        fillable_pdf(
+            labelled(complete_referral(person_name=f"Test Person {i}", person_postcode=pc))
+        )
+        for i, pc in enumerate(_POSTCODES)
+    ]
+
+
+async def send_referral(port: int, referral: Referral) -> float:
+    """Hand one referral to the daemon's SMTP inbox; returns the time of its 250."""
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=60)
+    async with client:
+        await client.mail(referral.sender)
+        await client.rcpt(INBOX_ADDRESS)
+        await client.data(referral.raw)
+        return time.perf_counter()
+
+
+# --- the daemon ---------------------------------------------------------------------------
+
+
+@dataclass
+class RouterProcess:
+    """`python -m router serve` with settings in its environment, logs to a file."""
+
+    state_dir: Path
+    relay_port: int
+    log_path: Path
+    inbox_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
+        env.update(
+            ROUTER_STATE_DIR=str(self.state_dir),
+            ROUTER_RULES_DIR=str(ROOT / "rules"),
+            ROUTER_INBOX=f"smtp://127.0.0.1:{self.inbox_port}",
+            ROUTER_RELAY=f"smtp://127.0.0.1:{self.relay_port}",
+            ROUTER_HTTP=f"127.0.0.1:{self.http_port}",
+            ROUTER_FROM_ADDRESS="referrals@router.example",
+            ROUTER_REVIEW_ADDRESS="review@router.example",
+            ROUTER_LOG_FORMAT="json",
+        )
+        with self.log_path.open("ab") as log:
+            self.started_at = time.perf_counter()
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "router", "serve"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        url = f"http://127.0.0.1:{self.http_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return int(response.status), bytes(response.read())
+        except urllib.error.HTTPError as error:
+            return int(error.code), bytes(error.read())
+
+    def wait_ready(self, timeout: float = 60) -> float:
+        """Poll /readyz until 200; returns seconds since start."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daemon exited; see {self.log_path}")
+            try:
+                if self.get("/readyz")[0] == 200:
+                    return time.perf_counter() - self.started_at
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.05)
+        raise TimeoutError("daemon not ready")
+
+    def peak_rss(self) -> tuple[int, int]:
+        """Peak resident memory (VmHWM, bytes) of the daemon and of its largest descendant.
+
+        Not getrusage(RUSAGE_CHILDREN): Linux counts in a child's ru_maxrss the pages it
+        shared with this (large) process between fork and exec, so it reports this
+        benchmark's own size rather than the daemon's.
+        """
+        assert self.process is not None
+        own = _vm_hwm(self.process.pid)
+        return own, max((_vm_hwm(pid) for pid in _descendants(self.process.pid)), default=0)
+
+    def stop(self) -> float:
+        """SIGTERM and wait; returns how long the daemon took to exit."""
+        assert self.process is not None
+        started = time.perf_counter()
+        self.process.send_signal(signal.SIGTERM)
+        status = self.process.wait(30)
+        if status != 0:
+            raise RuntimeError(f"daemon exited with {status}; see {self.log_path}")
+        return time.perf_counter() - started
+
+    def decisions(self) -> float:
+        """Sum of router_decisions_total from /metrics."""
+        _, body = self.get("/metrics")
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.decode().splitlines()
+            if line.startswith("router_decisions_total{")
+        )
+
+
+def _vm_hwm(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *_descendants(child)]
+    return found
