@@ -44,6 +44,7 @@ from router.inbox.imap_session import (
     ImapConnectionError,
     ImapSession,
 )
+from router.journal.store import message_id_header
 from router.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -70,16 +71,6 @@ def parse_source_key(key: str) -> tuple[int, int] | None:
     if prefix + ":" != SOURCE_PREFIX or not uidvalidity.isdigit() or not uid.isdigit():
         return None
     return int(uidvalidity), int(uid)
-
-
-def message_id_header(raw: bytes) -> str | None:
-    """The Message-ID as the journal records it (the header value, stripped)."""
-    head = raw[:65536].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    for line in head.splitlines():
-        if line[:11].lower() == b"message-id:":
-            value = line[11:].strip().decode("ascii", "replace")
-            return value or None
-    return None
 
 
 def sender_address(raw_headers: bytes) -> str | None:

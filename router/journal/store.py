@@ -142,7 +142,7 @@ class Journal:
                 return existing
         message_id = new_message_id()
         write_durably(self.raw_path(message_id), raw, tmp_dir=self.tmp_dir)
-        header = _message_id_header(raw)
+        header = message_id_header(raw)
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO messages (id, received_at, source_key, message_id_header, sha256,"
@@ -522,7 +522,7 @@ class Journal:
         return len(rows)
 
 
-def _message_id_header(raw: bytes) -> str | None:
+def message_id_header(raw: bytes) -> str | None:
     """The Message-ID from the header block, without a full parse (cheap, never raises)."""
     head = raw[:65536].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     for line in head.splitlines():

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from router.inbox.base import Settlement
-from router.inbox.imap import message_id_header as message_id_of
+from router.journal.store import message_id_header as message_id_of
 
 WAIT = 10.0  # seconds: an upper bound, tests finish as soon as the condition holds
 
