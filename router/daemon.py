@@ -198,13 +198,18 @@ async def _first(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> No
 
 
 async def _serve(settings: Settings, rules: Rules) -> int:
-    daemon = Daemon(settings, rules)
+    try:
+        daemon = Daemon(settings, rules)
+    except (OSError, ValueError) as exc:
+        # An unwritable state directory, a CA file that does not load: say so plainly.
+        print(f"referral-router: cannot start: {exc}", file=sys.stderr)
+        return 2
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.stop_event.set)
     try:
         await daemon.start()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         print(f"referral-router: cannot open the inbox: {exc}", file=sys.stderr)
         await daemon.close()
         return 2

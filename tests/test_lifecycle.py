@@ -186,3 +186,34 @@ def _forwards_by_original(capture: CaptureServer, total: int) -> Counter[str]:
         if len(forwards) >= total or time.monotonic() > deadline:
             return forwards
         capture.wait_for(len(capture.messages) + 1, timeout=max(0.1, deadline - time.monotonic()))
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ROUTER_INBOX": "ftp://example.org"}, "scheme must be one of"),
+        ({"ROUTER_LOG_LEVEL": "loud"}, "ROUTER_LOG_LEVEL"),
+        ({"ROUTER_INBOX": "imap://u@example.org/INBOX"}, "refusing plain-text IMAP"),
+        (
+            {"ROUTER_RELAY": "smtp://127.0.0.1:25", "ROUTER_RELAY_CA_FILE": "/nonexistent/ca"},
+            "relay CA file",
+        ),
+        ({"ROUTER_RULES_DIR": "/nonexistent/rules"}, "rules directory not found"),
+    ],
+)
+def test_bad_settings_stop_at_start_with_a_clear_message(
+    tmp_path: Path, rules_dir: Path, env: dict[str, str], message: str
+) -> None:
+    """Bad settings or rules: exit 2 with one readable line, never a traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "router", "serve"],
+        cwd=tmp_path,
+        env={**os.environ, "ROUTER_RULES_DIR": str(rules_dir), "ROUTER_HTTP": "", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
