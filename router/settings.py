@@ -48,6 +48,12 @@ def parse_endpoint(value: str, allowed: tuple[str, ...]) -> Endpoint:
             raise ValueError("maildir: needs a path, e.g. maildir:./var/outbox")
         return Endpoint(scheme="maildir", path=Path(path))
     parts = urlsplit(value)
+    if parts.password is not None:
+        # The value is not quoted back: it holds the password.
+        raise ValueError(
+            "a password in the URL is not accepted (it would show wherever the setting is"
+            " shown); use ROUTER_*_PASSWORD or ROUTER_*_PASSWORD_FILE"
+        )
     if parts.scheme not in allowed:
         raise ValueError(f"{value!r}: scheme must be one of {', '.join(allowed)}")
     if not parts.hostname:
@@ -69,7 +75,10 @@ def parse_endpoint(value: str, allowed: tuple[str, ...]) -> Endpoint:
 class Settings(BaseSettings):
     """Every setting of the router. Passed in to what needs it, never imported as a global."""
 
-    model_config = SettingsConfigDict(env_prefix="ROUTER_", extra="ignore", frozen=True)
+    # Errors never echo the values given: they may hold a password.
+    model_config = SettingsConfigDict(
+        env_prefix="ROUTER_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     rules_dir: Path = Path("./rules")
     state_dir: Path = Path("./var")
