@@ -250,6 +250,10 @@ class Pipeline:
         except PermanentDeliveryError as exc:
             self._failed(item, exc, data)
             return
+        except Exception as exc:  # a relay bug must not stop every later delivery
+            log.error("delivery_crashed", reference=item.reference, error=type(exc).__name__)
+            self._failed(item, PermanentDeliveryError(None, f"{type(exc).__name__}"), data)
+            return
         self.journal.mark_sent(item.id)
         self.metrics.sent.labels(item.kind).inc()
         log.info("sent", reference=item.reference, kind=item.kind, attempts=item.attempts + 1)

@@ -20,6 +20,9 @@ from router.rules.model import AckText, AckTexts
 
 # SMTP-safe serialisation: CRLF line ends, long lines folded, 8-bit bodies encoded.
 _POLICY = email.policy.SMTP
+# For a recipient whose address is not ASCII (RFC 6531/6532): such an address cannot be
+# written with encoded-words, so the headers carry raw UTF-8 and the relay uses SMTPUTF8.
+_POLICY_UTF8 = email.policy.SMTPUTF8
 
 _FLAGS = {
     Outcome.FORWARD: "",
@@ -46,7 +49,8 @@ def _domain(address: str) -> str:
 def _base(
     sender: str, to: Sequence[str], cc: Sequence[str], subject: str, auto: str
 ) -> EmailMessage:
-    message = EmailMessage(policy=_POLICY)
+    international = not all(address.isascii() for address in (sender, *to, *cc))
+    message = EmailMessage(policy=_POLICY_UTF8 if international else _POLICY)
     message["From"] = sender
     message["To"] = ", ".join(to)
     if cc:
@@ -103,7 +107,7 @@ def _attach_original(message: EmailMessage, raw: bytes) -> None:
 
 def _finish(message: EmailMessage, recipients: Sequence[str]) -> Outgoing:
     return Outgoing(
-        data=message.as_bytes(policy=_POLICY),
+        data=message.as_bytes(policy=message.policy),
         sender=str(message["From"]),
         recipients=tuple(dict.fromkeys(recipients)),
         message_id=str(message["Message-ID"]),

@@ -254,11 +254,20 @@ class SmtpRelay:
         options = []
         if any(b > 0x7F for b in message) and client.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")
-        await client.mail(sender, options=options)
+        encoding = "ascii"
+        if not all(address.isascii() for address in (sender, *recipients)):
+            # An internationalised address (RFC 6531) can only travel with SMTPUTF8.
+            if not client.supports_extension("smtputf8"):
+                raise PermanentDeliveryError(
+                    None, "an address is not ASCII and the relay does not offer SMTPUTF8"
+                )
+            options.append("SMTPUTF8")
+            encoding = "utf-8"
+        await client.mail(sender, options=options, encoding=encoding)
         refusals: list[aiosmtplib.SMTPRecipientRefused] = []
         for recipient in recipients:
             try:
-                await client.rcpt(recipient)
+                await client.rcpt(recipient, encoding=encoding)
             except aiosmtplib.SMTPRecipientRefused as exc:
                 refusals.append(exc)
                 if not client.is_connected:  # 421: the server closed the connection

@@ -1,5 +1,5 @@
 """Safe transport: credentials only from settings or files, never shown; TLS verified off
-loopback."""
+loopback; an internationalised address never stops delivery."""
 
 from __future__ import annotations
 
@@ -169,3 +169,45 @@ async def test_password_never_sent_in_clear_off_loopback(
     with pytest.raises(RelaySecurityError, match="without TLS"):
         await relay.send(MESSAGE, sender="a@router.example", recipients=["b@force.example"])
     assert server.messages == []
+
+
+class _Utf8CaptureServer(CaptureServer):
+    """A capture server that offers SMTPUTF8 (RFC 6531)."""
+
+    def _new_session(self):  # type: ignore[no-untyped-def]
+        session = super()._new_session()
+        session.enable_SMTPUTF8 = True
+        return session
+
+
+@pytest.mark.parametrize("smtputf8", [False, True])
+async def test_internationalised_from_never_stops_delivery(
+    daemon_factory, tmp_path: Path, smtputf8: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """A referral from a non-ASCII address is forwarded; its acknowledgment goes out with
+    SMTPUTF8 when the relay offers it, else fails alone; the next referral is unaffected."""
+    server = (_Utf8CaptureServer if smtputf8 else CaptureServer)().start()
+    try:
+        daemon = await daemon_factory(relay=server.url)
+        form = [("r.pdf", FORM, "application/pdf")]
+        await submit(
+            daemon, build_email(sender=None, attachments=form, headers={"From": "josé@exämple.org"})
+        )
+        await daemon.run_once()
+        await submit(daemon, build_email(attachments=form))
+        await daemon.run_once()
+        rows = daemon.journal.query("SELECT kind, state FROM outbox ORDER BY created_at, id")
+        states = [(row["kind"], row["state"]) for row in rows]
+        ack_state = "sent" if smtputf8 else "failed"
+        assert states == [
+            ("forward", "sent"),
+            ("ack", ack_state),
+            ("forward", "sent"),
+            ("ack", "sent"),
+        ]
+        if smtputf8:
+            ack = next(c for c in server.messages if "josé@exämple.org" in c.rcpt_tos)
+            assert "SMTPUTF8" in ack.mail_options
+            assert str(ack.message["To"]) == "josé@exämple.org"
+    finally:
+        server.stop()
