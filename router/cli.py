@@ -112,8 +112,11 @@ def cmd_rules_test(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from router.daemon import serve
+    from router.logs import configure_logging
 
-    return serve(load_settings())
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)  # ROUTER_LOG_LEVEL, _FORMAT
+    return serve(settings)
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
