@@ -402,6 +402,8 @@ class MaildirRelay:
         log.debug("relay.sent", relay=self.describe(), file=name, recipients=len(recipients))
 
     def _ensure_dirs(self) -> None:
+        # The folder itself private too when we create it (mkdir's parents get 0755).
+        self._path.mkdir(mode=0o700, parents=True, exist_ok=True)
         for sub in ("cur", "new", "tmp"):
             (self._path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
 

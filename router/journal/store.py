@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from router.inbox.base import Settlement
-from router.journal.files import ensure_dir, write_durably
+from router.journal.files import FILE_MODE, ensure_dir, write_durably
 
 SCHEMA_VERSION = "1"
 
@@ -90,8 +91,11 @@ class Journal:
         self.tmp_dir = ensure_dir(state_dir / "tmp")
         self.path = state_dir / "journal.sqlite3"
         self._lock = threading.RLock()
+        # Create the file private before SQLite opens it (its -wal and -shm files copy the
+        # database file's mode); chmod fixes a file made by an older version.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+        self.path.chmod(FILE_MODE)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self.path.chmod(0o600)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
