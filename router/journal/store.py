@@ -456,12 +456,17 @@ class Journal:
             )
 
     def finish_messages(self) -> list[str]:
-        """Mark decided messages whose mail has all gone as done; returns their ids."""
+        """Mark decided messages with no mail left to send as done; returns their ids.
+
+        A failed forward or review quarantines its message, so a failed mail still here is
+        an acknowledgment or an alert: nothing more will happen to it, and the message must
+        not wait for ever (its stored copy would never be purged).
+        """
         with self.transaction() as db:
             rows = db.execute(
                 "SELECT id FROM messages WHERE state = 'decided' AND NOT EXISTS ("
                 " SELECT 1 FROM outbox WHERE outbox.message_id = messages.id"
-                " AND outbox.state != 'sent')"
+                " AND outbox.state = 'pending')"
             ).fetchall()
             now = time.time()
             for row in rows:
@@ -505,25 +510,14 @@ class Journal:
     # --- retention ----------------------------------------------------------------------
 
     def purge(self, older_than: float) -> int:
-        """Delete stored raw messages and spooled mail of finished messages older than a time.
+        """Delete stored messages, spooled mail and personal traces of finished messages
+        done before a time; rows keep reference, outcome, area and timestamps.
 
-        Rows stay (reference, outcome, area, timestamps); only the bytes with personal
-        data go. Returns how many messages were purged.
+        See `router.journal.retention`. Returns how many messages were purged.
         """
-        rows = self.query(
-            "SELECT id FROM messages WHERE state = 'done' AND settled >= 0 AND purged_at IS NULL"
-            " AND done_at < ?",
-            (older_than,),
-        )
-        for row in rows:
-            self.raw_path(row["id"]).unlink(missing_ok=True)
-            for mail in self.query("SELECT id FROM outbox WHERE message_id = ?", (row["id"],)):
-                self.spool_path(mail["id"]).unlink(missing_ok=True)
-            with self.transaction() as db:
-                db.execute(
-                    "UPDATE messages SET purged_at = ? WHERE id = ?", (time.time(), row["id"])
-                )
-        return len(rows)
+        from router.journal.retention import purge
+
+        return purge(self, older_than)
 
 
 def message_id_header(raw: bytes) -> str | None:

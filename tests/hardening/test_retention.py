@@ -3,8 +3,11 @@ every state file private (0600) in private folders (0700), whatever the umask.""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +27,73 @@ def _state_files(daemon) -> list[Path]:  # type: ignore[no-untyped-def]
     """The stored raw messages and spooled mails of a daemon's journal."""
     journal = daemon.journal
     return [*journal.messages_dir.glob("*.eml"), *journal.spool_dir.glob("*.eml")]
+
+
+async def test_purge_removes_bytes_and_traces_keeps_the_audit_rows(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    """After retention, raw messages, spool files, the form's file name and the referrer's
+    address are gone; reference, outcome, area and timestamps stay."""
+    daemon = await daemon_factory(retention_days=0)
+    await submit(daemon, REFERRAL)
+    await daemon.run_once()
+    assert len(_state_files(daemon)) == 3  # the raw message, the forward and the ack
+    assert daemon.journal.purge(time.time() - 3600) == 0  # finished, but not old enough yet
+    assert daemon.journal.purge(time.time() + 1) == 1
+    assert _state_files(daemon) == []
+    [message] = daemon.journal.query("SELECT * FROM messages")
+    assert message["state"] == "done" and message["purged_at"]
+    assert message["received_at"] <= message["decided_at"] <= message["done_at"]
+    [decision] = daemon.journal.query("SELECT * FROM decisions")
+    assert decision["reference"].startswith("PR-") and decision["created_at"]
+    assert (decision["outcome"], decision["area"]) == ("forward", "lewisham")
+    record = json.loads(decision["record"])
+    assert record["outcome"] == "forward" and record["to"]
+    assert "Jane" not in decision["record"] and "teacher@" not in decision["record"]
+    recipients = [r["recipients"] for r in daemon.journal.query("SELECT recipients FROM outbox")]
+    assert not any("teacher@" in value for value in recipients)
+    assert daemon.journal.purge(time.time() + 2 * 86400) == 0  # once only
+    assert daemon.journal.query("SELECT * FROM ack_counts") == []  # earlier days' counts go
+
+
+async def test_unfinished_and_quarantined_messages_are_kept(daemon_factory, smtp_capture) -> None:  # type: ignore[no-untyped-def]
+    """A message still waiting for delivery, or set aside for a person, is not purged."""
+    relay = smtp_capture()
+    relay.fail_with(451, "later", at="DATA")  # every forward waits
+    daemon = await daemon_factory(relay=relay.url, retention_days=0)
+    await submit(daemon, REFERRAL)
+    await daemon.run_once()
+    waiting = daemon.journal.query("SELECT id FROM messages")[0]["id"]
+    daemon.journal.quarantine(waiting, "set aside by a test")
+    assert daemon.journal.purge(time.time() + 86400) == 0
+    assert daemon.journal.raw_path(waiting).exists()
+
+
+async def test_failed_acknowledgment_does_not_block_the_purge(daemon_factory, smtp_capture) -> None:  # type: ignore[no-untyped-def]
+    """A referrer address that refuses mail leaves the message finished, so it is purged."""
+    relay = smtp_capture()
+    relay.fail_with(550, "no such user", at="RCPT", recipients={"teacher@school.example"})
+    daemon = await daemon_factory(relay=relay.url, retention_days=0)
+    await submit(daemon, REFERRAL)
+    await daemon.run_once()
+    states = {r["kind"]: r["state"] for r in daemon.journal.query("SELECT * FROM outbox")}
+    assert states == {"forward": "sent", "ack": "failed"}
+    assert [r["state"] for r in daemon.journal.query("SELECT state FROM messages")] == ["done"]
+    assert daemon.journal.purge(time.time() + 1) == 1
+
+
+async def test_daemon_purges_on_its_own(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    """The running daemon purges finished messages older than ROUTER_RETENTION_DAYS."""
+    daemon = await daemon_factory(retention_days=0)
+    await submit(daemon, REFERRAL)
+    worker = asyncio.create_task(daemon.run())
+    try:
+        deadline = time.monotonic() + 20
+        while daemon.journal.query("SELECT 1 FROM messages WHERE purged_at IS NOT NULL") == []:
+            assert time.monotonic() < deadline, "the daemon never purged"
+            await asyncio.sleep(0.05)
+        assert _state_files(daemon) == []
+    finally:
+        daemon.stop_event.set()
+        await asyncio.wait_for(worker, 10)
 
 
 @pytest.fixture
