@@ -29,7 +29,7 @@ from tests.hardening.conftest import REVIEW, ROUTER_FROM
 from tests.mailfactory import build_email
 
 PROPERTY = settings(
-    max_examples=60,
+    max_examples=80,
     deadline=None,
     database=None,
     derandomize=True,
