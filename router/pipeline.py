@@ -86,7 +86,7 @@ class Pipeline:
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 log.error("processing_failed", message=stored.id, error=type(exc).__name__)
                 if stored.attempts + 1 >= MAX_PROCESS_ATTEMPTS:
-                    self.quarantine(stored, error)
+                    self.quarantine(stored, error, summary=type(exc).__name__)
                     count += 1
         return count
 
@@ -213,11 +213,18 @@ class Pipeline:
             mails.append(_new_mail("alert", row["reference"], alert))
         return mails
 
-    def quarantine(self, stored: StoredMessage, error: str) -> None:
-        """Set a message aside with its error and tell a person, with the original attached."""
+    def quarantine(self, stored: StoredMessage, error: str, *, summary: str | None = None) -> None:
+        """Set a message aside with its error and tell a person, with the original attached.
+
+        Args:
+            stored: the message.
+            error: the full error, for the journal and the alert to the review address.
+            summary: what the log may say instead; an exception's text can quote the
+                message's content, so only its class is logged.
+        """
         self.journal.quarantine(stored.id, error)
         self.metrics.quarantined.inc()
-        log.error("quarantined", message=stored.id, error=error[:200])
+        log.error("quarantined", message=stored.id, error=(summary or error)[:200])
         raw_path = self.journal.raw_path(stored.id)
         alert = compose_alert(
             f"Referral router: message {stored.id} quarantined",

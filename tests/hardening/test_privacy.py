@@ -190,3 +190,24 @@ def _until(condition: Callable[[], bool], process: subprocess.Popen[bytes], what
         assert process.poll() is None, "the daemon exited"
         assert time.monotonic() < deadline, what
         time.sleep(0.05)
+
+
+async def test_quarantine_logs_no_exception_text(
+    daemon_factory, log_capture, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """An error whose text quotes the referral is logged by its class only when the message
+    is quarantined (the full text goes to the journal and the review alert)."""
+    logs = log_capture("debug")
+    daemon = await daemon_factory()
+
+    def broken_compose(*args: object, **kwargs: object) -> None:
+        raise ValueError(f"cannot compose for {CANARIES['person_name']}")
+
+    monkeypatch.setattr("router.pipeline.compose_forward", broken_compose)
+    await submit(daemon, _planted("forward")[1])
+    for _ in range(3):  # a failing message is retried on later rounds, then set aside
+        await daemon.run_once()
+    [row] = daemon.journal.query("SELECT state, last_error FROM messages")
+    assert row["state"] == "quarantined" and CANARIES["person_name"] in row["last_error"]
+    assert '"event": "quarantined"' in logs.getvalue()
+    assert CANARIES["person_name"].lower() not in logs.getvalue().lower()
