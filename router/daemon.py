@@ -210,7 +210,7 @@ async def _serve(settings: Settings, rules: Rules) -> int:
     try:
         await daemon.start()
     except (OSError, ValueError) as exc:
-        print(f"referral-router: cannot open the inbox: {exc}", file=sys.stderr)
+        print(f"referral-router: cannot start: {exc}", file=sys.stderr)
         await daemon.close()
         return 2
     loop.add_signal_handler(signal.SIGHUP, daemon.rules_watcher.request)  # operations: reload

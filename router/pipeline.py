@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 # A message whose processing crashed this many times is quarantined (crash loops included:
 # an attempt is counted before it starts).
 MAX_PROCESS_ATTEMPTS = 3
+_DECIDE_BATCH = 4
 _HEADER_LIMIT = 256 * 1024
 
 
@@ -74,10 +75,15 @@ class Pipeline:
     # --- deciding -----------------------------------------------------------------------
 
     async def process_received(self) -> int:
+        """Decide a few stored messages (a small batch, so a burst's first forwards go out
+        while the rest are still being read)."""
         count = 0
-        for stored in self.journal.received():
+        waiting = self.journal.received(limit=_DECIDE_BATCH + len(self._failed_this_round))
+        for stored in waiting:
             if stored.id in self._failed_this_round:
                 continue
+            if count >= _DECIDE_BATCH:
+                break
             try:
                 await self.process(stored)
                 count += 1
@@ -304,6 +310,7 @@ class Pipeline:
             return  # a referrer's address that refuses mail: nothing more to do
         if item.kind != "alert":
             self.journal.quarantine(item.message_id, f"{item.kind} failed: {_describe(exc)}")
+            self.metrics.quarantined.inc()
             alert = compose_alert(
                 f"Referral {item.reference} was NOT delivered",
                 f"The {item.kind} for {item.reference} to {', '.join(item.recipients)} was "

@@ -130,11 +130,13 @@ async def test_permanent_failure_alerts_review_and_quarantines(daemon_factory, s
     raw, _ = _referral()
     await submit(daemon, raw)
     await daemon.run_once()
-    captured = await relay.wait_for_async(2, timeout=10)
+    captured = await relay.wait_for_async(1, timeout=10)
     alert = _by_recipient(captured, "review@router.example")
     assert "NOT delivered" in alert["Subject"]
     [row] = daemon.journal.query("SELECT state, last_error FROM messages")
     assert row["state"] == "quarantined" and "550" in row["last_error"]
+    # The referrer is not told "forwarded" about a referral that did not go.
+    assert all("teacher@school.example" not in c.rcpt_tos for c in relay.messages)
 
 
 async def test_bounce_of_a_forward_alerts_review(daemon_factory, smtp_capture):

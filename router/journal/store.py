@@ -28,6 +28,14 @@ from router.journal.files import FILE_MODE, ensure_dir, write_durably
 
 SCHEMA_VERSION = "1"
 
+# Pending mail that may go now. An acknowledgment waits for its referral's forward: the
+# referrer is never told "forwarded" about a referral the relay has not accepted.
+_SENDABLE = (
+    "state = 'pending' AND NOT (kind = 'ack' AND EXISTS (SELECT 1 FROM outbox AS f"
+    " WHERE f.reference = outbox.reference AND f.kind IN ('forward', 'review')"
+    " AND f.state != 'sent'))"
+)
+
 
 @dataclass(frozen=True)
 class StoredMessage:
@@ -408,7 +416,7 @@ class Journal:
 
     def due_mail(self, now: float, limit: int = 50) -> list[OutboxItem]:
         rows = self.query(
-            "SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?"
+            f"SELECT * FROM outbox WHERE {_SENDABLE} AND next_attempt_at <= ?"  # noqa: S608
             " ORDER BY next_attempt_at LIMIT ?",
             (now, limit),
         )
@@ -427,7 +435,7 @@ class Journal:
         ]
 
     def next_due(self) -> float | None:
-        rows = self.query("SELECT MIN(next_attempt_at) AS t FROM outbox WHERE state = 'pending'")
+        rows = self.query(f"SELECT MIN(next_attempt_at) AS t FROM outbox WHERE {_SENDABLE}")  # noqa: S608
         value = rows[0]["t"]
         return float(value) if value is not None else None
 
@@ -448,11 +456,19 @@ class Journal:
             )
 
     def mark_failed(self, mail_id: str, error: str) -> None:
+        """A mail refused for good. Its referral's waiting acknowledgment is held back too
+        (failed, so `reprocess` sends both once the cause is fixed)."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?"
                 " WHERE id = ?",
                 (error[:500], mail_id),
+            )
+            db.execute(
+                "UPDATE outbox SET state = 'failed', last_error = 'held: the forward failed'"
+                " WHERE state = 'pending' AND kind = 'ack' AND reference = ("
+                " SELECT reference FROM outbox WHERE id = ? AND kind IN ('forward', 'review'))",
+                (mail_id,),
             )
 
     def finish_messages(self) -> list[str]:
