@@ -148,7 +148,11 @@ class Referral:
     def build(self) -> bytes:
         """The email, with the form attached under the drawn file name (RFC 2231)."""
         if self.kind == "pdf":
-            safe = {k: _xml_safe(v).replace("\n", " ") for k, v in labelled(self.fields).items()}
+            # reportlab's standard fonts hold Latin-1 only (it raises KeyError on "Ā").
+            safe = {
+                k: _xml_safe(v).replace("\n", " ").encode("latin-1", "replace").decode("latin-1")
+                for k, v in labelled(self.fields).items()
+            }
             attachment = (PLACEHOLDER, fillable_pdf(safe), "application/pdf")
         elif self.kind == "docx":
             rows = [(FORM_LABELS[k], _xml_safe(v)) for k, v in self.fields.items()]
