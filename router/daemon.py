@@ -11,6 +11,7 @@ from typing import Protocol
 
 import structlog
 
+from router.aio import wait_any
 from router.delivery.relay import Relay, make_relay
 from router.http import OpsServer, RelayHealth
 from router.journal.store import Journal
@@ -152,7 +153,7 @@ class Daemon:
             self._maybe_purge()
             due = self.journal.next_due()
             timeout = _IDLE_WAKE_SECONDS if due is None else max(0.05, due - time.time())
-            await _first(self.wake, self.stop_event, min(timeout, _IDLE_WAKE_SECONDS))
+            await wait_any(self.wake, self.stop_event, seconds=min(timeout, _IDLE_WAKE_SECONDS))
 
     def _update_gauges(self) -> None:
         rows = self.journal.query(
@@ -186,15 +187,6 @@ class Daemon:
         await self.relay.close()
         self.sandbox.close()
         self.journal.close()
-
-
-async def _first(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
-    waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 async def _serve(settings: Settings, rules: Rules) -> int:

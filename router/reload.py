@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 
+from router.aio import wait_any
 from router.metrics import Metrics
 from router.rules.loader import RulesError, load_rules
 from router.rules.model import Rules
@@ -89,7 +90,7 @@ class RulesWatcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set. An unexpected error is logged and polling goes on."""
         while not stop.is_set():
-            await _first(stop, self._requested, self.interval)
+            await wait_any(stop, self._requested, seconds=self.interval)
             if stop.is_set():
                 return
             forced = self._requested.is_set()
@@ -167,13 +168,3 @@ class RulesWatcher:
             areas=len(rules.areas),
         )
         return "ok"
-
-
-async def _first(stop: asyncio.Event, requested: asyncio.Event, seconds: float) -> None:
-    """Wait until either event is set or `seconds` pass."""
-    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(requested.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
