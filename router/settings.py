@@ -85,7 +85,8 @@ class Settings(BaseSettings):
     inbox: str = "smtp://127.0.0.1:2525"
     inbox_password: SecretStr | None = None
     inbox_password_file: Path | None = None
-    relay: str = "maildir:./var/outbox"
+    # Empty: a Maildir in the state directory (`relay_endpoint`), SPEC section 7.
+    relay: str = ""
     relay_user: str | None = None
     relay_password: SecretStr | None = None
     relay_password_file: Path | None = None
@@ -115,6 +116,32 @@ class Settings(BaseSettings):
     trusted_authserv_ids: str = ""
     shutdown_seconds: float = Field(default=8.0, gt=0)
 
+    # OAuth 2.0 (SPEC section 7, "OAuth 2.0"): how the inbox and the relay authenticate.
+    inbox_auth: Literal["password", "oauth2"] = "password"
+    # None: `password` when ROUTER_RELAY_USER is set, else `none` (see `relay_auth_method`).
+    relay_auth: Literal["none", "password", "oauth2"] | None = None
+    oauth_provider: Literal["microsoft", "google", "generic"] = "microsoft"
+    oauth_tenant: str = ""
+    oauth_client_id: str = ""
+    oauth_client_secret: SecretStr | None = None
+    oauth_client_secret_file: Path | None = None
+    oauth_certificate_file: Path | None = None
+    oauth_token_url: str = ""
+    oauth_scope: str = ""
+    # What to do with mail already in the IMAP folder at the first connection:
+    # `new`, `all` or a date YYYY-MM-DD (SPEC section 7, "First connection to a mailbox").
+    imap_start: str = "new"
+    # The embedded listener off loopback: STARTTLS certificate and client networks (CIDRs).
+    inbox_tls_cert_file: Path | None = None
+    inbox_tls_key_file: Path | None = None
+    inbox_allow: str = ""
+    # Empty: SQLite in state_dir; `postgresql://user@host:port/db` for a shared journal.
+    journal: str = ""
+    journal_password: SecretStr | None = None
+    journal_password_file: Path | None = None
+    # This router's name among several sharing one journal (empty: host name and PID).
+    node_name: str = ""
+
     @field_validator("from_address", "review_address")
     @classmethod
     def _address(cls, value: str) -> str:
@@ -141,7 +168,15 @@ class Settings(BaseSettings):
 
     @property
     def relay_endpoint(self) -> Endpoint:
-        return parse_endpoint(self.relay, ("smtp", "smtps", "maildir"))
+        relay = self.relay.strip() or f"maildir:{self.state_dir / 'outbox'}"
+        return parse_endpoint(relay, ("smtp", "smtps", "maildir"))
+
+    @property
+    def relay_auth_method(self) -> Literal["none", "password", "oauth2"]:
+        """`relay_auth`, or its default: `password` when a relay user is set, else `none`."""
+        if self.relay_auth is not None:
+            return self.relay_auth
+        return "password" if self.relay_user else "none"
 
     @property
     def authserv_ids(self) -> tuple[str, ...]:
