@@ -207,7 +207,7 @@ async def _backlog(
     args: argparse.Namespace, workdir: Path, capture: TimedCapture, variants: list[bytes]
 ) -> list[Row]:
     """Store a backlog with Journal.accept_sync, then start a daemon and time the drain."""
-    from router.journal.store import Journal
+    from router.journal.sqlite import SqliteJournal as Journal
 
     referrals = make_referrals(args.backlog, "backlog", variants)
     state_dir = workdir / "backlog"

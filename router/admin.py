@@ -1,8 +1,9 @@
 """Admin commands on the journal (`status`, `reprocess`), safe to run beside the daemon.
 
-They open the journal in `settings.state_dir` with their own SQLite connection (WAL lets a
-reader and a writer work side by side). What they print carries no personal data: no
-subjects, no form values, no sender addresses; addresses in error texts lose their local part.
+They open the journal the settings name with their own connection (SQLite's WAL lets a
+reader and a writer work side by side; PostgreSQL is shared anyway). What they print
+carries no personal data: no subjects, no form values, no sender addresses; addresses in
+error texts lose their local part.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from router.cli import EXIT_FAILED, EXIT_OK, CommandError
-from router.journal.store import Journal
+from router.errors import EXIT_FAILED, EXIT_OK, CommandError
+from router.journal.protocol import Journal
+from router.journal.records import JournalUnavailable, NodeSeen
+from router.journal.sqlite import JOURNAL_FILE, SqliteJournal
+from router.journal.store import open_journal as open_configured_journal
 from router.settings import Settings
 
 MESSAGE_STATES = ("received", "decided", "done", "quarantined")
@@ -50,25 +54,33 @@ class Status:
     oldest_unsent_seconds: float | None
     last_rules_version: str | None
     quarantine: list[Quarantined]
+    nodes: list[NodeSeen]
 
 
 def open_journal(settings: Settings) -> Journal:
-    """Open the existing journal in `settings.state_dir`.
+    """Open the existing journal the settings name (SQLite in `settings.state_dir`, or the
+    PostgreSQL database of ROUTER_JOURNAL).
 
     Raises:
-        CommandError: there is no journal there (a wrong ROUTER_STATE_DIR, most likely).
+        CommandError: there is no journal there (a wrong ROUTER_STATE_DIR, most likely), or
+            PostgreSQL cannot be reached.
     """
-    path = settings.state_dir / "journal.sqlite3"
-    if not path.is_file():
-        raise CommandError(
-            f"no journal at {path} (is ROUTER_STATE_DIR the daemon's state directory?)",
-            EXIT_FAILED,
+    if not settings.journal:
+        path = settings.state_dir / JOURNAL_FILE
+        if not path.is_file():
+            raise CommandError(
+                f"no journal at {path} (is ROUTER_STATE_DIR the daemon's state directory?)",
+                EXIT_FAILED,
+            )
+        return SqliteJournal(
+            settings.state_dir,
+            processed_folder=settings.processed_folder,
+            failed_folder=settings.failed_folder,
         )
-    return Journal(
-        settings.state_dir,
-        processed_folder=settings.processed_folder,
-        failed_folder=settings.failed_folder,
-    )
+    try:
+        return open_configured_journal(settings)
+    except JournalUnavailable as exc:
+        raise CommandError(f"cannot reach the journal database ({exc})", EXIT_FAILED) from None
 
 
 def read_status(journal: Journal, now: float | None = None) -> Status:
@@ -81,9 +93,10 @@ def read_status(journal: Journal, now: float | None = None) -> Status:
     for row in journal.query("SELECT outcome, COUNT(*) AS n FROM decisions GROUP BY outcome"):
         outcomes[row["outcome"]] = row["n"]
     [outbox] = journal.query(
-        "SELECT COALESCE(SUM(state = 'pending'), 0) AS pending,"
-        " COALESCE(SUM(state = 'pending' AND attempts > 0), 0) AS retrying,"
-        " COALESCE(SUM(state = 'failed'), 0) AS failed,"
+        "SELECT COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0) AS pending,"
+        " COALESCE(SUM(CASE WHEN state = 'pending' AND attempts > 0 THEN 1 ELSE 0 END), 0)"
+        " AS retrying,"
+        " COALESCE(SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END), 0) AS failed,"
         " MIN(CASE WHEN state = 'pending' THEN created_at END) AS oldest FROM outbox"
     )
     [undecided] = journal.query(
@@ -94,30 +107,36 @@ def read_status(journal: Journal, now: float | None = None) -> Status:
         " ORDER BY decided_at DESC LIMIT 1"
     )
     return Status(
-        journal=str(journal.path),
+        journal=journal.where,
         messages=messages,
         outcomes=outcomes,
-        outbox_pending=outbox["pending"],
-        outbox_retrying=outbox["retrying"],
-        outbox_failed=outbox["failed"],
+        outbox_pending=int(outbox["pending"]),
+        outbox_retrying=int(outbox["retrying"]),
+        outbox_failed=int(outbox["failed"]),
         oldest_undecided_seconds=_age(undecided["oldest"], now),
         oldest_unsent_seconds=_age(outbox["oldest"], now),
         last_rules_version=rules[0]["rules_version"] if rules else None,
         quarantine=_quarantine(journal),
+        nodes=journal.nodes_seen(),
     )
 
 
 def _quarantine(journal: Journal) -> list[Quarantined]:
     rows = journal.query(
-        "SELECT m.id, m.received_at, m.last_error, group_concat(d.reference, ' ') AS refs"
-        " FROM messages m LEFT JOIN decisions d ON d.message_id = m.id"
-        " WHERE m.state = 'quarantined' GROUP BY m.id ORDER BY m.received_at"
+        "SELECT id, received_at, last_error FROM messages WHERE state = 'quarantined'"
+        " ORDER BY received_at"
     )
+    references: dict[str, list[str]] = {}
+    for decision in journal.query(
+        "SELECT d.message_id, d.reference FROM decisions d JOIN messages m"
+        " ON d.message_id = m.id WHERE m.state = 'quarantined'"
+    ):
+        references.setdefault(decision["message_id"], []).append(decision["reference"])
     return [
         Quarantined(
             id=row["id"],
             received_at=f"{datetime.fromtimestamp(row['received_at'], UTC):%Y-%m-%d %H:%M:%S}Z",
-            references=sorted((row["refs"] or "").split()),
+            references=sorted(references.get(row["id"], [])),
             reason=redact(row["last_error"] or "(no reason recorded)"),
         )
         for row in rows
@@ -168,6 +187,15 @@ def format_status(report: Status) -> str:
         lines.append(f"    {item.reason}")
     if report.quarantine:
         lines.append("  (fix the cause, then: referral-router reprocess ID)")
+    lines.append(f"nodes       {len(report.nodes)} seen in the last 10 minutes")
+    now = time.time()
+    for node in report.nodes:
+        watching = ", ".join(node.watching) or "no mailbox"
+        lines.append(
+            f"  {node.name}  heartbeat {_duration(_age(node.last_heartbeat, now))}"
+            f"  holds {node.claimed_messages} message(s), {node.claimed_mail} mail(s),"
+            f" watches {watching}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -222,7 +250,7 @@ def _message_id(journal: Journal, wanted: str) -> str:
             " (PR-20261121-9F2C3A1B-1)"
         )
     rows = journal.query(
-        "SELECT message_id FROM decisions WHERE reference = ? COLLATE NOCASE", (wanted,)
+        "SELECT message_id FROM decisions WHERE UPPER(reference) = UPPER(?)", (wanted,)
     )
     if not rows:
         raise CommandError(f"no referral {wanted} in the journal", EXIT_FAILED)

@@ -11,17 +11,10 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
+from router.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, load_rules_or_fail
 from router.settings import Settings
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class CommandError(Exception):
-    """A problem the user can fix, reported as one clear message (never a traceback)."""
-
-    def __init__(self, message: str, status: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.status = status
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "CommandError", "main"]
 
 
 def load_settings() -> Settings:
@@ -36,14 +29,7 @@ def load_settings() -> Settings:
         raise CommandError(f"bad settings: {problems}") from None
 
 
-def _load_rules(directory: Path):  # type: ignore[no-untyped-def]
-    from router.rules.loader import RulesError, load_rules
-
-    try:
-        return load_rules(directory)
-    except RulesError as exc:
-        lines = "\n".join(f"  {p}" for p in exc.problems)
-        raise CommandError(f"rules in {directory} are not valid:\n{lines}") from None
+_load_rules = load_rules_or_fail
 
 
 def cmd_route(args: argparse.Namespace, out: TextIO) -> int:

@@ -14,7 +14,8 @@ import structlog
 from router.aio import wait_any
 from router.delivery.relay import Relay, make_relay
 from router.http import OpsServer, RelayHealth
-from router.journal.store import Journal
+from router.journal.records import JournalUnavailable
+from router.journal.store import open_journal
 from router.metrics import Metrics
 from router.pipeline import Pipeline
 from router.reload import RulesWatcher
@@ -27,6 +28,7 @@ log = structlog.get_logger(__name__)
 
 _IDLE_WAKE_SECONDS = 30.0
 _PURGE_EVERY_SECONDS = 3600.0
+_JOURNAL_RETRY_SECONDS = 1.0
 
 
 class Inbox(Protocol):
@@ -45,11 +47,7 @@ class Daemon:
     def __init__(self, settings: Settings, rules: Rules, *, relay: Relay | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.journal = Journal(
-            settings.state_dir,
-            processed_folder=settings.processed_folder,
-            failed_folder=settings.failed_folder,
-        )
+        self.journal = open_journal(settings)
         self.relay = relay or make_relay(settings)
         self.sandbox = AnalysisSandbox(timeout=settings.parse_timeout_seconds)
         self.pipeline = Pipeline(
@@ -91,6 +89,7 @@ class Daemon:
 
     async def start(self) -> None:
         """Open the inbox. Raises OSError when the listener cannot bind."""
+        self.journal.start_heartbeat()
         await self._start_operations()
         endpoint = self.settings.inbox_endpoint
         if endpoint.scheme == "smtp":
@@ -149,9 +148,16 @@ class Daemon:
         """Work until `stop_event` is set: wake on new mail or when a retry falls due."""
         while not self.stop_event.is_set():
             self.wake.clear()
-            await self.run_once()
-            self._maybe_purge()
-            due = self.journal.next_due()
+            try:
+                await self.run_once()
+                self._maybe_purge()
+                due = self.journal.next_due()
+            except JournalUnavailable as exc:
+                # The shared database is down or restarting: nothing is lost (it is all
+                # there), so wait and try again; /readyz says so meanwhile.
+                log.warning("journal_unavailable", error=str(exc))
+                await wait_any(self.stop_event, seconds=_JOURNAL_RETRY_SECONDS)
+                continue
             timeout = _IDLE_WAKE_SECONDS if due is None else max(0.05, due - time.time())
             await wait_any(self.wake, self.stop_event, seconds=min(timeout, _IDLE_WAKE_SECONDS))
 
@@ -192,7 +198,7 @@ class Daemon:
 async def _serve(settings: Settings, rules: Rules) -> int:
     try:
         daemon = Daemon(settings, rules)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, JournalUnavailable) as exc:
         # An unwritable state directory, a CA file that does not load: say so plainly.
         print(f"referral-router: cannot start: {exc}", file=sys.stderr)
         return 2
@@ -229,9 +235,9 @@ async def _serve(settings: Settings, rules: Rules) -> int:
 
 def serve(settings: Settings) -> int:
     """`referral-router serve`: load rules (a clear error if they are bad) and run."""
-    from router.cli import CommandError, _load_rules
+    from router.errors import CommandError, load_rules_or_fail
 
-    rules = _load_rules(settings.rules_dir)
+    rules = load_rules_or_fail(settings.rules_dir)
     if not rules.areas:
         raise CommandError(f"no areas in {settings.rules_dir}")
     return asyncio.run(_serve(settings, rules))

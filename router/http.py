@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +18,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from router.delivery.relay import PermanentDeliveryError, Relay, TransientDeliveryError
+from router.journal.records import JournalUnavailable
 
 if TYPE_CHECKING:
     from router.daemon import Daemon
@@ -203,27 +203,13 @@ class OpsServer:
             await asyncio.wait_for(asyncio.to_thread(self._touch_journal), self.journal_timeout)
         except TimeoutError:
             return Check(False, {"error": f"no write within {self.journal_timeout:g} s"})
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, JournalUnavailable) as exc:
             log.warning("health_journal_failed", error=type(exc).__name__)
             return Check(False, {"error": type(exc).__name__})
         return Check(True, {"seconds": round(time.monotonic() - started, 4)})
 
     def _touch_journal(self) -> None:
-        journal = self.daemon.journal
-        probe = journal.tmp_dir / f".health-{os.getpid()}"
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, b"ok")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-            probe.unlink(missing_ok=True)
-        with journal.transaction() as db:
-            db.execute(
-                "INSERT INTO meta (key, value) VALUES ('health_checked_at', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (f"{time.time():.3f}",),
-            )
+        self.daemon.journal.probe()
 
     # --- HTTP ---------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ from router.delivery.relay import (
     Relay,
     TransientDeliveryError,
 )
-from router.journal.store import Journal, NewMail, OutboxItem, StoredMessage
+from router.journal.protocol import Journal
+from router.journal.records import NewMail, OutboxItem, StoredMessage
 from router.mail.parse import parse_message
 from router.metrics import Metrics
 from router.models import AttachmentKind, Decision, FormReading, FormStatus, Outcome
@@ -103,7 +104,9 @@ class Pipeline:
             self.quarantine(stored, f"processing was interrupted {attempts - 1} times")
             return
         started = time.monotonic()
-        raw = self.journal.raw_path(stored.id).read_bytes()
+        raw = self.journal.raw_message(stored.id)
+        if raw is None:
+            raise LookupError("the stored copy of the message is missing")
         analysis = await self._analyse(stored, raw)
         mails: list[NewMail] = []
         records: list[tuple[str, dict[str, object]]] = []
@@ -231,7 +234,6 @@ class Pipeline:
         self.journal.quarantine(stored.id, error)
         self.metrics.quarantined.inc()
         log.error("quarantined", message=stored.id, error=(summary or error)[:200])
-        raw_path = self.journal.raw_path(stored.id)
         alert = compose_alert(
             f"Referral router: message {stored.id} quarantined",
             f"The router could not process message {stored.id} and set it aside.\n\n"
@@ -239,7 +241,7 @@ class Pipeline:
             f"run: referral-router reprocess {stored.id}",
             sender=self.settings.from_address,
             to=self.settings.review_address,
-            original_raw=raw_path.read_bytes() if raw_path.exists() else None,
+            original_raw=self.journal.raw_message(stored.id),
         )
         self.journal.add_mail(stored.id, _new_mail("alert", None, alert))
 
@@ -254,7 +256,9 @@ class Pipeline:
 
     async def deliver(self, item: OutboxItem) -> None:
         """Send one spooled mail; record sent, retry later, or fail and alert a person."""
-        data = self.journal.spool_path(item.id).read_bytes()
+        data = self.journal.outgoing_data(item.id)
+        if data is None:
+            raise LookupError(f"the spooled mail {item.id} is missing")
         try:
             await self.relay.send(data, sender=item.sender, recipients=item.recipients)
         except TransientDeliveryError as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from router.journal.store import Journal
+from router.journal.sqlite import SqliteJournal as Journal
 from router.models import PERSONAL_FIELDS
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled

@@ -1,5 +1,6 @@
 -- The journal: every message, every decision and every outgoing mail, with its state.
 -- Raw messages and outgoing mail are files beside this database; rows point at them.
+-- (Written with IF NOT EXISTS: journals made before versioned migrations already have it.)
 
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,

@@ -1,0 +1,57 @@
+"""The state every part of the journal shares: the database, the bytes, this node's name."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from router.journal.database import Blobs, Database
+from router.journal.records import Row
+
+# How long a claim on a message or a mail lasts without a heartbeat. A killed node's work
+# is taken over after this; the spec allows 30 s, and a poll interval comes on top.
+LEASE_SECONDS = 20.0
+# A live node renews its claims this often.
+HEARTBEAT_SECONDS = 5.0
+
+
+class JournalCore:
+    """Holds what the journal's parts (intake, decisions, outbox, retention) work on."""
+
+    def __init__(
+        self,
+        db: Database,
+        blobs: Blobs,
+        *,
+        node: str,
+        shared: bool,
+        where: str,
+        processed_folder: str = "Processed",
+        failed_folder: str = "Failed",
+    ) -> None:
+        self._db = db
+        self._blobs = blobs
+        self.node = node
+        # Several nodes on one database: claims carry a lease. With one owner (SQLite) a
+        # claim is only bookkeeping, and work left by a crash is taken up at once.
+        self.shared = shared
+        self.where = where
+        self.folders = {"processed": processed_folder, "failed": failed_folder}
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """See `Journal.query`."""
+        return self._db.query(sql, params)
+
+    def close(self) -> None:
+        """See `Journal.close`."""
+        self._db.close()
+
+    def _lease(self) -> float:
+        return time.time() + LEASE_SECONDS
+
+    def _claimable(self, now: float) -> tuple[str, list[Any]]:
+        """A WHERE fragment: rows nobody holds, this node holds, or whose lease ran out."""
+        if not self.shared:
+            return "1 = 1", []
+        return "(claimed_by IS NULL OR claimed_by = ? OR lease_until < ?)", [self.node, now]

@@ -1,0 +1,74 @@
+"""What the journal's modules need of a SQL database, so one set of queries serves both backends.
+
+Queries are written once, with `?` placeholders and SQL that SQLite and PostgreSQL both
+accept; a backend differs only in how it connects, locks, and keeps the bytes of messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from router.journal.records import Row
+
+# The two kinds of bytes the journal keeps: stored raw messages and spooled outgoing mail.
+MESSAGE = "message"
+SPOOL = "spool"
+
+
+class Transaction(Protocol):
+    """One open transaction: statements run in it commit together or not at all."""
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run a statement and return every row it gives."""
+        ...
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; return how many rows it changed."""
+        ...
+
+
+class Database(Protocol):
+    """A connection (or a pool) to the journal's database."""
+
+    # Appended to a SELECT that picks rows to claim: rows another node holds are skipped
+    # (PostgreSQL `FOR UPDATE SKIP LOCKED`; empty where one process owns the database).
+    skip_locked: str
+    # Appended to a SELECT of one row that is then changed (`FOR UPDATE`, or empty).
+    for_update: str
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """One atomic, durable unit of work.
+
+        Raises:
+            JournalUnavailable: the database cannot be reached.
+        """
+        ...
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """A read outside any transaction of ours."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Blobs(Protocol):
+    """Where the bytes of stored messages and spooled mail live, beside their rows.
+
+    Writing is in two steps so that each backend can be durable its own way: `stage` runs
+    before the row's transaction (files are written and fsynced there), `attach` inside it
+    (a database keeps the bytes in the same transaction as the row).
+    """
+
+    def stage(self, kind: str, key: str, data: bytes) -> None: ...
+
+    def attach(self, tx: Transaction, kind: str, key: str, data: bytes) -> None: ...
+
+    def load(self, kind: str, key: str) -> bytes | None:
+        """The bytes, or None once purged (or never stored)."""
+        ...
+
+    def discard(self, tx: Transaction, kind: str, key: str) -> None:
+        """Forget the bytes (retention); the row stays."""
+        ...

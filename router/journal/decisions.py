@@ -1,0 +1,170 @@
+"""Decisions: claiming stored messages, recording each one's outcome once, quarantine."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from router.journal.core import JournalCore
+from router.journal.database import SPOOL, Transaction
+from router.journal.records import NewMail, Row, StoredMessage
+
+_NO_LIMIT = 2**31 - 1  # an ack cap of 0 in the rules means none
+
+
+class Decisions(JournalCore):
+    """Deciding stored messages. See `Journal`."""
+
+    def received(self, limit: int = 100) -> list[StoredMessage]:
+        """See `Journal.received`."""
+        now = time.time()
+        claimable, params = self._claimable(now)
+        with self._db.transaction() as tx:
+            rows = tx.rows(
+                f"SELECT * FROM messages WHERE state = 'received' AND {claimable}"  # noqa: S608
+                f" ORDER BY received_at LIMIT ?{self._db.skip_locked}",
+                (*params, limit),
+            )
+            for row in rows:
+                tx.run(
+                    "UPDATE messages SET claimed_by = ?, lease_until = ? WHERE id = ?",
+                    (self.node, self._lease(), row["id"]),
+                )
+        return [_stored(row) for row in rows]
+
+    def claim(self, message_id: str) -> int:
+        """See `Journal.claim`."""
+        with self._db.transaction() as tx:
+            tx.run(
+                "UPDATE messages SET attempts = attempts + 1, claimed_by = ?, lease_until = ?"
+                " WHERE id = ?",
+                (self.node, self._lease(), message_id),
+            )
+            [row] = tx.rows("SELECT attempts FROM messages WHERE id = ?", (message_id,))
+        return int(row["attempts"])
+
+    def record_decisions(
+        self,
+        message_id: str,
+        decisions: Sequence[tuple[str, dict[str, Any]]],
+        mails: Sequence[NewMail],
+        *,
+        rules_version: str,
+        quarantine_reason: str | None = None,
+    ) -> None:
+        """See `Journal.record_decisions`."""
+        now = time.time()
+        for number, mail in enumerate(mails):
+            self._blobs.stage(SPOOL, f"{message_id}.{number}", mail.data)
+        state = "quarantined" if quarantine_reason else "decided"
+        with self._db.transaction() as tx:
+            rows = tx.rows(
+                f"SELECT state FROM messages WHERE id = ?{self._db.for_update}",  # noqa: S608
+                (message_id,),
+            )
+            if not rows or rows[0]["state"] != "received":
+                return  # decided already (after a crash, or by another node): nothing to do
+            for position, (reference, record) in enumerate(decisions):
+                tx.run(
+                    "INSERT INTO decisions (reference, message_id, position, outcome, area,"
+                    " record, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        reference,
+                        message_id,
+                        position,
+                        record["outcome"],
+                        record.get("area"),
+                        json.dumps(record),
+                        now,
+                    ),
+                )
+            for number, mail in enumerate(mails):
+                self._insert_mail(tx, f"{message_id}.{number}", message_id, mail, now)
+            tx.run(
+                "UPDATE messages SET state = ?, rules_version = ?, decided_at = ?,"
+                " last_error = ?, claimed_by = NULL, lease_until = NULL WHERE id = ?",
+                (state, rules_version, now, quarantine_reason, message_id),
+            )
+
+    def _insert_mail(
+        self, tx: Transaction, mail_id: str, message_id: str, mail: NewMail, now: float
+    ) -> None:
+        tx.run(
+            "INSERT INTO outbox (id, message_id, reference, kind, sender, recipients,"
+            " message_id_header, state, next_attempt_at, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            (
+                mail_id,
+                message_id,
+                mail.reference,
+                mail.kind,
+                mail.sender,
+                json.dumps(list(mail.recipients)),
+                mail.message_id_header,
+                now,
+                now,
+            ),
+        )
+        self._blobs.attach(tx, SPOOL, mail_id, mail.data)
+
+    def quarantine(self, message_id: str, error: str) -> None:
+        """See `Journal.quarantine`."""
+        with self._db.transaction() as tx:
+            tx.run(
+                "UPDATE messages SET state = 'quarantined', last_error = ?, claimed_by = NULL,"
+                " lease_until = NULL WHERE id = ?",
+                (error[:2000], message_id),
+            )
+
+    def reprocess(self, message_id: str) -> bool:
+        """See `Journal.reprocess`."""
+        with self._db.transaction() as tx:
+            changed = tx.run(
+                "UPDATE messages SET state = 'received', attempts = 0, last_error = NULL,"
+                " settled = 0 WHERE id = ? AND state = 'quarantined'"
+                " AND NOT EXISTS"
+                " (SELECT 1 FROM decisions WHERE decisions.message_id = messages.id)",
+                (message_id,),
+            )
+            if changed:
+                return True
+            # Decided, but a mail to it failed for good: retry those mails instead.
+            changed = tx.run(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?"
+                " WHERE message_id = ? AND state = 'failed'",
+                (time.time(), message_id),
+            )
+            if changed:
+                tx.run(
+                    "UPDATE messages SET state = 'decided', last_error = NULL WHERE id = ?",
+                    (message_id,),
+                )
+            return changed > 0
+
+    def count_ack(self, sender: str, limit: int) -> bool:
+        """See `Journal.count_ack`. One atomic upsert, so the cap holds across nodes."""
+        day = f"{datetime.now(UTC):%Y-%m-%d}"
+        with self._db.transaction() as tx:
+            rows = tx.rows(
+                "INSERT INTO ack_counts (sender, day, count) VALUES (?, ?, 1)"
+                " ON CONFLICT (sender, day) DO UPDATE SET count = ack_counts.count + 1"
+                " WHERE ack_counts.count < ? RETURNING count",
+                (sender, day, limit or _NO_LIMIT),
+            )
+        return bool(rows)
+
+
+def _stored(row: Row) -> StoredMessage:
+    return StoredMessage(
+        id=row["id"],
+        state=row["state"],
+        attempts=row["attempts"],
+        envelope_rcpts=tuple(json.loads(row["envelope_rcpts"])),
+        oversize=bool(row["oversize"]),
+        size=row["size"],
+        message_id_header=row["message_id_header"],
+        source_key=row["source_key"],
+    )

@@ -1,0 +1,175 @@
+"""Intake: storing what the inboxes hand over, once per message, and settling inbox copies."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+
+from router.inbox.base import Settlement
+from router.journal.core import JournalCore
+from router.journal.database import MESSAGE
+from router.journal.records import message_id_header, new_message_id, oversize_stub
+
+
+class Intake(JournalCore):
+    """The `InboxSink` half of the journal. See `Journal`."""
+
+    def raw_message(self, message_id: str) -> bytes | None:
+        """See `Journal.raw_message`."""
+        return self._blobs.load(MESSAGE, message_id)
+
+    def accept_sync(
+        self,
+        raw: bytes,
+        *,
+        source_key: str | None = None,
+        envelope_recipients: Sequence[str] = (),
+    ) -> str:
+        """See `Journal.accept_sync`."""
+        if source_key is not None:
+            existing = self.find_source_sync(source_key=source_key)
+            if existing:
+                return existing
+        row = (
+            time.time(),
+            source_key,
+            message_id_header(raw),
+            hashlib.sha256(raw).hexdigest(),
+            len(raw),
+            json.dumps([r.lower() for r in envelope_recipients]),
+            0,
+        )
+        return self._store(raw, row, source_key)
+
+    def _store(self, raw: bytes, row: tuple[object, ...], source_key: str | None) -> str:
+        """Insert one message and its bytes; a key another node stored first wins."""
+        message_id = new_message_id()
+        self._blobs.stage(MESSAGE, message_id, raw)
+        with self._db.transaction() as tx:
+            inserted = tx.run(
+                "INSERT INTO messages (id, received_at, source_key, message_id_header, sha256,"
+                " size, envelope_rcpts, oversize, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received')"
+                " ON CONFLICT (source_key) DO NOTHING",
+                (message_id, *row),
+            )
+            if inserted:
+                self._blobs.attach(tx, MESSAGE, message_id, raw)
+        if inserted:
+            return message_id
+        with self._db.transaction() as tx:
+            self._blobs.discard(tx, MESSAGE, message_id)
+        existing = self.find_source_sync(source_key=source_key)
+        assert existing is not None  # the unique key that refused the row names it
+        return existing
+
+    async def accept(
+        self,
+        raw: bytes,
+        *,
+        source_key: str | None = None,
+        envelope_recipients: Sequence[str] = (),
+    ) -> str:
+        """See `InboxSink.accept`."""
+        return await asyncio.to_thread(
+            self.accept_sync, raw, source_key=source_key, envelope_recipients=envelope_recipients
+        )
+
+    async def accept_oversize(
+        self, *, source_key: str, size: int, message_id_header: str | None, sender: str | None
+    ) -> str:
+        """See `InboxSink.accept_oversize`. Only the headers we were given are kept."""
+
+        def store() -> str:
+            existing = self.find_source_sync(source_key=source_key)
+            if existing:
+                return existing
+            stub = oversize_stub(message_id_header, sender, size)
+            row = (time.time(), source_key, message_id_header, None, size, "[]", 1)
+            return self._store(stub, row, source_key)
+
+        return await asyncio.to_thread(store)
+
+    def find_source_sync(
+        self,
+        *,
+        source_key: str | None = None,
+        message_id_header: str | None = None,
+        sha256: str | None = None,
+    ) -> str | None:
+        """See `InboxSink.find_source`."""
+        if source_key is not None:
+            rows = self.query("SELECT id FROM messages WHERE source_key = ?", (source_key,))
+            if rows:
+                return str(rows[0]["id"])
+        if message_id_header is None and sha256 is None:
+            return None
+        clauses, params = [], []
+        if message_id_header is not None:
+            clauses.append("message_id_header = ?")
+            params.append(message_id_header)
+        if sha256 is not None:
+            clauses.append("sha256 = ?")
+            params.append(sha256)
+        rows = self.query(
+            f"SELECT id FROM messages WHERE {' AND '.join(clauses)} ORDER BY received_at",  # noqa: S608
+            params,
+        )
+        return str(rows[0]["id"]) if rows else None
+
+    async def find_source(
+        self,
+        *,
+        source_key: str | None = None,
+        message_id_header: str | None = None,
+        sha256: str | None = None,
+    ) -> str | None:
+        """See `InboxSink.find_source`."""
+        return await asyncio.to_thread(
+            self.find_source_sync,
+            source_key=source_key,
+            message_id_header=message_id_header,
+            sha256=sha256,
+        )
+
+    async def rekey(self, message_id: str, source_key: str) -> None:
+        """See `InboxSink.rekey`. The server copy under its new key still has to be moved."""
+
+        def update() -> None:
+            with self._db.transaction() as tx:
+                tx.run(
+                    "UPDATE messages SET source_key = ?, settled = 0 WHERE id = ?",
+                    (source_key, message_id),
+                )
+
+        await asyncio.to_thread(update)
+
+    async def settlements(self, source_prefix: str) -> list[Settlement]:
+        """See `InboxSink.settlements`."""
+        rows = await asyncio.to_thread(
+            self.query,
+            "SELECT id, source_key, state FROM messages WHERE settled = 0"
+            " AND state IN ('decided', 'done', 'quarantined') AND source_key LIKE ?"
+            " ORDER BY received_at",
+            (source_prefix.replace("%", "") + "%",),
+        )
+        return [
+            Settlement(
+                message_id=row["id"],
+                source_key=row["source_key"],
+                folder=self.folders["failed" if row["state"] == "quarantined" else "processed"],
+            )
+            for row in rows
+        ]
+
+    async def settled(self, message_id: str) -> None:
+        """See `InboxSink.settled`."""
+
+        def update() -> None:
+            with self._db.transaction() as tx:
+                tx.run("UPDATE messages SET settled = 1 WHERE id = ?", (message_id,))
+
+        await asyncio.to_thread(update)

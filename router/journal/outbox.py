@@ -1,0 +1,133 @@
+"""The outbox: mail waiting to be sent, claimed by one node at a time, and its fate."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+
+from router.journal.core import HEARTBEAT_SECONDS
+from router.journal.database import SPOOL
+from router.journal.decisions import Decisions
+from router.journal.records import NewMail, OutboxItem, Row
+
+# Pending mail that may go now. An acknowledgment waits for its referral's forward: the
+# referrer is never told "forwarded" about a referral the relay has not accepted.
+_SENDABLE = (
+    "state = 'pending' AND NOT (kind = 'ack' AND EXISTS (SELECT 1 FROM outbox AS f"
+    " WHERE f.reference = outbox.reference AND f.kind IN ('forward', 'review')"
+    " AND f.state != 'sent'))"
+)
+
+
+class Outbox(Decisions):
+    """Sending what the decisions caused. See `Journal`."""
+
+    def outgoing_data(self, mail_id: str) -> bytes | None:
+        """See `Journal.outgoing_data`."""
+        return self._blobs.load(SPOOL, mail_id)
+
+    def add_mail(self, message_id: str, mail: NewMail) -> str:
+        """See `Journal.add_mail`."""
+        mail_id = f"{message_id}.a{secrets.token_hex(3)}"
+        self._blobs.stage(SPOOL, mail_id, mail.data)
+        with self._db.transaction() as tx:
+            self._insert_mail(tx, mail_id, message_id, mail, time.time())
+        return mail_id
+
+    def due_mail(self, now: float, limit: int = 50) -> list[OutboxItem]:
+        """See `Journal.due_mail`."""
+        claimable, params = self._claimable(time.time())
+        with self._db.transaction() as tx:
+            rows = tx.rows(
+                f"SELECT * FROM outbox WHERE {_SENDABLE} AND next_attempt_at <= ?"  # noqa: S608
+                f" AND {claimable} ORDER BY next_attempt_at LIMIT ?{self._db.skip_locked}",
+                (now, *params, limit),
+            )
+            if self.shared:
+                for row in rows:
+                    tx.run(
+                        "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE id = ?",
+                        (self.node, self._lease(), row["id"]),
+                    )
+        return [_item(row) for row in rows]
+
+    def next_due(self) -> float | None:
+        """See `Journal.next_due`."""
+        rows = self.query(f"SELECT MIN(next_attempt_at) AS t FROM outbox WHERE {_SENDABLE}")  # noqa: S608
+        value = rows[0]["t"]
+        due = float(value) if value is not None else None
+        if self.shared:
+            # Other nodes store and claim work too: look again soon, whatever is due here.
+            soon = time.time() + HEARTBEAT_SECONDS
+            due = soon if due is None else min(due, soon)
+        return due
+
+    def mark_sent(self, mail_id: str) -> None:
+        """See `Journal.mark_sent`."""
+        with self._db.transaction() as tx:
+            tx.run(
+                "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1,"
+                " last_error = NULL, claimed_by = NULL, lease_until = NULL WHERE id = ?",
+                (time.time(), mail_id),
+            )
+
+    def mark_retry(self, mail_id: str, error: str, next_attempt_at: float) -> None:
+        """See `Journal.mark_retry`."""
+        with self._db.transaction() as tx:
+            tx.run(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
+                " claimed_by = NULL, lease_until = NULL WHERE id = ?",
+                (error[:500], next_attempt_at, mail_id),
+            )
+
+    def mark_failed(self, mail_id: str, error: str) -> None:
+        """See `Journal.mark_failed`."""
+        with self._db.transaction() as tx:
+            tx.run(
+                "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?,"
+                " claimed_by = NULL, lease_until = NULL WHERE id = ?",
+                (error[:500], mail_id),
+            )
+            tx.run(
+                "UPDATE outbox SET state = 'failed', last_error = 'held: the forward failed'"
+                " WHERE state = 'pending' AND kind = 'ack' AND reference = ("
+                " SELECT reference FROM outbox WHERE id = ? AND kind IN ('forward', 'review'))",
+                (mail_id,),
+            )
+
+    def finish_messages(self) -> list[str]:
+        """See `Journal.finish_messages`."""
+        with self._db.transaction() as tx:
+            rows = tx.rows(
+                "UPDATE messages SET state = 'done', done_at = ? WHERE state = 'decided'"
+                " AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.message_id = messages.id"
+                " AND outbox.state = 'pending') RETURNING id",
+                (time.time(),),
+            )
+        return [row["id"] for row in rows]
+
+    def mail_by_message_id_header(self, header: str) -> Row | None:
+        """See `Journal.mail_by_message_id_header`."""
+        rows = self.query(
+            "SELECT * FROM outbox WHERE message_id_header = ? LIMIT 1", (header.strip(),)
+        )
+        return rows[0] if rows else None
+
+    def mark_bounced(self, mail_id: str) -> None:
+        """See `Journal.mark_bounced`."""
+        with self._db.transaction() as tx:
+            tx.run("UPDATE outbox SET bounced_at = ? WHERE id = ?", (time.time(), mail_id))
+
+
+def _item(row: Row) -> OutboxItem:
+    return OutboxItem(
+        id=row["id"],
+        message_id=row["message_id"],
+        reference=row["reference"],
+        kind=row["kind"],
+        sender=row["sender"],
+        recipients=tuple(json.loads(row["recipients"])),
+        message_id_header=row["message_id_header"],
+        attempts=row["attempts"],
+    )

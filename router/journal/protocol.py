@@ -1,0 +1,163 @@
+"""The `Journal` contract: what the pipeline, the inboxes, the daemon and admin commands use.
+
+Two implementations: `SqliteJournal` (embedded, one owner, files in ROUTER_STATE_DIR) and
+`PostgresJournal` (several routers share it: rows and bytes in PostgreSQL, work claimed
+with leases). Both are synchronous: the pipeline calls them between awaits, and the
+`InboxSink` methods (async) run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from router.inbox.base import InboxSink
+from router.journal.records import NewMail, NodeSeen, OutboxItem, Row, StoredMessage
+
+
+class Journal(InboxSink, Protocol):
+    """The durable store of every message, decision and outgoing mail.
+
+    Every write is one transaction; every step can be repeated after a crash. Methods may
+    raise `JournalUnavailable` (PostgreSQL only) when the database cannot be reached.
+    The `InboxSink` methods are documented there.
+    """
+
+    node: str  # this router's name among those sharing the journal
+    where: str  # where the journal is, for `status` (a path or a URL without password)
+
+    # --- intake ---
+    def accept_sync(
+        self,
+        raw: bytes,
+        *,
+        source_key: str | None = None,
+        envelope_recipients: Sequence[str] = (),
+    ) -> str:
+        """Store a message durably and queue it; idempotent per `source_key` (a key another
+        node stored first returns that node's id, and nothing is stored twice)."""
+        ...
+
+    def raw_message(self, message_id: str) -> bytes | None:
+        """A stored message's bytes; None once purged."""
+        ...
+
+    # --- decisions ---
+    def received(self, limit: int = 100) -> list[StoredMessage]:
+        """Messages stored but not yet decided, oldest first, claimed for this node (with a
+        lease, renewed by `heartbeat`, on a shared journal: others skip them meanwhile)."""
+        ...
+
+    def claim(self, message_id: str) -> int:
+        """Count one more processing attempt *before* it starts (so crash loops are
+        bounded); returns the attempts so far."""
+        ...
+
+    def record_decisions(
+        self,
+        message_id: str,
+        decisions: Sequence[tuple[str, dict[str, Any]]],
+        mails: Sequence[NewMail],
+        *,
+        rules_version: str,
+        quarantine_reason: str | None = None,
+    ) -> None:
+        """Record a message's decisions and every mail they cause, atomically, once: if the
+        message is no longer `received` (decided after a crash, or by another node) nothing
+        is recorded."""
+        ...
+
+    def quarantine(self, message_id: str, error: str) -> None:
+        """Set one message aside with its error; it is never dropped (see `reprocess`)."""
+        ...
+
+    def reprocess(self, message_id: str) -> bool:
+        """Put a quarantined message back in the queue with a fresh attempt count, or, when
+        it was decided and a mail failed for good, retry those mails. False: nothing to do."""
+        ...
+
+    def count_ack(self, sender: str, limit: int) -> bool:
+        """Count one acknowledgment to `sender` today; False when the daily cap is reached.
+        A `limit` of 0 means no limit. Atomic, so the cap counts across nodes."""
+        ...
+
+    # --- outbox ---
+    def add_mail(self, message_id: str, mail: NewMail) -> str:
+        """Queue one more mail for a message after its decision (alerts about failures)."""
+        ...
+
+    def outgoing_data(self, mail_id: str) -> bytes | None:
+        """A spooled mail's bytes; None once purged."""
+        ...
+
+    def due_mail(self, now: float, limit: int = 50) -> list[OutboxItem]:
+        """Pending mail due by `now` that may go (an ack waits for its forward), claimed for
+        this node on a shared journal."""
+        ...
+
+    def next_due(self) -> float | None:
+        """When the next mail falls due (on a shared journal: at most a few seconds away,
+        since other nodes add work); None when nothing waits."""
+        ...
+
+    def mark_sent(self, mail_id: str) -> None: ...
+
+    def mark_retry(self, mail_id: str, error: str, next_attempt_at: float) -> None: ...
+
+    def mark_failed(self, mail_id: str, error: str) -> None:
+        """A mail refused for good. Its referral's waiting acknowledgment is held back too
+        (failed, so `reprocess` sends both once the cause is fixed)."""
+        ...
+
+    def finish_messages(self) -> list[str]:
+        """Mark decided messages with no mail left to send as done; returns their ids.
+
+        A failed forward or review quarantines its message, so a failed mail still here is
+        an acknowledgment or an alert: nothing more will happen to it, and the message must
+        not wait for ever (its stored copy would never be purged).
+        """
+        ...
+
+    def mail_by_message_id_header(self, header: str) -> Row | None:
+        """The outbox row of a mail we sent, found by its Message-ID (for bounces)."""
+        ...
+
+    def mark_bounced(self, mail_id: str) -> None: ...
+
+    # --- retention ---
+    def purge(self, older_than: float) -> int:
+        """Delete stored messages, spooled mail and personal traces of finished messages
+        done before a time; rows keep reference, outcome, area and timestamps. Returns how
+        many messages were purged (see `router.journal.retention`)."""
+        ...
+
+    # --- nodes and operations ---
+    def start_heartbeat(self) -> None:
+        """Beat (`heartbeat`) every few seconds in a thread until `close` (a serving node)."""
+        ...
+
+    def heartbeat(self) -> None:
+        """Say this node is alive and renew the leases of everything it holds."""
+        ...
+
+    def hold_mailbox(self, mailbox: str) -> bool:
+        """Become (or stay) the one watcher of an IMAP mailbox; False while another live
+        node holds it. The lease is renewed by `heartbeat`."""
+        ...
+
+    def release_mailbox(self, mailbox: str) -> None: ...
+
+    def nodes_seen(self, within: float = 600.0) -> list[NodeSeen]:
+        """The nodes whose heartbeat is at most `within` seconds old, with what they hold."""
+        ...
+
+    def probe(self) -> None:
+        """A tiny durable write, for health checks. Raises what the write raised."""
+        ...
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """A read-only query with `?` placeholders, in SQL both backends accept (for
+        `status`, gauges and tests)."""
+        ...
+
+    def close(self) -> None: ...
