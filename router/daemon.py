@@ -14,6 +14,8 @@ import structlog
 from router.aio import wait_any
 from router.delivery.relay import Relay, make_relay
 from router.http import OpsServer, RelayHealth
+from router.journal.files import ensure_dir
+from router.journal.owner import OwnerLock, StateDirInUse
 from router.journal.records import JournalUnavailable
 from router.journal.store import open_journal
 from router.metrics import Metrics
@@ -240,4 +242,16 @@ def serve(settings: Settings) -> int:
     rules = load_rules_or_fail(settings.rules_dir)
     if not rules.areas:
         raise CommandError(f"no areas in {settings.rules_dir}")
-    return asyncio.run(_serve(settings, rules))
+    owner = None if settings.journal else OwnerLock(settings.state_dir)
+    if owner is not None:  # a local journal has one owner; PostgreSQL is shared by design
+        try:
+            ensure_dir(settings.state_dir)
+            owner.acquire()
+        except (StateDirInUse, OSError) as exc:
+            print(f"referral-router: cannot start: {exc}", file=sys.stderr)
+            return 2
+    try:
+        return asyncio.run(_serve(settings, rules))
+    finally:
+        if owner is not None:
+            owner.release()
