@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.servers.smtp", "tests.servers.dovecot"]
+pytest_plugins = ["tests.servers.smtp", "tests.servers.dovecot", "tests.servers.postgres"]
 
 ROOT = Path(__file__).resolve().parent.parent
 REALWORLD = ROOT.parent / "shared" / "realworld"
@@ -47,18 +47,28 @@ def make_settings(tmp_path: Path, **overrides: object):  # type: ignore[no-untyp
     return Settings(**values)  # type: ignore[arg-type]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal(request: pytest.FixtureRequest) -> str:
+    """The ROUTER_JOURNAL setting of a test daemon: every journal test runs on both backends
+    (empty: SQLite in the state directory; else a fresh database on the session's server)."""
+    if request.param == "sqlite":
+        return ""
+    return str(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
-async def daemon_factory(tmp_path: Path, bundled_rules):  # type: ignore[no-untyped-def]
-    """Start in-process daemons (embedded SMTP inbox) and close them all after the test."""
+async def daemon_factory(tmp_path: Path, bundled_rules, journal: str):  # type: ignore[no-untyped-def]
+    """Start in-process daemons (embedded SMTP inbox) and close them all after the test, on
+    each journal backend (see `journal`)."""
     from router.daemon import Daemon
 
     daemons: list[Daemon] = []
 
     async def create(**overrides: object) -> Daemon:
-        settings = make_settings(tmp_path, **overrides)
+        settings = make_settings(tmp_path, **{"journal": journal, **overrides})
         daemon = Daemon(settings, bundled_rules)
+        daemons.append(daemon)  # closed after the test even when it fails to start
         await daemon.start()
-        daemons.append(daemon)
         return daemon
 
     yield create

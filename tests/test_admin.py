@@ -28,10 +28,12 @@ def _referral() -> bytes:
     )
 
 
-async def cli(*args: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
-    """Run `python -m router ARGS` with only ROUTER_STATE_DIR set, off the event loop."""
+async def cli(*args: str, state_dir: Path, journal: str = "") -> subprocess.CompletedProcess[str]:
+    """Run `python -m router ARGS` with only ROUTER_STATE_DIR (and ROUTER_JOURNAL, for a
+    PostgreSQL journal) set, off the event loop."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("ROUTER_")}
     env["ROUTER_STATE_DIR"] = str(state_dir)
+    env["ROUTER_JOURNAL"] = journal
     command = [sys.executable, "-m", "router", *args]
     return await asyncio.to_thread(
         subprocess.run, command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
@@ -70,14 +72,16 @@ async def test_status_counts_by_state_and_outcome_without_personal_data(
     await daemon.run_once()
     await relay.wait_for_async(2, timeout=10)
 
-    text = await cli("status", state_dir=tmp_path / "state")
+    text = await cli("status", state_dir=tmp_path / "state", journal=daemon.settings.journal)
     assert text.returncode == 0, text.stderr
     assert "messages    received 0, decided 0, done 1, quarantined 0" in text.stdout
     assert "decisions   forward 1, incomplete 0, needs_review 0, ignored 0" in text.stdout
     assert "quarantine  0" in text.stdout
     _assert_nothing_personal(text.stdout + text.stderr)
 
-    result = await cli("status", "--json", state_dir=tmp_path / "state")
+    result = await cli(
+        "status", "--json", state_dir=tmp_path / "state", journal=daemon.settings.journal
+    )
     report = json.loads(result.stdout)
     assert report["messages"]["done"] == 1 and report["outcomes"]["forward"] == 1
     assert report["outbox_pending"] == 0 and report["outbox_failed"] == 0
@@ -95,15 +99,22 @@ async def test_quarantined_forward_is_listed_then_reprocessed_and_delivered(
     [message] = daemon.journal.query("SELECT id FROM messages")
     reference = f"PR-{message['id']}-1"
 
-    result = await cli("status", "--json", state_dir=tmp_path / "state")
+    result = await cli(
+        "status", "--json", state_dir=tmp_path / "state", journal=daemon.settings.journal
+    )
     [item] = json.loads(result.stdout)["quarantine"]
     assert item["id"] == message["id"] and item["references"] == [reference]
     assert "550" in item["reason"] and "...@met.pnn.police.uk" in item["reason"]
     assert "preventreferrals@" not in item["reason"]
-    text = await cli("status", state_dir=tmp_path / "state")
+    text = await cli("status", state_dir=tmp_path / "state", journal=daemon.settings.journal)
     assert message["id"] in text.stdout and "referral-router reprocess ID" in text.stdout
 
-    result = await cli("reprocess", reference.lower(), state_dir=tmp_path / "state")
+    result = await cli(
+        "reprocess",
+        reference.lower(),
+        state_dir=tmp_path / "state",
+        journal=daemon.settings.journal,
+    )
     assert result.returncode == 0, result.stderr
     assert f"{message['id']} is queued again" in result.stdout
     await daemon.run_once()
@@ -111,7 +122,13 @@ async def test_quarantined_forward_is_listed_then_reprocessed_and_delivered(
     assert any(MET in c.rcpt_tos for c in captured)
     [row] = daemon.journal.query("SELECT state FROM messages")
     assert row["state"] == "done"
-    status = json.loads((await cli("status", "--json", state_dir=tmp_path / "state")).stdout)
+    status = json.loads(
+        (
+            await cli(
+                "status", "--json", state_dir=tmp_path / "state", journal=daemon.settings.journal
+            )
+        ).stdout
+    )
     assert status["quarantine"] == [] and status["messages"]["done"] == 1
 
 
@@ -122,17 +139,25 @@ async def test_reprocess_refuses_what_it_cannot_requeue(daemon_factory, smtp_cap
     [message] = daemon.journal.query("SELECT id FROM messages")
     state_dir = tmp_path / "state"
 
-    unknown = await cli("reprocess", "20990101-00000000", state_dir=state_dir)
+    unknown = await cli(
+        "reprocess", "20990101-00000000", state_dir=state_dir, journal=daemon.settings.journal
+    )
     assert unknown.returncode == 1 and "no message 20990101-00000000" in unknown.stderr
-    unknown_ref = await cli("reprocess", "PR-20990101-00000000-1", state_dir=state_dir)
+    unknown_ref = await cli(
+        "reprocess", "PR-20990101-00000000-1", state_dir=state_dir, journal=daemon.settings.journal
+    )
     assert (
         unknown_ref.returncode == 1 and "no referral PR-20990101-00000000-1" in unknown_ref.stderr
     )
-    garbage = await cli("reprocess", "hello", state_dir=state_dir)
+    garbage = await cli("reprocess", "hello", state_dir=state_dir, journal=daemon.settings.journal)
     assert garbage.returncode == 2 and "neither a message id" in garbage.stderr
 
-    assert (await cli("reprocess", message["id"], state_dir=state_dir)).returncode == 0
-    again = await cli("reprocess", message["id"], state_dir=state_dir)
+    assert (
+        await cli("reprocess", message["id"], state_dir=state_dir, journal=daemon.settings.journal)
+    ).returncode == 0
+    again = await cli(
+        "reprocess", message["id"], state_dir=state_dir, journal=daemon.settings.journal
+    )
     assert again.returncode == 1 and "not quarantined" in again.stderr
     assert "Traceback" not in unknown.stderr + garbage.stderr + again.stderr
 

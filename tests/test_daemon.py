@@ -5,15 +5,15 @@ from __future__ import annotations
 import email
 import email.policy
 from email.message import EmailMessage
-from pathlib import Path
 
 import aiosmtplib
 import pytest
 
-from router.journal.sqlite import SqliteJournal as Journal
+from router.journal.store import open_journal
 from router.models import PERSONAL_FIELDS
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
+from tests.journal.backends import break_message_storage
 from tests.mailfactory import build_email, dsn
 
 MET = "preventreferrals@met.pnn.police.uk"
@@ -174,8 +174,7 @@ async def test_maildir_relay_writes_one_file_per_mail(daemon_factory, tmp_path):
 async def test_listener_answers_451_when_it_cannot_store(daemon_factory):
     """If the journal cannot store the message, the sender is told to retry (451), not 250."""
     daemon = await daemon_factory()
-    messages_dir: Path = daemon.journal.messages_dir
-    _replace_with_file(messages_dir)
+    break_message_storage(daemon.journal)
     raw, _ = _referral()
     with pytest.raises(aiosmtplib.SMTPDataError) as caught:
         await submit(daemon, raw)
@@ -183,15 +182,16 @@ async def test_listener_answers_451_when_it_cannot_store(daemon_factory):
 
 
 async def test_message_is_durable_before_250(daemon_factory, tmp_path):
-    """Once the listener says 250, the raw message is on disk and in the journal."""
+    """Once the listener says 250, the raw message is stored and in the journal (seen by a
+    journal opened afresh)."""
     daemon = await daemon_factory()
     raw, _ = _referral()
     await submit(daemon, raw)
-    journal = Journal(tmp_path / "state")
+    journal = open_journal(daemon.settings)
     try:
         [row] = journal.query("SELECT id, state FROM messages")
         assert row["state"] == "received"
-        assert journal.raw_path(row["id"]).read_bytes() == raw
+        assert journal.raw_message(row["id"]) == raw
     finally:
         journal.close()
 
@@ -204,9 +204,3 @@ async def _until_due(daemon) -> None:  # type: ignore[no-untyped-def]
     due = daemon.journal.next_due()
     if due is not None:
         await asyncio.sleep(max(0.0, min(1.0, due - time.time())))
-
-
-def _replace_with_file(directory: Path) -> None:
-    """Make a directory unusable even for root: put a plain file in its place."""
-    directory.rename(directory.with_name("moved"))
-    directory.write_text("not a directory")

@@ -26,9 +26,12 @@ def _referral(number: int) -> bytes:
     )
 
 
-async def _start(tmp_path: Path, dovecot: Dovecot, relay_url: str, tls_ca_file: Path) -> Daemon:
+async def _start(
+    tmp_path: Path, dovecot: Dovecot, relay_url: str, tls_ca_file: Path, journal: str
+) -> Daemon:
     settings = make_settings(
         tmp_path,
+        journal=journal,
         inbox=f"imaps://{dovecot.user}@127.0.0.1:{dovecot.imaps_port}/INBOX",
         inbox_password=dovecot.password,
         inbox_ca_file=dovecot.ca_file,
@@ -56,12 +59,14 @@ async def _until(predicate, seconds: float = 20.0) -> None:  # type: ignore[no-u
         await asyncio.sleep(0.05)
 
 
-async def test_imap_referrals_are_forwarded_and_settled(tmp_path, dovecot, smtp_capture, tls_ca):  # type: ignore[no-untyped-def]
+async def test_imap_referrals_are_forwarded_and_settled(
+    tmp_path, dovecot, smtp_capture, tls_ca, journal
+):  # type: ignore[no-untyped-def]
     """Mail waiting in the IMAP inbox and mail arriving during IDLE are both forwarded, and
     each inbox copy moves to Processed only after its outcome is recorded."""
     dovecot.append(_referral(1))  # arrived while the router was stopped
     relay = smtp_capture(tls="starttls")
-    daemon = await _start(tmp_path, dovecot, relay.url, tls_ca.ca_file)
+    daemon = await _start(tmp_path, dovecot, relay.url, tls_ca.ca_file, journal)
     worker = asyncio.create_task(daemon.run())
     try:
         await _until(lambda: daemon.inbox is not None and daemon.inbox.state == "idle")
@@ -87,12 +92,12 @@ async def test_imap_referrals_are_forwarded_and_settled(tmp_path, dovecot, smtp_
         await daemon.close()
 
 
-async def test_restart_does_not_process_twice(tmp_path, dovecot, smtp_capture, tls_ca):  # type: ignore[no-untyped-def]
+async def test_restart_does_not_process_twice(tmp_path, dovecot, smtp_capture, tls_ca, journal):  # type: ignore[no-untyped-def]
     """A second daemon on the same journal does not forward again what the first one did,
     even when the first stopped before it could move the inbox copy."""
     relay = smtp_capture(tls="starttls")
     dovecot.append(_referral(3))
-    first = await _start(tmp_path, dovecot, relay.url, tls_ca.ca_file)
+    first = await _start(tmp_path, dovecot, relay.url, tls_ca.ca_file, journal)
     # Store, decide and deliver, but stop before the inbox copy is moved.
     await _until(lambda: bool(first.journal.query("SELECT 1 FROM messages")))
     first.stop_event.set()
@@ -101,7 +106,7 @@ async def test_restart_does_not_process_twice(tmp_path, dovecot, smtp_capture, t
     await reopened.run_once()  # decides and sends what the first one stored
     await relay.wait_for_async(2, timeout=20)
     reopened.journal.close()
-    second = await _start(tmp_path, dovecot, relay.url, tls_ca.ca_file)
+    second = await _start(tmp_path, dovecot, relay.url, tls_ca.ca_file, journal)
     worker = asyncio.create_task(second.run())
     try:
         await _until(lambda: len(dovecot.uids("Processed")) == 1)

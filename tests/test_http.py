@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
+from tests.journal.backends import break_health_probe
 from tests.mailfactory import build_email
 
 MET = "preventreferrals@met.pnn.police.uk"
@@ -149,14 +150,13 @@ async def test_readyz_fails_when_the_inbox_stops(daemon_factory):
 
 
 async def test_healthz_fails_when_the_state_directory_cannot_take_a_file(daemon_factory):
-    """If the journal's directory cannot take a write, /healthz answers 503 naming the error."""
+    """If the journal cannot take a write (its directory, or its database), /healthz answers
+    503 naming the error."""
     daemon = await daemon_factory(http="127.0.0.1:0")
-    tmp_dir = daemon.journal.tmp_dir
-    tmp_dir.rename(tmp_dir.with_name("moved"))
-    tmp_dir.write_text("not a directory")
+    error = break_health_probe(daemon.journal)
     status, _, body = await fetch(daemon, "/healthz")
     assert status == 503
-    assert json.loads(body)["checks"]["journal"] == {"ok": False, "error": "NotADirectoryError"}
+    assert json.loads(body)["checks"]["journal"] == {"ok": False, "error": error}
 
 
 async def test_unknown_paths_methods_and_garbage_are_refused(daemon_factory):

@@ -38,6 +38,7 @@ class JournalCore:
         self.shared = shared
         self.where = where
         self.folders = {"processed": processed_folder, "failed": failed_folder}
+        self.lease_seconds = LEASE_SECONDS  # tests shorten it
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """See `Journal.query`."""
@@ -48,7 +49,7 @@ class JournalCore:
         self._db.close()
 
     def _lease(self) -> float:
-        return time.time() + LEASE_SECONDS
+        return time.time() + self.lease_seconds
 
     def _claimable(self, now: float) -> tuple[str, list[Any]]:
         """A WHERE fragment: rows nobody holds, this node holds, or whose lease ran out."""

@@ -8,7 +8,7 @@ import time
 
 import structlog
 
-from router.journal.core import HEARTBEAT_SECONDS, LEASE_SECONDS, JournalCore
+from router.journal.core import HEARTBEAT_SECONDS, JournalCore
 from router.journal.records import JournalUnavailable, NodeSeen
 
 log = structlog.get_logger(__name__)
@@ -52,7 +52,7 @@ class Nodes(JournalCore):
     def heartbeat(self) -> None:
         """See `Journal.heartbeat`."""
         now = time.time()
-        lease = now + LEASE_SECONDS
+        lease = now + self.lease_seconds
         with self._db.transaction() as tx:
             tx.run(
                 "INSERT INTO nodes (name, pid, started_at, last_heartbeat) VALUES (?, ?, ?, ?)"
@@ -81,7 +81,7 @@ class Nodes(JournalCore):
                 " lease_until = excluded.lease_until"
                 " WHERE mailbox_watchers.holder = excluded.holder"
                 " OR mailbox_watchers.lease_until < ? RETURNING holder",
-                (mailbox, self.node, now + LEASE_SECONDS, now),
+                (mailbox, self.node, now + self.lease_seconds, now),
             )
         return bool(rows)
 
@@ -97,8 +97,7 @@ class Nodes(JournalCore):
         """See `Journal.nodes_seen`."""
         now = time.time()
         nodes = self.query(
-            "SELECT name, pid, last_heartbeat FROM nodes WHERE last_heartbeat >= ?"
-            " ORDER BY name",
+            "SELECT name, pid, last_heartbeat FROM nodes WHERE last_heartbeat >= ? ORDER BY name",
             (now - within,),
         )
         seen = []

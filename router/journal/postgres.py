@@ -30,7 +30,7 @@ log = structlog.get_logger(__name__)
 MIGRATION_LOCK = 0x726566657272616C
 CONNECT_TIMEOUT_SECONDS = 5
 POOL_TIMEOUT_SECONDS = 5.0
-_UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
+_UNREACHABLE = (psycopg.Error, PoolTimeout)
 
 
 def redacted_url(url: str) -> str:
@@ -130,7 +130,7 @@ class PostgresDatabase:
                         )
                     applied += 1
                 connection.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
             raise JournalUnavailable(type(exc).__name__) from exc
         return applied
 
@@ -174,6 +174,7 @@ class PostgresJournal(SqlJournal):
         processed_folder: str = "Processed",
         failed_folder: str = "Failed",
     ) -> None:
+        self.url = url
         database = PostgresDatabase(url, password=password)
         try:
             database.migrate()

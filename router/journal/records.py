@@ -63,8 +63,10 @@ class NodeSeen:
     watching: tuple[str, ...]
 
 
-class JournalUnavailable(Exception):
-    """The journal's database cannot be reached (a PostgreSQL restart, a network cut)."""
+class JournalUnavailable(ConnectionError):
+    """The journal's database cannot be reached or refused a write (a PostgreSQL restart, a
+    network cut). An `OSError`, like a full disk under the SQLite journal: an inbox answers
+    451 and the sender tries again later."""
 
 
 def new_message_id() -> str:

@@ -34,9 +34,7 @@ class Retention(JournalCore):
                 self._blobs.discard(tx, MESSAGE, row["id"])
                 for mail in tx.rows("SELECT id FROM outbox WHERE message_id = ?", (row["id"],)):
                     self._blobs.discard(tx, SPOOL, mail["id"])
-                tx.run(
-                    "UPDATE messages SET purged_at = ? WHERE id = ?", (time.time(), row["id"])
-                )
+                tx.run("UPDATE messages SET purged_at = ? WHERE id = ?", (time.time(), row["id"]))
                 _scrub_rows(tx, row["id"])
         with self._db.transaction() as tx:
             cutoff = f"{datetime.fromtimestamp(older_than, UTC):%Y-%m-%d}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
+from router.journal.files import ensure_dir
 from router.journal.protocol import Journal
 from router.journal.records import message_id_header
 from router.settings import Settings
@@ -36,6 +37,7 @@ def open_journal(settings: Settings) -> Journal:
     if settings.journal:
         from router.journal.postgres import PostgresJournal
 
+        ensure_dir(settings.state_dir)  # local files (a Maildir relay, locks) stay private
         return PostgresJournal(
             settings.journal,
             node=node_name(settings),

@@ -1,0 +1,43 @@
+"""What a test needs to poke at either journal backend directly (break it, count its bytes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+
+from router.journal.protocol import Journal
+from router.journal.sqlite import SqliteJournal
+
+
+def break_message_storage(journal: Journal) -> None:
+    """Make the next stored message fail: SQLite's messages folder becomes a file; the
+    PostgreSQL journal gets a constraint that refuses every new stored message."""
+    if isinstance(journal, SqliteJournal):
+        folder: Path = journal.messages_dir
+        folder.rename(folder.with_name("moved"))
+        folder.write_text("not a directory")
+        return
+    with psycopg.connect(journal.url, autocommit=True) as connection:
+        connection.execute("ALTER TABLE blobs ADD CONSTRAINT refuse CHECK (false) NOT VALID")
+
+
+def stored_bytes(journal: Journal) -> int:
+    """How many stored messages and spooled mails the journal still keeps the bytes of."""
+    if isinstance(journal, SqliteJournal):
+        return len([*journal.messages_dir.glob("*.eml"), *journal.spool_dir.glob("*.eml")])
+    [row] = journal.query("SELECT COUNT(*) AS n FROM blobs")
+    return int(row["n"])
+
+
+def break_health_probe(journal: Journal) -> str:
+    """Make the journal's health probe fail; returns the error name /healthz then reports.
+    SQLite: its temporary folder becomes a file; PostgreSQL: the probe's row is refused."""
+    if isinstance(journal, SqliteJournal):
+        folder = journal.tmp_dir
+        folder.rename(folder.with_name("moved"))
+        folder.write_text("not a directory")
+        return "NotADirectoryError"
+    with psycopg.connect(journal.url, autocommit=True) as connection:
+        connection.execute("ALTER TABLE meta ADD CONSTRAINT refuse CHECK (false) NOT VALID")
+    return "JournalUnavailable"
