@@ -109,6 +109,7 @@ class Daemon:
             self.metrics.inbox_connected.set(1)
         else:
             from router.inbox.imap import ImapInbox
+            from router.inbox.leader import MailboxLease
 
             imap = ImapInbox(
                 self.settings,
@@ -117,8 +118,12 @@ class Daemon:
                 on_state=self._inbox_state,
             )
             self.pipeline.on_decided = imap.notify_settle
-            self.inbox = imap
-            self._tasks.append(asyncio.create_task(imap.run(self.stop_event), name="imap"))
+            # One watcher per mailbox among the nodes sharing the journal (inbox/leader.py).
+            lease = MailboxLease(self.journal, self.settings.inbox, inner_state=lambda: imap.state)
+            self.inbox = lease
+            self._tasks.append(
+                asyncio.create_task(lease.run(imap.run, self.stop_event), name="imap")
+            )
 
     # --- operations (router/http.py, router/reload.py) ---
     async def _start_operations(self) -> None:

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 # Inbox states in which mail can arrive (SmtpInbox: listening; ImapInbox: connected, idle).
-READY_INBOX_STATES = frozenset({"listening", "connected", "idle"})
+READY_INBOX_STATES = frozenset(
+    {"listening", "connected", "idle", "standby"}
+)  # standby: another node watches the mailbox
 # A relay whose transient failures have gone on this long without a success is "not ready".
 RELAY_GRACE_SECONDS = 300.0
 # A journal that cannot take a tiny write within this long is "not healthy".
