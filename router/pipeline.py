@@ -21,7 +21,7 @@ from router.delivery.relay import (
     TransientDeliveryError,
 )
 from router.journal.protocol import Journal
-from router.journal.records import NewMail, OutboxItem, StoredMessage
+from router.journal.records import JournalUnavailable, NewMail, OutboxItem, StoredMessage
 from router.mail.parse import parse_message
 from router.metrics import Metrics
 from router.models import AttachmentKind, Decision, FormReading, FormStatus, Outcome
@@ -88,6 +88,8 @@ class Pipeline:
             try:
                 await self.process(stored)
                 count += 1
+            except JournalUnavailable:
+                raise  # the journal's database is down: not this message's fault
             except Exception as exc:
                 self._failed_this_round.add(stored.id)
                 error = f"{type(exc).__name__}: {exc}"[:500]

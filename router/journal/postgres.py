@@ -30,7 +30,9 @@ log = structlog.get_logger(__name__)
 MIGRATION_LOCK = 0x726566657272616C
 CONNECT_TIMEOUT_SECONDS = 5
 POOL_TIMEOUT_SECONDS = 5.0
+DOWN_POOL_TIMEOUT_SECONDS = 0.5
 _UNREACHABLE = (psycopg.Error, PoolTimeout)
+_DOWN = (psycopg.OperationalError, PoolTimeout)
 
 
 def redacted_url(url: str) -> str:
@@ -70,6 +72,7 @@ class PostgresDatabase:
 
     def __init__(self, url: str, *, password: str | None = None, max_size: int = 4) -> None:
         self.url = url
+        self._down = False
         self._connect_args: dict[str, Any] = {
             "row_factory": dict_row,
             "autocommit": True,
@@ -89,20 +92,33 @@ class PostgresDatabase:
         )
         self._pool.open(wait=False)
 
+    def _wait_seconds(self) -> float:
+        """How long to wait for a connection: briefly while the server is known to be down,
+        so a caller on the event loop (the pipeline) is never held for long."""
+        return DOWN_POOL_TIMEOUT_SECONDS if self._down else POOL_TIMEOUT_SECONDS
+
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         try:
-            with self._pool.connection() as connection, connection.transaction():
+            with (
+                self._pool.connection(timeout=self._wait_seconds()) as connection,
+                connection.transaction(),
+            ):
                 yield _PostgresTransaction(connection)
         except _UNREACHABLE as exc:
+            self._down = isinstance(exc, _DOWN)
             raise JournalUnavailable(type(exc).__name__) from exc
+        self._down = False
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
-            with self._pool.connection() as connection:
-                return _PostgresTransaction(connection).rows(sql, params)
+            with self._pool.connection(timeout=self._wait_seconds()) as connection:
+                rows = _PostgresTransaction(connection).rows(sql, params)
         except _UNREACHABLE as exc:
+            self._down = isinstance(exc, _DOWN)
             raise JournalUnavailable(type(exc).__name__) from exc
+        self._down = False
+        return rows
 
     def migrate(self) -> int:
         """Apply missing migrations under an advisory lock (two nodes starting together

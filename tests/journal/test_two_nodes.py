@@ -1,0 +1,203 @@
+"""Two real `serve` processes sharing one PostgreSQL journal: kills, takeover, a database
+restart, and one watcher per IMAP mailbox."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.formfactory import complete_referral, fillable_pdf, labelled
+from tests.mailfactory import build_email
+from tests.servers.postgres import PostgresServer, postgres_available
+from tests.servers.smtp import CaptureServer, free_port
+from tests.test_lifecycle import RouterProcess, listen_port
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not postgres_available(), reason="PostgreSQL is not installed"),
+]
+
+MET = "preventreferrals@met.pnn.police.uk"
+_PDF = fillable_pdf(labelled(complete_referral()))
+
+
+def _referral(number: int) -> bytes:
+    return build_email(
+        sender=f"teacher{number}@school.example",
+        attachments=[("referral.pdf", _PDF, "application/pdf")],
+        message_id=f"<referral-{number}@school.example>",
+    )
+
+
+def _send_any(ports: Sequence[int], number: int, seconds: float = 60) -> None:
+    """Send like an MTA with two MX hosts: the first that says 250 has it; retry on 4xx or
+    a refused connection (a node killed, a database restarting)."""
+    raw = _referral(number)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for port in ports:
+            try:
+                with smtplib.SMTP("127.0.0.1", port, timeout=15) as client:
+                    client.sendmail(
+                        f"teacher{number}@school.example", ["prevent@lewisham.gov.uk"], raw
+                    )
+                    return
+            except (OSError, smtplib.SMTPException):
+                continue
+        time.sleep(0.1)  # every node refused: an MTA would queue and retry
+    raise AssertionError(f"referral {number} never accepted")
+
+
+class Cluster:
+    """Nodes sharing one journal URL, each with its own state directory and SMTP listener."""
+
+    def __init__(self, root: Path, journal_url: str, relay: CaptureServer) -> None:
+        self.root, self.journal_url, self.relay = root, journal_url, relay
+        self.nodes: dict[str, RouterProcess] = {}
+
+    def node(self, name: str, **env: str) -> RouterProcess:
+        port = listen_port()
+        settings = {
+            "ROUTER_JOURNAL": self.journal_url,
+            "ROUTER_NODE_NAME": name,
+            "ROUTER_STATE_DIR": str(self.root / name),
+            "ROUTER_INBOX": f"smtp://127.0.0.1:{port}",
+            "ROUTER_RELAY": self.relay.url,
+            "ROUTER_HTTP": "",
+            "ROUTER_RETRY_BASE_SECONDS": "0.2",
+            "ROUTER_RETRY_MAX_SECONDS": "2",
+            **env,
+        }
+        process = RouterProcess(self.root, settings, port)
+        self.nodes[name] = process
+        process.start()
+        return process
+
+    def stop(self) -> None:
+        for process in self.nodes.values():
+            process.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, rules_dir: Path) -> Iterator[Callable[[str], Cluster]]:
+    import shutil
+
+    shutil.copytree(rules_dir, tmp_path / "rules")
+    made: list[tuple[Cluster, CaptureServer]] = []
+
+    def create(journal_url: str) -> Cluster:
+        relay = CaptureServer().start()
+        made.append((Cluster(tmp_path, journal_url, relay), relay))
+        return made[-1][0]
+
+    yield create
+    for each, relay in made:
+        each.stop()
+        relay.stop()
+
+
+def _wait_for_all(
+    relay: CaptureServer, total: int, seconds: float
+) -> tuple[Counter[str], set[str]]:
+    """Forwards counted by original Message-ID, and the referrers acknowledged, once every
+    referral has both (or the time is up)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        forwards: Counter[str] = Counter()
+        acknowledged: set[str] = set()
+        for captured in relay.messages:
+            if MET in captured.rcpt_tos:
+                refs = str(captured.message["References"] or "").split()
+                forwards.update(ref for ref in refs if ref.startswith("<referral-"))
+            else:
+                acknowledged.update(r for r in captured.rcpt_tos if r.startswith("teacher"))
+        if (len(forwards) >= total and len(acknowledged) >= total) or time.monotonic() > deadline:
+            return forwards, acknowledged
+        relay.wait_for(len(relay.messages) + 1, timeout=max(0.1, deadline - time.monotonic()))
+
+
+def _journal_rows(url: str, sql: str) -> list[dict[str, object]]:
+    with psycopg.connect(url, row_factory=psycopg.rows.dict_row) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def _assert_one_outcome_each(url: str, total: int) -> None:
+    states = _journal_rows(url, "SELECT state, COUNT(*) AS n FROM messages GROUP BY state")
+    assert {row["state"]: row["n"] for row in states} == {"done": total}
+    per_message = _journal_rows(
+        url, "SELECT message_id, COUNT(*) AS n FROM decisions GROUP BY message_id"
+    )
+    assert len(per_message) == total and {row["n"] for row in per_message} == {1}
+
+
+@pytest.mark.timeout(400)
+def test_two_nodes_share_the_work_through_three_kills(cluster, postgres_url: str) -> None:  # type: ignore[no-untyped-def]
+    """100 referrals spread over two nodes while one is SIGKILLed three times (restarted twice
+    at once, the third time only at the end): every referral is forwarded and acknowledged,
+    none lost, duplicates at most the kills, one outcome per message; the survivor takes
+    over the killed node's claims within 30 s."""
+    nodes = cluster(postgres_url)
+    victim, survivor = nodes.node("a"), nodes.node("b")
+    total, kills = 100, 0
+    for number in range(total):
+        ports = [victim.port, survivor.port] if number % 2 else [survivor.port, victim.port]
+        _send_any(ports, number)
+        if number in (24, 49, 74):
+            victim.kill()
+            kills += 1
+            if number != 74:
+                victim.start()
+    killed_at = time.monotonic()
+    forwards, acknowledged = _wait_for_all(nodes.relay, total, seconds=120)
+    taken_over = time.monotonic() - killed_at
+    assert set(forwards) == {f"<referral-{n}@school.example>" for n in range(total)}
+    assert acknowledged == {f"teacher{n}@school.example" for n in range(total)}
+    assert sum(count - 1 for count in forwards.values()) <= kills
+    _assert_one_outcome_each(postgres_url, total)
+    print(f"two nodes, 3 kills: all {total} done {taken_over:.1f} s after the last kill")
+
+
+@pytest.mark.timeout(300)
+def test_a_database_restart_under_load_loses_nothing(cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL crashes (`-m immediate`) while referrals flow: /readyz says the journal is
+    down, the nodes reconnect when it is back, and every referral is forwarded once."""
+    server = PostgresServer()
+    server.start()
+    try:
+        url = server.create_database()
+        nodes = cluster(url)
+        http_port = free_port()
+        first = nodes.node("a", ROUTER_HTTP=f"127.0.0.1:{http_port}")
+        second = nodes.node("b")
+        total = 30
+        for number in range(total):
+            _send_any([first.port, second.port][:: 1 if number % 2 else -1], number)
+            if number == 14:
+                server.crash()
+                status, report = _readyz(http_port)
+                assert status == 503 and report["checks"]["journal"]["ok"] is False
+                server.start()
+        forwards, acknowledged = _wait_for_all(nodes.relay, total, seconds=120)
+        assert set(forwards) == {f"<referral-{n}@school.example>" for n in range(total)}
+        assert len(acknowledged) == total
+        assert sum(count - 1 for count in forwards.values()) <= 2
+        _assert_one_outcome_each(url, total)
+    finally:
+        server.close()
+
+
+def _readyz(port: int) -> tuple[int, dict[str, dict[str, dict[str, object]]]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=15) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
