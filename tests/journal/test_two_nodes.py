@@ -64,7 +64,8 @@ class Cluster:
         self.root, self.journal_url, self.relay = root, journal_url, relay
         self.nodes: dict[str, RouterProcess] = {}
 
-    def node(self, name: str, **env: str) -> RouterProcess:
+    def node(self, name: str, *, wait_port: int | None = None, **env: str) -> RouterProcess:
+        """Start a node; it is up once `wait_port` (default: its SMTP listener) answers."""
         port = listen_port()
         settings = {
             "ROUTER_JOURNAL": self.journal_url,
@@ -77,7 +78,7 @@ class Cluster:
             "ROUTER_RETRY_MAX_SECONDS": "2",
             **env,
         }
-        process = RouterProcess(self.root, settings, port)
+        process = RouterProcess(self.root, settings, wait_port or port)
         self.nodes[name] = process
         process.start()
         return process
@@ -201,3 +202,53 @@ def _readyz(port: int) -> tuple[int, dict[str, dict[str, dict[str, object]]]]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def _watcher(url: str, seconds: float = 30) -> str:
+    """The node that holds the mailbox lease, once one does."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        rows = _journal_rows(url, "SELECT holder FROM mailbox_watchers")
+        if rows:
+            return str(rows[0]["holder"])
+        time.sleep(0.1)  # polling another process's database row
+    raise AssertionError("no node took the mailbox")
+
+
+@pytest.mark.dovecot
+@pytest.mark.timeout(200)
+def test_one_watcher_per_mailbox_and_takeover(cluster, postgres_url: str, dovecot) -> None:  # type: ignore[no-untyped-def]
+    """Two nodes on one Dovecot mailbox: one watches it; when that one is killed the other
+    takes over within 30 s, and the mail appended meanwhile is forwarded once."""
+    nodes = cluster(postgres_url)
+    imap = {
+        "ROUTER_INBOX": f"imaps://{dovecot.user}@127.0.0.1:{dovecot.imaps_port}/INBOX",
+        "ROUTER_INBOX_PASSWORD": dovecot.password,
+        "ROUTER_INBOX_CA_FILE": str(dovecot.ca_file),
+    }
+    http = {"a": free_port(), "b": free_port()}
+    for name, port in http.items():
+        nodes.node(name, wait_port=port, ROUTER_HTTP=f"127.0.0.1:{port}", **imap)
+    holder = _watcher(postgres_url)
+    _until_inbox_state(http[holder], "idle")
+    dovecot.append(_referral(1))
+    forwards, _ = _wait_for_all(nodes.relay, 1, seconds=60)
+    assert forwards == Counter({"<referral-1@school.example>": 1})
+
+    nodes.nodes[holder].kill()
+    killed_at = time.monotonic()
+    dovecot.append(_referral(2))
+    forwards, _ = _wait_for_all(nodes.relay, 2, seconds=60)
+    takeover = time.monotonic() - killed_at
+    assert forwards == Counter({"<referral-1@school.example>": 1, "<referral-2@school.example>": 1})
+    assert _watcher(postgres_url) != holder
+    assert takeover < 30 + 10  # the lease (20 s) and a poll, plus deciding and sending
+    print(f"IMAP watcher takeover: referral forwarded {takeover:.1f} s after the kill")
+
+
+def _until_inbox_state(http_port: int, state: str, seconds: float = 30) -> None:
+    """Poll a node's /readyz until its inbox reports `state`."""
+    deadline = time.monotonic() + seconds
+    while _readyz(http_port)[1]["checks"]["inbox"]["state"] != state:
+        assert time.monotonic() < deadline, f"the inbox never became {state}"
+        time.sleep(0.1)  # polling another process's endpoint
