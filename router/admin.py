@@ -57,6 +57,25 @@ class Status:
     nodes: list[NodeSeen]
 
 
+def _local_journal(settings: Settings) -> SqliteJournal:
+    """The existing SQLite journal in `settings.state_dir`.
+
+    Raises:
+        CommandError: there is none (a wrong ROUTER_STATE_DIR, most likely).
+    """
+    path = settings.state_dir / JOURNAL_FILE
+    if not path.is_file():
+        raise CommandError(
+            f"no journal at {path} (is ROUTER_STATE_DIR the daemon's state directory?)",
+            EXIT_FAILED,
+        )
+    return SqliteJournal(
+        settings.state_dir,
+        processed_folder=settings.processed_folder,
+        failed_folder=settings.failed_folder,
+    )
+
+
 def open_journal(settings: Settings) -> Journal:
     """Open the existing journal the settings name (SQLite in `settings.state_dir`, or the
     PostgreSQL database of ROUTER_JOURNAL).
@@ -66,17 +85,7 @@ def open_journal(settings: Settings) -> Journal:
             PostgreSQL cannot be reached.
     """
     if not settings.journal:
-        path = settings.state_dir / JOURNAL_FILE
-        if not path.is_file():
-            raise CommandError(
-                f"no journal at {path} (is ROUTER_STATE_DIR the daemon's state directory?)",
-                EXIT_FAILED,
-            )
-        return SqliteJournal(
-            settings.state_dir,
-            processed_folder=settings.processed_folder,
-            failed_folder=settings.failed_folder,
-        )
+        return _local_journal(settings)
     try:
         return open_configured_journal(settings)
     except JournalUnavailable as exc:
@@ -276,3 +285,61 @@ def _duration(seconds: float | None) -> str:
     if hours:
         return f"{hours}h {minutes}m ago"
     return f"{minutes}m {secs}s ago" if minutes else f"{secs}s ago"
+
+
+def migrate(settings: Settings, out: TextIO) -> int:
+    """`referral-router journal migrate`: bring the journal's schema up to date (the daemon
+    also does it at start; two nodes migrating at once wait for each other)."""
+    try:
+        journal = open_configured_journal(settings)
+    except JournalUnavailable as exc:
+        raise CommandError(f"cannot reach the journal database ({exc})", EXIT_FAILED) from None
+    try:
+        [row] = journal.query("SELECT MAX(version) AS version FROM schema_migrations")
+    finally:
+        journal.close()
+    out.write(f"journal {journal.where} is at schema version {row['version']}\n")
+    return EXIT_OK
+
+
+def copy(settings: Settings, target_url: str, out: TextIO) -> int:
+    """`referral-router journal copy --to postgresql://...`: copy the SQLite journal of
+    ROUTER_STATE_DIR (its router stopped) into a new PostgreSQL journal, checked by counts.
+
+    Raises:
+        CommandError: no SQLite journal, its router still running, a target that is not a
+            new PostgreSQL journal, or counts that differ.
+    """
+    from router.journal.copy import CopyRefused, copy_journal
+    from router.journal.owner import OwnerLock, StateDirInUse
+    from router.journal.postgres import PostgresDatabase
+    from router.journal.store import journal_password
+
+    if not target_url.startswith(("postgresql://", "postgres://")):
+        raise CommandError("--to must be a postgresql:// URL")
+    owner = OwnerLock(settings.state_dir)
+    try:
+        owner.acquire()  # the router must be stopped: a copy of a moving journal is wrong
+    except StateDirInUse as exc:
+        raise CommandError(f"{exc}", EXIT_FAILED) from None
+    try:
+        source = _local_journal(settings)
+        try:
+            target = PostgresDatabase(target_url, password=journal_password(settings))
+            try:
+                report = copy_journal(source, target)
+            finally:
+                target.close()
+        finally:
+            source.close()
+    except (CopyRefused, JournalUnavailable) as exc:
+        raise CommandError(f"journal not copied: {exc}", EXIT_FAILED) from None
+    finally:
+        owner.release()
+    counts = ", ".join(f"{table} {count}" for table, count in report.rows.items())
+    out.write(
+        f"copied {counts}; stored messages {report.messages_with_bytes}, spooled mail"
+        f" {report.mails_with_bytes} (counts checked)\n"
+        "now set ROUTER_JOURNAL to the new database and start the routers\n"
+    )
+    return EXIT_OK

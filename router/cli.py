@@ -1,4 +1,4 @@
-"""The `referral-router` command: serve, route, rules, status and reprocess."""
+"""The `referral-router` command: serve, route, rules, status, reprocess and journal."""
 
 from __future__ import annotations
 
@@ -117,6 +117,18 @@ def cmd_reprocess(args: argparse.Namespace, out: TextIO) -> int:
     return reprocess(load_settings(), args.reference, out)
 
 
+def cmd_journal_migrate(args: argparse.Namespace, out: TextIO) -> int:
+    from router.admin import migrate
+
+    return migrate(load_settings(), out)
+
+
+def cmd_journal_copy(args: argparse.Namespace, out: TextIO) -> int:
+    from router.admin import copy
+
+    return copy(load_settings(), args.to, out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="referral-router",
@@ -154,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     reprocess = commands.add_parser("reprocess", help="put a quarantined message back in the queue")
     reprocess.add_argument("reference", help="a message id or a referral reference")
     reprocess.set_defaults(handler=cmd_reprocess)
+
+    journal = commands.add_parser("journal", help="migrate the journal, or copy it to PostgreSQL")
+    journal_commands = journal.add_subparsers(dest="journal_command", required=True)
+    migrate = journal_commands.add_parser("migrate", help="bring the journal's schema up to date")
+    migrate.set_defaults(handler=cmd_journal_migrate)
+    copy = journal_commands.add_parser("copy", help="copy the SQLite journal into PostgreSQL")
+    copy.add_argument("--to", required=True, metavar="postgresql://USER@HOST:PORT/DB")
+    copy.set_defaults(handler=cmd_journal_copy)
     return parser
 
 
