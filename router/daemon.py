@@ -174,8 +174,24 @@ class Daemon:
             " (SELECT MIN(created_at) FROM outbox WHERE state = 'pending') AS oldest"
         )
         self.metrics.quarantine_size.set(rows[0]["q"])
+        self._update_node_gauges()
         oldest = rows[0]["oldest"]
         self.metrics.oldest_undelivered.set(0 if oldest is None else time.time() - oldest)
+
+    def _update_node_gauges(self) -> None:
+        """What this node holds (several routers on one journal): labelled with its name."""
+        node = self.journal.node
+        [held] = self.journal.query(
+            "SELECT (SELECT COUNT(*) FROM messages WHERE claimed_by = ? AND state = 'received')"
+            " AS messages, (SELECT COUNT(*) FROM outbox WHERE claimed_by = ?"
+            " AND state = 'pending') AS mail",
+            (node, node),
+        )
+        self.metrics.node.labels(node).set(1)
+        self.metrics.claims.labels(node, "message").set(held["messages"])
+        self.metrics.claims.labels(node, "mail").set(held["mail"])
+        watching = bool(getattr(self.inbox, "holding", False))  # an IMAP mailbox lease
+        self.metrics.watching.labels(node).set(1 if watching else 0)
 
     def _maybe_purge(self) -> None:
         now = time.time()

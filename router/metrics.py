@@ -42,6 +42,22 @@ class Metrics:
         self.inbox_connected = Gauge(
             "router_inbox_connected", "1 when the inbox is connected or listening", registry=r
         )
+        # Several routers on one journal: which node this is and the work it holds now.
+        self.node = Gauge(
+            "router_node", "1, labelled with this router's node name", ["node"], registry=r
+        )
+        self.claims = Gauge(
+            "router_claims",
+            "Messages and mails this node has claimed",
+            ["node", "kind"],
+            registry=r,
+        )
+        self.watching = Gauge(
+            "router_mailbox_watching",
+            "1 while this node watches the IMAP mailbox",
+            ["node"],
+            registry=r,
+        )
         self.rules_reloads = Counter(
             "router_rules_reloads", "Rules reload attempts", ["result"], registry=r
         )
