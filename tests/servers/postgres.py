@@ -17,7 +17,15 @@ import pytest
 
 from tests.servers.smtp import free_port
 
-BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _bin() -> Path:
+    """Debian's PostgreSQL binaries (the newest installed version), or $PG_BIN."""
+    if "PG_BIN" in os.environ:
+        return Path(os.environ["PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    return found[-1] if found else Path("/usr/lib/postgresql/15/bin")
+
+
+BIN = _bin()
 USER = "router"
 _numbers = itertools.count(1)
 
