@@ -17,6 +17,7 @@ import pytest
 
 from tests.servers.smtp import free_port
 
+
 def _bin() -> Path:
     """Debian's PostgreSQL binaries (the newest installed version), or $PG_BIN."""
     if "PG_BIN" in os.environ:
