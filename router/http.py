@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,7 +21,26 @@ from router.delivery.relay import PermanentDeliveryError, Relay, TransientDelive
 from router.journal.records import JournalUnavailable
 
 if TYPE_CHECKING:
-    from router.daemon import Daemon
+    from router.journal.protocol import Journal
+    from router.metrics import Metrics
+
+
+class InboxState(Protocol):
+    """An inbox as the endpoint sees it."""
+
+    @property
+    def state(self) -> str: ...
+
+
+class Operated(Protocol):
+    """What the endpoint reads from the daemon it serves (the daemon is one)."""
+
+    journal: Journal
+    metrics: Metrics
+    inbox: InboxState | None
+    relay_health: RelayHealth
+
+    def refresh_gauges(self) -> None: ...
 
 log = structlog.get_logger(__name__)
 
@@ -127,7 +146,7 @@ class OpsServer:
     `relay_grace` and `journal_timeout` may be changed while it runs (tests shorten them).
     """
 
-    def __init__(self, daemon: Daemon, host: str, port: int) -> None:
+    def __init__(self, daemon: Operated, host: str, port: int) -> None:
         self.daemon = daemon
         self.host = host.strip("[]")  # "[::1]:9181" names an IPv6 address
         self.requested_port = port
