@@ -43,9 +43,12 @@ def _push(cluster: Cluster, count: int, first: int = 0) -> None:
         list(pool.map(send, range(first, first + count)))
 
 
-def _throughput(server: PostgresServer, root: Path, nodes: int, count: int) -> float:
+def _throughput(journal_url: str, root: Path, nodes: int, count: int) -> float:
+    """Referrals per second through `nodes` nodes on `journal_url` (empty: SQLite)."""
     relay = CaptureServer().start()
-    cluster = Cluster(root / f"nodes-{nodes}", server.create_database(), relay)
+    cluster = Cluster(
+        root / f"nodes-{nodes}-{'pg' if journal_url else 'sqlite'}", journal_url, relay
+    )
     try:
         cluster.root.mkdir()
         shutil.copytree(ROOT / "rules", cluster.root / "rules")
@@ -89,13 +92,15 @@ def main() -> int:
     server.start()
     root = Path(tempfile.mkdtemp(prefix="router-two-nodes-"))
     try:
-        one = _throughput(server, root, 1, args.n)
-        two = _throughput(server, root, 2, args.n)
+        local = _throughput("", root, 1, args.n)
+        one = _throughput(server.create_database(), root, 1, args.n)
+        two = _throughput(server.create_database(), root, 2, args.n)
         seconds, duplicates = _takeover(server, root, 40)
     finally:
         server.close()
         shutil.rmtree(root, ignore_errors=True)
-    print(f"one node, {args.n} referrals over SMTP:     {one:.1f} referrals/s")
+    print(f"one node, SQLite journal, {args.n} referrals: {local:.1f} referrals/s")
+    print(f"one node, PostgreSQL journal:            {one:.1f} referrals/s")
     print(f"two nodes, same PostgreSQL:              {two:.1f} referrals/s")
     print(
         f"takeover after SIGKILL (40 in flight):   all forwarded {seconds:.1f} s after the kill,"
