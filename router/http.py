@@ -42,6 +42,7 @@ class Operated(Protocol):
 
     def refresh_gauges(self) -> None: ...
 
+
 log = structlog.get_logger(__name__)
 
 # Inbox states in which mail can arrive (SmtpInbox: listening; ImapInbox: connected, idle).

@@ -36,6 +36,7 @@ def copy_journal(source: SqliteJournal, target: PostgresDatabase) -> CopyReport:
         JournalUnavailable: PostgreSQL cannot be reached (nothing is copied).
     """
     target.migrate()
+    target.open()
     if target.query("SELECT 1 FROM messages LIMIT 1"):
         raise CopyRefused("the target journal is not empty; copy only into a new database")
     blobs = TableBlobs(target)

@@ -90,6 +90,10 @@ class PostgresDatabase:
             check=ConnectionPool.check_connection,  # a restarted server: reconnect, not fail
             open=False,
         )
+
+    def open(self) -> None:
+        """Start the pool's connections (after `migrate`, so a database that cannot be
+        reached at start is one clear error, not a pool retrying in the background)."""
         self._pool.open(wait=False)
 
     def _wait_seconds(self) -> float:
@@ -147,7 +151,9 @@ class PostgresDatabase:
                     applied += 1
                 connection.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
         except psycopg.Error as exc:
-            raise JournalUnavailable(type(exc).__name__) from exc
+            raise JournalUnavailable(
+                f"cannot reach the journal database {redacted_url(self.url)} ({type(exc).__name__})"
+            ) from exc
         return applied
 
     def close(self) -> None:
@@ -192,11 +198,8 @@ class PostgresJournal(SqlJournal):
     ) -> None:
         self.url = url
         database = PostgresDatabase(url, password=password)
-        try:
-            database.migrate()
-        except BaseException:
-            database.close()
-            raise
+        database.migrate()
+        database.open()
         super().__init__(
             database,
             TableBlobs(database),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from urllib.parse import urlsplit
 
 from router.journal.files import ensure_dir
 from router.journal.protocol import Journal
@@ -27,16 +28,36 @@ def journal_password(settings: Settings) -> str | None:
     return None
 
 
+def check_journal_url(url: str) -> None:
+    """Refuse a ROUTER_JOURNAL that is not a PostgreSQL URL, or that carries a password.
+
+    Raises:
+        ValueError: saying what is wrong, without echoing the value.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+        raise ValueError(
+            "ROUTER_JOURNAL must be empty (SQLite) or postgresql://user@host:port/dbname"
+        )
+    if parts.password is not None:
+        raise ValueError(
+            "ROUTER_JOURNAL must not contain a password: use ROUTER_JOURNAL_PASSWORD_FILE"
+            " or ROUTER_JOURNAL_PASSWORD"
+        )
+
+
 def open_journal(settings: Settings) -> Journal:
     """The journal of these settings, migrated to the current schema.
 
     Raises:
         JournalUnavailable: PostgreSQL cannot be reached.
         OSError: the state directory cannot be written.
+        ValueError: ROUTER_JOURNAL is not a PostgreSQL URL (see `check_journal_url`).
     """
     if settings.journal:
         from router.journal.postgres import PostgresJournal
 
+        check_journal_url(settings.journal)
         ensure_dir(settings.state_dir)  # local files (a Maildir relay, locks) stay private
         return PostgresJournal(
             settings.journal,
