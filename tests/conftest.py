@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.servers.smtp", "tests.servers.dovecot", "tests.servers.token"]
+pytest_plugins = ["tests.servers.smtp", "tests.servers.token", "tests.servers.dovecot"]
 
 ROOT = Path(__file__).resolve().parent.parent
 REALWORLD = ROOT.parent / "shared" / "realworld"

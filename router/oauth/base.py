@@ -169,3 +169,7 @@ class TokenSource(Protocol):
     def accepted(self) -> None:
         """Report that a mail server accepted the current token."""
         ...
+
+    def invalidate(self) -> None:
+        """Drop the current token (a server said it expired): the next `token()` fetches anew."""
+        ...

@@ -91,6 +91,10 @@ class CachedTokenSource:
             self._refusal = error
         self._on_change()
 
+    def invalidate(self) -> None:
+        """See `TokenSource`."""
+        self._token = None
+
     def accepted(self) -> None:
         """See `TokenSource`."""
         if self._refusal is not None:

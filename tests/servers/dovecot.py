@@ -339,6 +339,14 @@ class StallingProxy:
         for connection in self._open:
             connection["stalled"] = True
 
+    async def say_bye(self, text: bytes) -> None:
+        """Send `* BYE <text>` to every open client and close (Exchange Online's token expiry)."""
+        clients = [w for w in self._writers[::2] if not w.is_closing()]  # (client, upstream)
+        for writer in clients:
+            writer.write(b"* BYE " + text + b"\r\n")
+            await writer.drain()
+            writer.close()
+
     async def close(self) -> None:
         """Stop listening and drop every connection."""
         if self._server is not None:

@@ -1,0 +1,123 @@
+"""The journal's record of each mailbox's first connection (`ROUTER_IMAP_START`). See `StartStore`.
+
+Its own tables, created here: what the router found in a folder the first time it met it
+must outlive restarts, UIDVALIDITY changes and the purge of old messages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+from router.inbox.imap_start import MailboxStart, UidRanges
+
+if TYPE_CHECKING:
+    from router.journal.store import Journal
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS mailbox_start (
+    mailbox    TEXT PRIMARY KEY,   -- user@host/folder
+    mode       TEXT NOT NULL,      -- ROUTER_IMAP_START at the first connection
+    cutoff     REAL NOT NULL,      -- mail with an INTERNALDATE before it was there first
+    started_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mailbox_untouched (
+    mailbox     TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uids        TEXT NOT NULL,     -- ranges, e.g. 1:4200,4305
+    PRIMARY KEY (mailbox, uidvalidity)
+);
+CREATE TABLE IF NOT EXISTS mailbox_old_ids (
+    mailbox TEXT NOT NULL,
+    id_hash TEXT NOT NULL,         -- SHA-256 of a Message-ID present at the first connection
+    PRIMARY KEY (mailbox, id_hash)
+);
+"""
+_LOOKUP_BATCH = 500
+
+
+class MailboxStarts:
+    """First-connection records in the journal's database. See `StartStore`."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        with journal.transaction() as db:
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                db.execute(statement)
+
+    async def load(self, mailbox: str) -> MailboxStart | None:
+        """See `StartStore.load`.
+
+        A journal that already holds mail from an IMAP inbox (a router upgraded to this
+        version) has met its mailbox before: that start is recorded as `all`, so mail that
+        arrived during the upgrade is not mistaken for old mail.
+        """
+        rows = self._journal.query(
+            "SELECT mode, cutoff, started_at FROM mailbox_start WHERE mailbox = ?", (mailbox,)
+        )
+        if rows:
+            row = rows[0]
+            return MailboxStart(mailbox, row["mode"], row["cutoff"], row["started_at"])
+        if self._journal.query("SELECT 1 FROM messages WHERE source_key LIKE 'imap:%' LIMIT 1"):
+            start = MailboxStart(mailbox, "all", 0.0, time.time())
+            await self.record(mailbox, 0, (), start=start)
+            return start
+        return None
+
+    async def untouched_uids(self, mailbox: str, uidvalidity: int) -> UidRanges:
+        """See `StartStore.untouched_uids`."""
+        rows = self._journal.query(
+            "SELECT uids FROM mailbox_untouched WHERE mailbox = ? AND uidvalidity = ?",
+            (mailbox, uidvalidity),
+        )
+        return UidRanges.parse(rows[0]["uids"]) if rows else UidRanges()
+
+    async def known_old(self, mailbox: str, id_hashes: Collection[str]) -> set[str]:
+        """See `StartStore.known_old`."""
+        wanted = sorted(id_hashes)
+        found: set[str] = set()
+        for index in range(0, len(wanted), _LOOKUP_BATCH):
+            batch = wanted[index : index + _LOOKUP_BATCH]
+            marks = ",".join("?" * len(batch))
+            rows = self._journal.query(
+                f"SELECT id_hash FROM mailbox_old_ids WHERE mailbox = ? AND id_hash IN ({marks})",  # noqa: S608 (placeholders only)
+                (mailbox, *batch),
+            )
+            found.update(row["id_hash"] for row in rows)
+        return found
+
+    async def record(
+        self,
+        mailbox: str,
+        uidvalidity: int,
+        uids: Collection[int],
+        *,
+        start: MailboxStart | None = None,
+        id_hashes: Collection[str] = (),
+    ) -> None:
+        """See `StartStore.record`. One transaction: all of it is recorded, or none."""
+        with self._journal.transaction() as db:
+            if start is not None:
+                db.execute(
+                    "INSERT OR IGNORE INTO mailbox_start (mailbox, mode, cutoff, started_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (mailbox, start.mode, start.cutoff, start.started_at),
+                )
+            rows = list(
+                db.execute(
+                    "SELECT uids FROM mailbox_untouched WHERE mailbox = ? AND uidvalidity = ?",
+                    (mailbox, uidvalidity),
+                )
+            )
+            ranges = UidRanges.parse(rows[0][0]) if rows else UidRanges()
+            ranges = ranges.union(UidRanges.of(uids))
+            db.execute(
+                "INSERT INTO mailbox_untouched (mailbox, uidvalidity, uids) VALUES (?, ?, ?)"
+                " ON CONFLICT (mailbox, uidvalidity) DO UPDATE SET uids = excluded.uids",
+                (mailbox, uidvalidity, str(ranges)),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO mailbox_old_ids (mailbox, id_hash) VALUES (?, ?)",
+                [(mailbox, value) for value in id_hashes],
+            )
