@@ -14,7 +14,8 @@ arrives after its first connection to that mailbox is processed. Remembered per 
   old mail copied back) therefore finds the old mail by date and Message-ID, not by UID.
 
 The `new` cut-off is the server's own INTERNALDATE of the newest message present (never later
-than the router's clock), so a server clock that differs from the router's loses no new mail.
+than the router's clock), so a server clock that differs from the router's loses no new mail;
+and dates only decide after a UIDVALIDITY change (before it, the recorded UIDs are exact).
 """
 
 from __future__ import annotations
@@ -49,12 +50,14 @@ class MailboxStart:
         mode: `ROUTER_IMAP_START` at that first connection (`new`, `all` or a date).
         cutoff: epoch seconds; mail whose INTERNALDATE is before it was there first.
         started_at: when the router first connected (its clock).
+        uidvalidity: the folder's UIDVALIDITY then; under it, UIDs alone decide.
     """
 
     mailbox: str
     mode: str
     cutoff: float
     started_at: float
+    uidvalidity: int = 0
 
 
 class UidRanges:
@@ -251,10 +254,13 @@ class FirstConnection:
         identities = await fetch_identities(session, rest)
         hashes = {i.id_hash for i in identities.values() if i.id_hash is not None}
         known = await self._store.known_old(self.mailbox, hashes)
+        # Under the first UIDVALIDITY the UIDs recorded then are exact: a later UID is new mail
+        # (unless its Message-ID was there first). Dates only decide after a UIDVALIDITY change.
+        cutoff = start.cutoff if session.uidvalidity != start.uidvalidity else 0.0
         found = {
             uid
             for uid, identity in identities.items()
-            if (identity.internaldate is not None and identity.internaldate < start.cutoff)
+            if (identity.internaldate is not None and identity.internaldate < cutoff)
             or identity.id_hash in known
         }
         if found and record:
@@ -273,7 +279,10 @@ class FirstConnection:
                 old = {uid for uid in uids if not session.uidnext or uid < session.uidnext}
                 dates = [identities[u].internaldate for u in old if u in identities]
                 known = [d for d in dates if d is not None]
-                cutoff = min(max(known) + 1, now) if known else 0.0
+                # Strictly before the newest one's second (INTERNALDATE has whole seconds): new
+                # mail in that same second is never taken for old; the newest are known by
+                # Message-ID anyway.
+                cutoff = min(max(known), now) if known else 0.0
             else:
                 cutoff = date_cutoff(self.mode)
                 old = {
@@ -287,7 +296,7 @@ class FirstConnection:
                 if uid in old and identity.id_hash is not None
             }
         if record:
-            start = MailboxStart(self.mailbox, self.mode, cutoff, now)
+            start = MailboxStart(self.mailbox, self.mode, cutoff, now, session.uidvalidity)
             await self._store.record(
                 self.mailbox, session.uidvalidity, old, start=start, id_hashes=hashes
             )

@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS mailbox_start (
     mailbox    TEXT PRIMARY KEY,   -- user@host/folder
     mode       TEXT NOT NULL,      -- ROUTER_IMAP_START at the first connection
     cutoff     REAL NOT NULL,      -- mail with an INTERNALDATE before it was there first
-    started_at REAL NOT NULL
+    started_at REAL NOT NULL,
+    uidvalidity INTEGER NOT NULL       -- the folder's UIDVALIDITY then
 );
 CREATE TABLE IF NOT EXISTS mailbox_untouched (
     mailbox     TEXT NOT NULL,
@@ -54,11 +55,14 @@ class MailboxStarts:
         arrived during the upgrade is not mistaken for old mail.
         """
         rows = self._journal.query(
-            "SELECT mode, cutoff, started_at FROM mailbox_start WHERE mailbox = ?", (mailbox,)
+            "SELECT mode, cutoff, started_at, uidvalidity FROM mailbox_start WHERE mailbox = ?",
+            (mailbox,),
         )
         if rows:
             row = rows[0]
-            return MailboxStart(mailbox, row["mode"], row["cutoff"], row["started_at"])
+            return MailboxStart(
+                mailbox, row["mode"], row["cutoff"], row["started_at"], row["uidvalidity"]
+            )
         if self._journal.query("SELECT 1 FROM messages WHERE source_key LIKE 'imap:%' LIMIT 1"):
             start = MailboxStart(mailbox, "all", 0.0, time.time())
             await self.record(mailbox, 0, (), start=start)
@@ -100,9 +104,9 @@ class MailboxStarts:
         with self._journal.transaction() as db:
             if start is not None:
                 db.execute(
-                    "INSERT OR IGNORE INTO mailbox_start (mailbox, mode, cutoff, started_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (mailbox, start.mode, start.cutoff, start.started_at),
+                    "INSERT OR IGNORE INTO mailbox_start"
+                    " (mailbox, mode, cutoff, started_at, uidvalidity) VALUES (?, ?, ?, ?, ?)",
+                    (mailbox, start.mode, start.cutoff, start.started_at, start.uidvalidity),
                 )
             rows = list(
                 db.execute(

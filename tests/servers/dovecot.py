@@ -224,12 +224,20 @@ class Dovecot:
             with contextlib.suppress(imaplib.IMAP4.error, OSError):
                 imap.logout()
 
-    def append(self, raw: bytes, folder: str = "INBOX") -> int:
-        """Deliver `raw` into `folder` (created if missing) with APPEND; return its UID."""
+    def append(
+        self, raw: bytes, folder: str = "INBOX", *, arrived: float | None = None, flags: str = ""
+    ) -> int:
+        """Deliver `raw` into `folder` (created if missing) with APPEND; return its UID.
+
+        Args:
+            arrived: its INTERNALDATE (epoch seconds); now by default.
+            flags: e.g. `(\\Seen \\Flagged)`.
+        """
         with self.client() as imap:
             if folder.upper() != "INBOX":
                 imap.create(_quote(folder))  # NO [ALREADYEXISTS] is fine
-            status, data = imap.append(_quote(folder), None, None, raw)
+            when = imaplib.Time2Internaldate(arrived) if arrived is not None else None
+            status, data = imap.append(_quote(folder), flags or None, when, raw)
             assert status == "OK", data
             match = re.search(rb"APPENDUID \d+ (\d+)", data[0] or b"")
             assert match, data
@@ -273,6 +281,26 @@ class Dovecot:
                 _, parts = imap.uid("FETCH", uid.decode(), "(BODY.PEEK[])")
                 messages.extend(part[1] for part in parts if isinstance(part, tuple))
         return messages
+
+    def flags(self, folder: str = "INBOX") -> dict[str, str]:
+        """Each message's FLAGS by Message-ID, without the per-session \\Recent (read-only)."""
+        found = {}
+        with self.client() as imap:
+            imap.select(_quote(folder), readonly=True)
+            _, data = imap.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+            for part in data:
+                if isinstance(part, tuple):
+                    flags = re.search(rb"FLAGS \(([^)]*)\)", part[0])
+                    message_id = part[1].decode().split(":", 1)[-1].strip()
+                    names = flags.group(1).decode().split() if flags else []
+                    found[message_id] = " ".join(n for n in names if n != "\\Recent")
+        return found
+
+    def recreate(self, folder: str) -> None:
+        """DELETE and CREATE `folder` (it comes back empty, with a new UIDVALIDITY)."""
+        with self.client() as imap:
+            imap.delete(_quote(folder))
+            imap.create(_quote(folder))
 
     def uidvalidity(self, folder: str = "INBOX") -> int:
         """The folder's current UIDVALIDITY."""
