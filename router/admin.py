@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from router.cli import EXIT_FAILED, EXIT_OK, CommandError
 from router.journal.store import Journal
+from router.oauth.sources import format_health, recorded_health
 from router.settings import Settings
 
 MESSAGE_STATES = ("received", "decided", "done", "quarantined")
@@ -50,6 +51,7 @@ class Status:
     oldest_unsent_seconds: float | None
     last_rules_version: str | None
     quarantine: list[Quarantined]
+    oauth: dict[str, Any] | None = None  # the daemon's last OAuth 2.0 health (router/oauth)
 
 
 def open_journal(settings: Settings) -> Journal:
@@ -104,6 +106,7 @@ def read_status(journal: Journal, now: float | None = None) -> Status:
         oldest_unsent_seconds=_age(outbox["oldest"], now),
         last_rules_version=rules[0]["rules_version"] if rules else None,
         quarantine=_quarantine(journal),
+        oauth=recorded_health(journal),
     )
 
 
@@ -168,6 +171,8 @@ def format_status(report: Status) -> str:
         lines.append(f"    {item.reason}")
     if report.quarantine:
         lines.append("  (fix the cause, then: referral-router reprocess ID)")
+    if report.oauth is not None:
+        lines.extend(format_health(report.oauth))
     return "\n".join(lines) + "\n"
 
 

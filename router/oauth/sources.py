@@ -138,3 +138,21 @@ def recorded_health(journal: Journal) -> dict[str, Any] | None:
         return None
     value = json.loads(rows[0]["value"])
     return value if isinstance(value, dict) else None
+
+
+def format_health(health: dict[str, Any]) -> list[str]:
+    """`status` lines for a recorded health: one per token source, and the certificate's life."""
+    lines = []
+    for role in ("inbox", "relay"):
+        state = health.get(role)
+        if not isinstance(state, dict):
+            continue
+        if state.get("ok"):
+            verdict = "ok"
+        else:
+            verdict = f"FAILING: {state.get('cause')} (check {state.get('check')})"
+        lines.append(f"oauth       {role}: {state.get('provider')}, {verdict}")
+    days = health.get("certificate_expires_in_days")
+    if days is not None:
+        lines.append(f"oauth       certificate expires in {days} days")
+    return lines

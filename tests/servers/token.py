@@ -122,6 +122,14 @@ class TokenServer:
         """
         return jwt.decode(token, self.key, algorithms=["HS256"], audience="imap", issuer=ISSUER)
 
+    def is_valid(self, token: str) -> bool:
+        """Whether `verify` accepts the token (for servers that check it, e.g. SMTP XOAUTH2)."""
+        try:
+            self.verify(token)
+        except jwt.InvalidTokenError:
+            return False
+        return True
+
     # -- life cycle ---------------------------------------------------------------------
 
     def start(self) -> TokenServer:
