@@ -1,4 +1,4 @@
-"""The `referral-router` command: serve, route, rules, status and reprocess."""
+"""The `referral-router` command: serve, route, rules, status, reprocess and inbox check."""
 
 from __future__ import annotations
 
@@ -131,6 +131,12 @@ def cmd_reprocess(args: argparse.Namespace, out: TextIO) -> int:
     return reprocess(load_settings(), args.reference, out)
 
 
+def cmd_inbox_check(args: argparse.Namespace, out: TextIO) -> int:
+    from router.inbox.check import inbox_check
+
+    return inbox_check(load_settings(), out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="referral-router",
@@ -168,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     reprocess = commands.add_parser("reprocess", help="put a quarantined message back in the queue")
     reprocess.add_argument("reference", help="a message id or a referral reference")
     reprocess.set_defaults(handler=cmd_reprocess)
+
+    inbox = commands.add_parser("inbox", help="check the mailbox and relay settings")
+    inbox_commands = inbox.add_subparsers(dest="inbox_command", required=True, metavar="ACTION")
+    inbox_check = inbox_commands.add_parser(
+        "check", help="connect, authenticate and look, changing nothing; exit 1 if it cannot run"
+    )
+    inbox_check.set_defaults(handler=cmd_inbox_check)
     return parser
 
 

@@ -211,6 +211,38 @@ class SmtpRelay:
             await client.shut()
         log.debug("relay.sent", relay=self.describe(), recipients=len(recipients))
 
+    async def probe(self) -> str:
+        """Connect, secure and authenticate as `send` does, then QUIT without sending.
+
+        Returns:
+            What was done, e.g. "STARTTLS, AUTH XOAUTH2" (for `inbox check`).
+
+        Raises:
+            DeliveryError: as `send` would (classified the same way).
+        """
+        client = _Client(
+            hostname=self._endpoint.host,
+            port=self._endpoint.port,
+            use_tls=self._policy.mode is TlsMode.IMPLICIT,
+            start_tls=False,
+            tls_context=self._tls_context,
+            timeout=self._timeout,
+        )
+        try:
+            await client.connect()
+            await self._secure(client)
+            await self._authenticate(client)
+            encrypted = client.get_transport_info("sslcontext") is not None
+            await _quit_quietly(client)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise classify(exc) from exc
+        finally:
+            await client.shut()
+        done = ["TLS" if self._policy.mode is TlsMode.IMPLICIT else "STARTTLS"] if encrypted else []
+        if self._user is not None:
+            done.append("AUTH XOAUTH2" if self._tokens is not None else "AUTH")
+        return ", ".join(done) or "no TLS, no AUTH"
+
     def _log_failure(self, error: DeliveryError) -> None:
         log.warning(
             "relay.failed",

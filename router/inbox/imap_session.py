@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import re
 import socket
@@ -13,6 +12,8 @@ from typing import Any, TypeVar
 
 import aioimaplib
 import structlog
+
+from router.inbox.imap_support import encode_mailbox
 
 log = structlog.get_logger(__name__)
 # aioimaplib logs each command at debug; its XOAUTH2 line is base64 with the token inside.
@@ -47,28 +48,6 @@ class ImapTokenExpired(ImapConnectionError):
 
 class ImapFolderError(ImapConnectionError):
     """The inbox folder cannot be selected (missing, or no permission)."""
-
-
-def encode_mailbox(name: str) -> str:
-    """Quote a folder name for a command, in IMAP's modified UTF-7 (RFC 3501 5.1.3)."""
-    out: list[str] = []
-    pending: list[str] = []
-
-    def flush() -> None:
-        if pending:
-            utf16 = "".join(pending).encode("utf-16-be")
-            out.append("&" + base64.b64encode(utf16).decode().rstrip("=").replace("/", ",") + "-")
-            pending.clear()
-
-    for char in name:
-        if 0x20 <= ord(char) <= 0x7E:
-            flush()
-            out.append("&-" if char == "&" else char)
-        else:
-            pending.append(char)
-    flush()
-    encoded = "".join(out)
-    return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _keepalive(transport: asyncio.BaseTransport | None) -> None:
@@ -290,6 +269,16 @@ class ImapSession:
             if literal and index + 1 < len(lines) and isinstance(lines[index + 1], bytearray):
                 return bytes(lines[index + 1])
         return None
+
+    async def folders(self) -> set[str]:
+        """The names of every folder (as the server spells them on the wire, unquoted)."""
+        response = self._check(await self._guard(self._client.list('""', "*")), "LIST")
+        names: set[str] = set()
+        for line in response.lines[:-1]:
+            text = bytes(line).decode("utf-8", "replace")
+            if text.startswith("("):
+                names.add(text.rsplit(" ", 1)[-1].strip('"'))
+        return names
 
     async def ensure_folder(self, folder: str) -> None:
         """CREATE `folder` once per session; an existing folder is fine."""
