@@ -105,7 +105,8 @@ async def _check_imap(settings: Settings, oauth: OAuthSources, report: Report) -
     except ImapConfigError as exc:
         raise CheckFailed(str(exc)) from None
     assert endpoint.user is not None  # check_settings
-    report.say("inbox", f"{endpoint.scheme}://{endpoint.user}@{endpoint.host}:{endpoint.port}")
+    where = f"{endpoint.scheme}://{endpoint.user}@{endpoint.host}:{endpoint.port}"
+    report.say("inbox", f"{where}/{endpoint.folder}")
     method = "AUTHENTICATE XOAUTH2" if settings.inbox_auth == "oauth2" else "LOGIN (password)"
     report.say("auth", f"{settings.inbox_auth}: {method}")
     token = await _token(oauth, "inbox", report)

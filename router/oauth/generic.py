@@ -14,6 +14,26 @@ TIMEOUT_SECONDS = 15.0
 DEFAULT_LIFETIME_SECONDS = 300.0
 
 
+class HttpSession(requests.Session):
+    """A requests session with a default timeout, whose own `verify` is what counts.
+
+    requests lets REQUESTS_CA_BUNDLE override a session's CA bundle; a private CA given here
+    must win, while `verify=True` still follows the environment as usual.
+    """
+
+    def __init__(self, verify: bool | str = True, timeout: float = TIMEOUT_SECONDS) -> None:
+        super().__init__()
+        self.verify = verify
+        self._timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        """See `requests.Session.request`."""
+        kwargs.setdefault("timeout", self._timeout)
+        if kwargs.get("verify") is None:
+            kwargs["verify"] = self.verify
+        return super().request(method, url, *args, **kwargs)
+
+
 def post_form(
     url: str, form: dict[str, str], *, verify: bool | str = True, timeout: float = TIMEOUT_SECONDS
 ) -> Grant:
@@ -26,9 +46,8 @@ def post_form(
         OAuthError: refused, unreachable, or an answer without a token.
     """
     try:
-        response = requests.post(
-            url, data=form, timeout=timeout, verify=verify, headers={"Accept": "application/json"}
-        )
+        with HttpSession(verify, timeout) as session:
+            response = session.post(url, data=form, headers={"Accept": "application/json"})
     except requests.RequestException as exc:
         raise OAuthError(Cause.NETWORK, type(exc).__name__, retryable=True) from None
     body = _json(response)

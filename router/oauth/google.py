@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
 from google.auth import exceptions
 from google.auth.transport.requests import Request
 from google.oauth2 import service_account
 
 from router.oauth.base import Cause, Grant, OAuthError
 from router.oauth.errors import classify_response
+from router.oauth.generic import HttpSession
 
 DEFAULT_SCOPE = "https://mail.google.com/"
 
@@ -69,9 +69,7 @@ class GoogleFetcher:
             raise ValueError(
                 "ROUTER_OAUTH_CERTIFICATE_FILE: the private key cannot be used"
             ) from None
-        session = requests.Session()
-        session.verify = verify
-        self._request = Request(session)
+        self._request = Request(HttpSession(verify))
 
     def fetch(self) -> Grant:
         """See `TokenFetcher`."""

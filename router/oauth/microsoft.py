@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import msal
+import msal.exceptions
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from router.oauth.base import Cause, Grant, OAuthError
 from router.oauth.errors import classify_response
-from router.oauth.generic import grant_from
+from router.oauth.generic import HttpSession, grant_from
 
 AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_SCOPE = "https://outlook.office365.com/.default"
@@ -71,6 +72,11 @@ def load_certificate(path: Path) -> CertificateCredential:
         thumbprint_sha1=hashlib.sha1(der, usedforsecurity=False).hexdigest().upper(),
         not_after=certificate.not_valid_after_utc,
     )
+
+
+def _printable_status(exc: Exception) -> str:
+    match = re.search(r"HTTP Error: (\d+)", str(exc))
+    return f"HTTP {match.group(1)}" if match else type(exc).__name__
 
 
 def authority_for(tenant: str, token_url: str) -> str:
@@ -136,8 +142,7 @@ class MicrosoftFetcher:
                     authority=self._authority,
                     validate_authority=not self._custom,
                     instance_discovery=not self._custom,
-                    verify=self._verify,
-                    timeout=15,
+                    http_client=HttpSession(self._verify),
                 )
             except requests.RequestException as exc:
                 raise OAuthError(Cause.NETWORK, type(exc).__name__, retryable=True) from None
@@ -154,6 +159,8 @@ class MicrosoftFetcher:
             result = app.acquire_token_for_client(scopes=self._scopes)
         except requests.RequestException as exc:
             raise OAuthError(Cause.NETWORK, type(exc).__name__, retryable=True) from None
+        except msal.exceptions.MsalServiceError as exc:  # a 5xx with no OAuth error body
+            raise OAuthError(Cause.ENDPOINT, _printable_status(exc), retryable=True) from None
         except ValueError:
             raise OAuthError(Cause.CREDENTIALS, "msal refused the credential") from None
         if not isinstance(result, dict):

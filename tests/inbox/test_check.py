@@ -1,4 +1,4 @@
-"""`referral-router inbox check` as an admin runs it, against real Dovecot, token endpoint and relay."""
+"""`referral-router inbox check` as an admin runs it: real Dovecot, token endpoint and relay."""
 
 from __future__ import annotations
 
@@ -99,6 +99,7 @@ async def test_check_with_good_settings_reports_and_changes_nothing(
         ({"ROUTER_INBOX": "imaps://someone@127.0.0.1:{port}/INBOX"}, "login refused"),
         ({"ROUTER_INBOX": "imaps://testuser@127.0.0.1:{port}/Nowhere"}, "cannot select"),
         ({"ROUTER_OAUTH_TOKEN_URL": "http://127.0.0.1:9/token"}, "cannot be reached"),
+        ({"ROUTER_INBOX_AUTH": "password", "ROUTER_INBOX_PASSWORD": "wrong"}, "login refused"),
     ],
 )
 async def test_check_with_bad_settings_says_why(
