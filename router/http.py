@@ -188,7 +188,9 @@ class OpsServer:
         """Ready to take and deliver mail: journal writable, inbox connected, relay reached."""
         inbox = self.daemon.inbox
         state = inbox.state if inbox is not None else "none"
-        inbox_detail = {"state": state, "reason": getattr(inbox, "failure", None)}
+        inbox_detail = {"state": state}
+        if getattr(inbox, "failure", None):  # why an IMAP inbox is not connected
+            inbox_detail["reason"] = inbox.failure  # type: ignore[union-attr]
         checks = {
             "journal": await self.journal_check(),
             "inbox": Check(state in READY_INBOX_STATES, inbox_detail),
