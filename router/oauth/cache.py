@@ -9,6 +9,7 @@ the backoff runs, callers get the same error at once instead of hammering the en
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -19,6 +20,9 @@ import structlog
 from router.oauth.base import AccessToken, Cause, OAuthError, TokenFetcher
 
 log = structlog.get_logger(__name__)
+# The providers' libraries may log requests and answers at debug, tokens included.
+for _library in ("msal", "google.auth", "google.oauth2", "urllib3"):
+    logging.getLogger(_library).setLevel(logging.INFO)
 
 RENEW_FRACTION = 0.8  # renew when 80% of the lifetime has passed
 BACKOFF_BASE_SECONDS = 1.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 import time
 from typing import Any
 
@@ -134,6 +136,29 @@ async def test_expired_and_foreign_tokens_are_refused(
         ssl_context=None,
     )
     await session.logout()
+
+
+async def test_token_never_reaches_the_log_at_debug(
+    oauth_dovecot: Dovecot, token_server: TokenServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Even at debug level, neither the token nor its base64 SASL form is logged by the IMAP
+    library or the token source."""
+    caplog.set_level(logging.DEBUG)
+    settings = oauth_settings(oauth_dovecot, token_server)
+    tokens = tokens_for(settings)
+    token = (await tokens.token()).value
+    session = await ImapSession.open(
+        host="127.0.0.1",
+        port=oauth_dovecot.imap_port,
+        user="testuser",
+        token=token,
+        folder="INBOX",
+        ssl_context=None,
+    )
+    await session.logout()
+    sasl = base64.b64encode(f"user=testuser\1auth=Bearer {token}\1\1".encode()).decode()
+    for secret in (token, sasl[:40], CLIENT_SECRET):
+        assert secret not in caplog.text
 
 
 async def test_session_returns_after_restart_once_old_token_expired(
