@@ -112,3 +112,49 @@ def test_uid_ranges_are_compact_and_exact() -> None:
     parsed = UidRanges.parse(str(ranges))
     assert [uid for uid in range(12) if uid in parsed] == [1, 2, 3, 4, 7, 8, 9, 10]
     assert len(parsed) == 8
+
+
+@pytest.mark.dovecot
+async def test_daemon_never_sends_what_was_there_first(
+    tmp_path: Path,
+    dovecot: Dovecot,
+    smtp_capture,
+    tls_ca,
+    bundled_rules,  # type: ignore[no-untyped-def]
+) -> None:
+    """The daemon with default settings forwards and acknowledges only the referral that
+    arrives after its first start; the 3 referrals already there stay in the folder, flags
+    unchanged, also after a restart."""
+    from router.daemon import Daemon
+    from tests.conftest import make_settings
+    from tests.test_daemon_imap import MET, _referral, _until
+
+    for n in (1, 2, 3):
+        dovecot.append(_referral(n))
+    flags = dovecot.flags()
+    relay = smtp_capture(tls="starttls")
+    settings = make_settings(
+        tmp_path,
+        inbox=f"imap://{dovecot.user}@127.0.0.1:{dovecot.imap_port}/INBOX",
+        inbox_password=dovecot.password,
+        relay=relay.url,
+        relay_ca_file=tls_ca.ca_file,
+    )
+    for run in (1, 2):
+        daemon = Daemon(settings, bundled_rules)
+        await daemon.start()
+        worker = asyncio.create_task(daemon.run())
+        try:
+            await _until(lambda d=daemon: d.inbox is not None and d.inbox.state == "idle")
+            if run == 1:
+                await asyncio.to_thread(dovecot.append, _referral(4))
+                captured = await relay.wait_for_async(2, timeout=30)  # forward and ack
+                await _until(lambda: len(dovecot.uids("Processed")) == 1)
+        finally:
+            daemon.stop_event.set()
+            await asyncio.wait_for(worker, 10)
+            await daemon.close()
+    forwards = [c for c in relay.messages if MET in c.rcpt_tos]
+    assert len(forwards) == 1 and len(captured) == 2 and len(relay.messages) == 2
+    assert str(forwards[0].message["References"]).split()[-1] == "<imap-4@school.example>"
+    assert dovecot.flags() == flags
