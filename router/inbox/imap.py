@@ -73,6 +73,8 @@ log = structlog.get_logger(__name__)
 __all__ = ["ImapConfigError", "ImapInbox", "parse_source_key", "source_key"]
 
 AUTH_BACKOFF_MIN_SECONDS = 30.0
+_RENEW_RETRY_SECONDS = 30.0  # a failed token renewal is tried again this soon
+_EXPIRY_MARGIN_SECONDS = 15.0  # a session is not kept this close to its token's expiry
 
 
 class ImapInbox:
@@ -132,6 +134,8 @@ class ImapInbox:
         self._move_refused: set[str] = set()  # folders whose last MOVE was refused
         self._delay = 0.0
         self._renew_at: float | None = None  # monotonic: re-authenticate before the token expires
+        self._expires_at = 0.0  # monotonic: when the session's token expires
+        self._renew_window = 0.0  # seconds between a token's renewal time and its expiry
         self.connections = 0  # successful sessions so far, for tests and metrics
 
     @property
@@ -222,7 +226,11 @@ class ImapInbox:
         self._renew_at = None
         if self._tokens is not None:
             access = await self._tokens.token()
-            token, self._renew_at = access.value, access.renew_at
+            token, self._renew_at, self._expires_at = (
+                access.value,
+                access.renew_at,
+                access.expires_at,
+            )
         session = await ImapSession.open(
             host=self._endpoint.host,
             port=self._endpoint.port,
@@ -244,8 +252,27 @@ class ImapInbox:
             seconds = min(seconds, max(0.0, self._renew_at - time.monotonic()))
         return seconds
 
-    def _must_reauthenticate(self) -> bool:
-        return self._renew_at is not None and time.monotonic() >= self._renew_at
+    async def _must_reauthenticate(self) -> bool:
+        """Whether to start a new session now: the token is due and a new one is at hand.
+
+        The new token is fetched while the session still runs: if the token endpoint fails,
+        the session goes on with the old token (retrying every 30 s) until shortly before it
+        expires, instead of dropping a working session it could not replace.
+        """
+        now = time.monotonic()
+        if self._tokens is None or self._renew_at is None or now < self._renew_at:
+            return False
+        try:
+            await self._tokens.token()  # cached: the next session logs in with it
+        except OAuthError:
+            window = self._renew_window
+            keep_until = self._expires_at - min(_EXPIRY_MARGIN_SECONDS, window / 2)
+            if now < keep_until:
+                retry = min(_RENEW_RETRY_SECONDS, max(0.5, window / 8))
+                self._renew_at = min(now + retry, keep_until)
+                return False
+            raise
+        return True
 
     async def _session(self, stop: asyncio.Event, backoff: Backoff) -> None:
         self._set_state("connecting")
@@ -266,7 +293,7 @@ class ImapInbox:
                 while session.exists_seen and not stop.is_set():
                     session.exists_seen = False
                     await self._fetch_new(session)
-                if self._must_reauthenticate():
+                if await self._must_reauthenticate():
                     # Before the token expires: a new session with a new token (SPEC 7).
                     log.debug("imap.reauthenticate", reason="token_renewal")
                     reauthenticate = True

@@ -18,6 +18,7 @@ from router.settings import Settings
 from tests.inbox.test_imap import mail, running, settings_for
 from tests.servers.dovecot import Dovecot, StallingProxy
 from tests.servers.token import CLIENT_ID, CLIENT_SECRET, TokenServer, entra_error
+from tests.test_daemon_imap import _until
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.timeout(90)]
 
@@ -215,3 +216,29 @@ async def test_access_token_expired_bye_reconnects_at_once(
     assert len(run.sink.accepts) == 2
     assert tokens.fetches == 2  # the expired token was dropped and a new one fetched
     assert tokens.ok
+
+
+async def test_session_outlives_a_failed_renewal_until_its_token_expires(
+    oauth_dovecot: Dovecot, token_server: TokenServer
+) -> None:
+    """When the token endpoint fails at renewal time, the session keeps working with the old
+    token (mail still arrives) until shortly before that token expires, then backs off; once
+    the endpoint answers again the inbox comes back."""
+    token_server.lifetime = 30  # renewal due at 24 s; the old token is kept until 27 s
+    settings = oauth_settings(oauth_dovecot, token_server)
+    tokens = tokens_for(settings)
+    async with running(settings, tokens=tokens) as run:
+        await run.reach("idle")
+        mark = len(run.states)
+        token_server.refuse((503, {}))
+        await _until(lambda: len(token_server.requests) >= 2, seconds=40)  # renewal refused
+        await asyncio.to_thread(oauth_dovecot.append, mail(1))
+        await run.sink.until(lambda: len(run.sink.raw) == 1, within=2.5)
+        assert "backoff" not in run.states[mark:]  # the session outlived the failed renewal
+        await run.reach("backoff", after=mark)  # shortly before the old token expires
+        assert tokens.health()["cause"] == "endpoint"
+        token_server.refuse(None)
+        await run.reach("idle", after=len(run.states))
+        await asyncio.to_thread(oauth_dovecot.append, mail(2))
+        await run.sink.until(lambda: len(run.sink.raw) == 2)
+    assert len(run.sink.accepts) == 2
