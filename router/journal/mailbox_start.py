@@ -84,10 +84,8 @@ class MailboxStarts:
         for index in range(0, len(wanted), _LOOKUP_BATCH):
             batch = wanted[index : index + _LOOKUP_BATCH]
             marks = ",".join("?" * len(batch))
-            rows = self._journal.query(
-                f"SELECT id_hash FROM mailbox_old_ids WHERE mailbox = ? AND id_hash IN ({marks})",  # noqa: S608 (placeholders only)
-                (mailbox, *batch),
-            )
+            sql = "SELECT id_hash FROM mailbox_old_ids WHERE mailbox = ? AND id_hash IN"
+            rows = self._journal.query(f"{sql} ({marks})", (mailbox, *batch))  # noqa: S608
             found.update(row["id_hash"] for row in rows)
         return found
 

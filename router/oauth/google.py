@@ -61,8 +61,9 @@ class GoogleFetcher:
         info = dict(info)
         if token_url:
             info["token_uri"] = token_url
+        build = service_account.Credentials.from_service_account_info
         try:
-            self._credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            self._credentials = build(  # type: ignore[no-untyped-call]
                 info, scopes=[scope or DEFAULT_SCOPE], subject=subject
             )
         except ValueError:
