@@ -51,8 +51,9 @@ class MailboxStarts:
         """See `StartStore.load`.
 
         A journal that already holds mail from an IMAP inbox (a router upgraded to this
-        version) has met its mailbox before: that start is recorded as `all`, so mail that
-        arrived during the upgrade is not mistaken for old mail.
+        version) has met its mailbox before: its start counts as `all`, so mail that arrived
+        during the upgrade is not mistaken for old mail. (Message rows are never deleted, so
+        this answer does not change; nothing is written here, so `inbox check` writes nothing.)
         """
         rows = self._journal.query(
             "SELECT mode, cutoff, started_at, uidvalidity FROM mailbox_start WHERE mailbox = ?",
@@ -64,9 +65,7 @@ class MailboxStarts:
                 mailbox, row["mode"], row["cutoff"], row["started_at"], row["uidvalidity"]
             )
         if self._journal.query("SELECT 1 FROM messages WHERE source_key LIKE 'imap:%' LIMIT 1"):
-            start = MailboxStart(mailbox, "all", 0.0, time.time())
-            await self.record(mailbox, 0, (), start=start)
-            return start
+            return MailboxStart(mailbox, "all", 0.0, time.time())
         return None
 
     async def untouched_uids(self, mailbox: str, uidvalidity: int) -> UidRanges:

@@ -28,11 +28,17 @@ def _settings(dovecot: Dovecot, imap_start: str):  # type: ignore[no-untyped-def
 
 
 @pytest.fixture
-def starts(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """First-connection records in a real journal."""
+def journal(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real journal."""
     journal = Journal(tmp_path / "state")
-    yield MailboxStarts(journal)
+    yield journal
     journal.close()
+
+
+@pytest.fixture
+def starts(journal: Journal) -> MailboxStarts:
+    """First-connection records in a real journal."""
+    return MailboxStarts(journal)
 
 
 @pytest.mark.dovecot
@@ -103,6 +109,21 @@ async def test_setting_changed_later_does_not_take_old_mail(
     async with running(_settings(dovecot, "all"), sink, starts=starts) as run:
         await run.reach("idle")
     assert sink.raw == {}
+
+
+@pytest.mark.dovecot
+async def test_upgraded_router_keeps_processing(
+    dovecot: Dovecot, journal: Journal, starts: MailboxStarts
+) -> None:
+    """A journal that already holds IMAP mail (a router from before ROUTER_IMAP_START) has met
+    the mailbox before: mail that arrived while it was being upgraded is still processed."""
+    journal.accept_sync(mail(0), source_key="imap:1:1")
+    for n in (1, 2):
+        dovecot.append(mail(n), FOLDER)
+    sink = RecordingSink()
+    async with running(_settings(dovecot, "new"), sink, starts=starts) as run:
+        await run.reach("idle")
+    assert sorted(sink.raw.values()) == [mail(1), mail(2)]
 
 
 def test_uid_ranges_are_compact_and_exact() -> None:
