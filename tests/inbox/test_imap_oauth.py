@@ -20,7 +20,7 @@ from tests.servers.dovecot import Dovecot, StallingProxy
 from tests.servers.token import CLIENT_ID, CLIENT_SECRET, TokenServer, entra_error
 from tests.test_daemon_imap import _until
 
-pytestmark = [pytest.mark.dovecot, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.dovecot, pytest.mark.timeout(120)]
 
 
 def oauth_settings(server: Dovecot, token_server: TokenServer, **overrides: Any) -> Settings:
@@ -238,7 +238,8 @@ async def test_session_outlives_a_failed_renewal_until_its_token_expires(
         await run.reach("backoff", after=mark)  # shortly before the old token expires
         assert tokens.health()["cause"] == "endpoint"
         token_server.refuse(None)
-        await run.reach("idle", after=len(run.states))
+        back = len(run.states)  # after both backoffs (token source and inbox) run out
+        await run.sink.until(lambda: "idle" in run.states[back:], within=45)
         await asyncio.to_thread(oauth_dovecot.append, mail(2))
         await run.sink.until(lambda: len(run.sink.raw) == 2)
     assert len(run.sink.accepts) == 2
