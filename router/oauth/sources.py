@@ -143,6 +143,8 @@ def recorded_health(journal: Journal) -> dict[str, Any] | None:
 def format_health(health: dict[str, Any]) -> list[str]:
     """`status` lines for a recorded health: one per token source, and the certificate's life."""
     lines = []
+    at = health.get("at")
+    when = f", as of {time.time() - at:.0f} s ago" if isinstance(at, int | float) else ""
     for role in ("inbox", "relay"):
         state = health.get(role)
         if not isinstance(state, dict):
@@ -151,7 +153,7 @@ def format_health(health: dict[str, Any]) -> list[str]:
             verdict = "ok"
         else:
             verdict = f"FAILING: {state.get('cause')} (check {state.get('check')})"
-        lines.append(f"oauth       {role}: {state.get('provider')}, {verdict}")
+        lines.append(f"oauth       {role}: {state.get('provider')}, {verdict}{when}")
     days = health.get("certificate_expires_in_days")
     if days is not None:
         lines.append(f"oauth       certificate expires in {days} days")

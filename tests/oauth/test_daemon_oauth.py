@@ -102,7 +102,7 @@ async def test_serve_over_oauth2_end_to_end(
         assert CLIENT_SECRET not in json.dumps(body)
         out = io.StringIO()
         status(settings, out)
-        assert "inbox: generic, FAILING: unknown_client (check ROUTER_OAUTH_CLIENT_ID)" in (
+        assert "inbox: generic, FAILING: unknown_client (check ROUTER_OAUTH_CLIENT_ID), as of" in (
             out.getvalue()
         )
     finally:
