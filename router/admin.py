@@ -20,6 +20,7 @@ from router.journal.protocol import Journal
 from router.journal.records import JournalUnavailable, NodeSeen
 from router.journal.sqlite import JOURNAL_FILE, SqliteJournal
 from router.journal.store import open_journal as open_configured_journal
+from router.oauth.sources import format_health, recorded_health
 from router.settings import Settings
 
 MESSAGE_STATES = ("received", "decided", "done", "quarantined")
@@ -55,6 +56,7 @@ class Status:
     last_rules_version: str | None
     quarantine: list[Quarantined]
     nodes: list[NodeSeen]
+    oauth: dict[str, Any] | None = None  # the daemon's last OAuth 2.0 health (router/oauth)
 
 
 def _local_journal(settings: Settings) -> SqliteJournal:
@@ -127,6 +129,7 @@ def read_status(journal: Journal, now: float | None = None) -> Status:
         last_rules_version=rules[0]["rules_version"] if rules else None,
         quarantine=_quarantine(journal),
         nodes=journal.nodes_seen(),
+        oauth=recorded_health(journal),
     )
 
 
@@ -205,6 +208,8 @@ def format_status(report: Status) -> str:
             f"  holds {node.claimed_messages} message(s), {node.claimed_mail} mail(s),"
             f" watches {watching}"
         )
+    if report.oauth is not None:
+        lines.extend(format_health(report.oauth))
     return "\n".join(lines) + "\n"
 
 

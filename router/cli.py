@@ -1,4 +1,4 @@
-"""The `referral-router` command: serve, route, rules, status, reprocess and journal."""
+"""The `referral-router` command: serve, route, rules, status, reprocess, journal and inbox."""
 
 from __future__ import annotations
 
@@ -129,6 +129,12 @@ def cmd_journal_copy(args: argparse.Namespace, out: TextIO) -> int:
     return copy(load_settings(), args.to, out)
 
 
+def cmd_inbox_check(args: argparse.Namespace, out: TextIO) -> int:
+    from router.inbox.check import inbox_check
+
+    return inbox_check(load_settings(), out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="referral-router",
@@ -174,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     copy = journal_commands.add_parser("copy", help="copy the SQLite journal into PostgreSQL")
     copy.add_argument("--to", required=True, metavar="postgresql://USER@HOST:PORT/DB")
     copy.set_defaults(handler=cmd_journal_copy)
+
+    inbox = commands.add_parser("inbox", help="check the mailbox and relay settings")
+    inbox_commands = inbox.add_subparsers(dest="inbox_command", required=True, metavar="ACTION")
+    inbox_check = inbox_commands.add_parser(
+        "check", help="connect, authenticate and look, changing nothing; exit 1 if it cannot run"
+    )
+    inbox_check.set_defaults(handler=cmd_inbox_check)
     return parser
 
 

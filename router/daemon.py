@@ -19,6 +19,7 @@ from router.journal.owner import OwnerLock, StateDirInUse
 from router.journal.records import JournalUnavailable
 from router.journal.store import open_journal
 from router.metrics import Metrics
+from router.oauth.sources import OAuthSources
 from router.pipeline import Pipeline
 from router.reload import RulesWatcher
 from router.routing import RoutingEngine
@@ -50,7 +51,10 @@ class Daemon:
         self.settings = settings
         self.metrics = Metrics()
         self.journal = open_journal(settings)
-        self.relay = relay or make_relay(settings)
+        # OAuth 2.0 token sources for the inbox and the relay (router/oauth), when asked for.
+        self.oauth = OAuthSources(settings, on_change=self._oauth_changed)
+        self.oauth.register_metrics(self.metrics.registry)
+        self.relay = relay or make_relay(settings, self.oauth.relay)
         self.sandbox = AnalysisSandbox(timeout=settings.parse_timeout_seconds)
         self.pipeline = Pipeline(
             settings,
@@ -110,12 +114,15 @@ class Daemon:
         else:
             from router.inbox.imap import ImapInbox
             from router.inbox.leader import MailboxLease
+            from router.journal.mailbox_start import MailboxStarts
 
             imap = ImapInbox(
                 self.settings,
                 self.journal,
                 on_stored=self._stored,
                 on_state=self._inbox_state,
+                tokens=self.oauth.inbox,
+                starts=MailboxStarts(self.journal),
             )
             self.pipeline.on_decided = imap.notify_settle
             # One watcher per mailbox among the nodes sharing the journal (inbox/leader.py).
@@ -134,6 +141,13 @@ class Daemon:
             await self.http.start()
         watcher = asyncio.create_task(self.rules_watcher.run(self.stop_event), name="rules")
         self._tasks.append(watcher)
+        if self.oauth.certificate is not None:  # warned about at start and daily (router/oauth)
+            certificate = self.oauth.watch_certificate(self.stop_event)
+            self._tasks.append(asyncio.create_task(certificate, name="oauth-certificate"))
+
+    def _oauth_changed(self) -> None:
+        """Keep the OAuth health where `referral-router status` reads it."""
+        self.oauth.record(self.journal)
 
     def refresh_gauges(self) -> None:
         """Bring the gauges up to date from the journal and the inbox (on each scrape)."""

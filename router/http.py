@@ -23,6 +23,7 @@ from router.journal.records import JournalUnavailable
 if TYPE_CHECKING:
     from router.journal.protocol import Journal
     from router.metrics import Metrics
+    from router.oauth.sources import OAuthSources
 
 
 class InboxState(Protocol):
@@ -39,6 +40,7 @@ class Operated(Protocol):
     metrics: Metrics
     inbox: InboxState | None
     relay_health: RelayHealth
+    oauth: OAuthSources
 
     def refresh_gauges(self) -> None: ...
 
@@ -210,13 +212,18 @@ class OpsServer:
         """Ready to take and deliver mail: journal writable, inbox connected, relay reached."""
         inbox = self.daemon.inbox
         state = inbox.state if inbox is not None else "none"
-        return _verdict(
-            {
-                "journal": await self.journal_check(),
-                "inbox": Check(state in READY_INBOX_STATES, {"state": state}),
-                "relay": self.daemon.relay_health.check(self.relay_grace),
-            }
-        )
+        inbox_detail = {"state": state}
+        if getattr(inbox, "failure", None):  # why an IMAP inbox is not connected
+            inbox_detail["reason"] = inbox.failure  # type: ignore[union-attr]
+        checks = {
+            "journal": await self.journal_check(),
+            "inbox": Check(state in READY_INBOX_STATES, inbox_detail),
+            "relay": self.daemon.relay_health.check(self.relay_grace),
+        }
+        oauth = self.daemon.oauth  # OAuth 2.0: the cause and the setting to check (router/oauth)
+        if oauth.sources:
+            checks["oauth"] = Check(oauth.ok, oauth.health())
+        return _verdict(checks)
 
     async def journal_check(self) -> Check:
         """A tiny durable write to the journal and to its state directory, in bounded time."""

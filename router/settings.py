@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import re
+from datetime import date
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -154,6 +156,57 @@ class Settings(BaseSettings):
     @classmethod
     def _level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("imap_start")
+    @classmethod
+    def _imap_start(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("new", "all"):
+            return value
+        try:
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                date.fromisoformat(value)
+                return value
+        except ValueError:
+            pass
+        raise ValueError("ROUTER_IMAP_START must be new, all or a date YYYY-MM-DD")
+
+    @model_validator(mode="after")
+    def _oauth(self) -> Settings:
+        # SPEC section 7, "OAuth 2.0": what each provider needs, checked at start-up.
+        if self.oauth_token_url:
+            url = urlsplit(self.oauth_token_url)
+            local = (
+                url.hostname is not None and Endpoint(scheme="smtp", host=url.hostname).is_loopback
+            )
+            if url.scheme != "https" and not (url.scheme == "http" and local):
+                raise ValueError(
+                    "ROUTER_OAUTH_TOKEN_URL must be an https:// URL (http only on loopback)"
+                )
+        if "oauth2" not in (self.inbox_auth, self.relay_auth_method):
+            return self
+        secret = self.oauth_client_secret is not None or self.oauth_client_secret_file is not None
+        needs = {
+            "generic": [("ROUTER_OAUTH_TOKEN_URL", bool(self.oauth_token_url))],
+            "microsoft": [("ROUTER_OAUTH_TENANT", bool(self.oauth_tenant or self.oauth_token_url))],
+            "google": [("ROUTER_OAUTH_CERTIFICATE_FILE", self.oauth_certificate_file is not None)],
+        }[self.oauth_provider]
+        if self.oauth_provider != "google":
+            needs.append(("ROUTER_OAUTH_CLIENT_ID", bool(self.oauth_client_id)))
+            credential = secret or (
+                self.oauth_provider == "microsoft" and self.oauth_certificate_file is not None
+            )
+            needs.append(("ROUTER_OAUTH_CLIENT_SECRET", credential))
+        if self.relay_auth_method == "oauth2":
+            user = self.relay_user or self.relay_endpoint.user
+            needs.append(("ROUTER_RELAY_USER", bool(user)))
+        missing = [name for name, present in needs if not present]
+        if missing:
+            raise ValueError(
+                f"OAuth 2.0 with ROUTER_OAUTH_PROVIDER={self.oauth_provider} needs"
+                f" {', '.join(missing)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _endpoints(self) -> Settings:

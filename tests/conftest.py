@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.servers.smtp", "tests.servers.dovecot", "tests.servers.postgres"]
+pytest_plugins = [
+    "tests.servers.smtp",
+    "tests.servers.token",
+    "tests.servers.dovecot",
+    "tests.servers.postgres",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 REALWORLD = ROOT.parent / "shared" / "realworld"

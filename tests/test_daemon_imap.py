@@ -38,6 +38,7 @@ async def _start(
         relay=relay_url,
         relay_ca_file=tls_ca_file,
         idle_seconds=30,
+        imap_start="all",  # mail waiting before the first start is processed here
     )
     daemon = Daemon(settings, _rules())
     await daemon.start()

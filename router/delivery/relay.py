@@ -34,6 +34,7 @@ from typing import Any, Protocol, cast
 import aiosmtplib
 import structlog
 
+from router.oauth.base import OAuthError, TokenSource
 from router.settings import Endpoint, Settings
 
 log = structlog.get_logger(__name__)
@@ -152,8 +153,12 @@ class SmtpRelay:
         ca_file: Path | None,
         allow_insecure: bool,
         timeout: float = 30,
+        tokens: TokenSource | None = None,
     ) -> None:
         """Set up the relay; no connection is made until `send`.
+
+        Args:
+            tokens: authenticate with AUTH XOAUTH2 as `user` with its tokens, not a password.
 
         Raises:
             ValueError: the endpoint is not SMTP or the CA file is unusable.
@@ -163,6 +168,7 @@ class SmtpRelay:
         self._endpoint = endpoint
         self._user = user
         self._password = password
+        self._tokens = tokens
         self._policy = tls_policy(endpoint, allow_insecure)
         self._tls_context = _client_tls_context(ca_file)
         self._timeout = timeout
@@ -205,6 +211,38 @@ class SmtpRelay:
             await client.shut()
         log.debug("relay.sent", relay=self.describe(), recipients=len(recipients))
 
+    async def probe(self) -> str:
+        """Connect, secure and authenticate as `send` does, then QUIT without sending.
+
+        Returns:
+            What was done, e.g. "STARTTLS, AUTH XOAUTH2" (for `inbox check`).
+
+        Raises:
+            DeliveryError: as `send` would (classified the same way).
+        """
+        client = _Client(
+            hostname=self._endpoint.host,
+            port=self._endpoint.port,
+            use_tls=self._policy.mode is TlsMode.IMPLICIT,
+            start_tls=False,
+            tls_context=self._tls_context,
+            timeout=self._timeout,
+        )
+        try:
+            await client.connect()
+            await self._secure(client)
+            await self._authenticate(client)
+            encrypted = client.get_transport_info("sslcontext") is not None
+            await _quit_quietly(client)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise classify(exc) from exc
+        finally:
+            await client.shut()
+        done = ["TLS" if self._policy.mode is TlsMode.IMPLICIT else "STARTTLS"] if encrypted else []
+        if self._user is not None:
+            done.append("AUTH XOAUTH2" if self._tokens is not None else "AUTH")
+        return ", ".join(done) or "no TLS, no AUTH"
+
     def _log_failure(self, error: DeliveryError) -> None:
         log.warning(
             "relay.failed",
@@ -237,12 +275,32 @@ class SmtpRelay:
             raise RelaySecurityError(None, "refusing to send the relay password without TLS")
         if not client.supports_extension("auth"):
             raise RelaySecurityError(None, "relay user is set but the relay offers no AUTH")
+        if self._tokens is not None:
+            await self._xoauth2(client, self._user, self._tokens)
+            return
         try:
             await client.login(self._user, self._password or "")
         except aiosmtplib.SMTPResponseException as exc:
             if 400 <= exc.code < 500:
                 raise TransientDeliveryError(exc.code, exc.message) from exc
             raise RelaySecurityError(exc.code, f"login refused: {exc.message}") from exc
+
+    async def _xoauth2(self, client: aiosmtplib.SMTP, user: str, tokens: TokenSource) -> None:
+        """AUTH XOAUTH2 with a current token; a refusal is reported to the token source."""
+        if "xoauth2" not in client.server_auth_methods:
+            raise RelaySecurityError(None, "the relay does not offer AUTH XOAUTH2")
+        try:
+            token = await tokens.token()
+        except OAuthError as exc:  # logged once by the token source, with the cause
+            raise RelaySecurityError(None, f"no OAuth token: {exc.cause.short}") from None
+        try:
+            await client.auth_xoauth2(user, token.value)
+        except aiosmtplib.SMTPResponseException as exc:
+            if 400 <= exc.code < 500:
+                raise TransientDeliveryError(exc.code, exc.message) from None
+            tokens.refused("smtp")
+            raise RelaySecurityError(exc.code, f"XOAUTH2 refused: {exc.message}") from None
+        tokens.accepted()
 
     async def _transfer(
         self,
@@ -438,8 +496,11 @@ def _unique_name(size: int) -> str:
     return f"{int(now)}.M{micros}P{os.getpid()}R{secrets.token_hex(8)}.{host},S={size}"
 
 
-def make_relay(settings: Settings) -> Relay:
+def make_relay(settings: Settings, tokens: TokenSource | None = None) -> Relay:
     """Build the relay `settings.relay` names.
+
+    Args:
+        tokens: the relay's token source when `ROUTER_RELAY_AUTH=oauth2`.
 
     Raises:
         ValueError: the relay CA file is unusable.
@@ -449,10 +510,14 @@ def make_relay(settings: Settings) -> Relay:
     if endpoint.scheme == "maildir":
         assert endpoint.path is not None  # parse_endpoint always sets it for maildir:
         return MaildirRelay(endpoint.path)
+    method = settings.relay_auth_method
+    if method == "oauth2" and tokens is None:
+        raise ValueError("ROUTER_RELAY_AUTH=oauth2 needs a token source")
     return SmtpRelay(
         endpoint,
-        user=settings.relay_user or endpoint.user,
+        user=None if method == "none" else settings.relay_user or endpoint.user,
         password=settings.secret("relay"),
         ca_file=settings.relay_ca_file,
         allow_insecure=settings.allow_insecure,
+        tokens=tokens if method == "oauth2" else None,
     )

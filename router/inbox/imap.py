@@ -11,6 +11,16 @@ Life of one connection (`ImapInbox.run` reconnects for ever, with backoff):
 4. IDLE until new mail, a settle request (`notify_settle`), the stop event, or
    `idle_seconds`; then fetch new UIDs, settle, and IDLE again.
 
+Authentication: LOGIN with the password, or (`ROUTER_INBOX_AUTH=oauth2`) AUTHENTICATE
+XOAUTH2 with a token from a `TokenSource`. The session ends itself, politely, when the token
+is due for renewal, and is opened again at once with a new token; a server that ends it
+first (Exchange Online: `BYE ... AccessTokenExpired`) gets the same at once, without backoff.
+Catch-up by UID after each reconnect loses nothing and the journal's source keys repeat
+nothing.
+
+First connection: mail that was in the folder when the router first met the mailbox is left
+untouched (`ROUTER_IMAP_START`; `router.inbox.imap_start`).
+
 UIDVALIDITY: the last value is kept in memory. When it changed, or on the first connection
 after start-up (when it is unknown), each message without a known key is identified by its
 Message-ID and SHA-256 (`find_source`) and re-keyed (`rekey`) instead of being stored twice.
@@ -26,82 +36,45 @@ never work (plain IMAP to a remote host, no password) raises, from the construct
 from __future__ import annotations
 
 import asyncio
-import email.parser
-import email.policy
 import hashlib
 import logging
-import random
 import ssl
-from collections.abc import Callable, Sequence
-from email.utils import parseaddr
+import time
+from collections.abc import Callable
 
 import structlog
 
 from router.inbox.base import InboxSink
+from router.inbox.imap_config import ImapConfigError, check_settings, imap_ssl_context
 from router.inbox.imap_session import (
     COMMAND_TIMEOUT,
     ImapAuthError,
     ImapConnectionError,
     ImapSession,
+    ImapTokenExpired,
+)
+from router.inbox.imap_start import FirstConnection, MemoryStartStore, StartStore
+from router.inbox.imap_support import (
+    SOURCE_PREFIX,
+    Backoff,
+    chunks,
+    mailbox_key,
+    parse_source_key,
+    sender_address,
+    source_key,
+    wait,
 )
 from router.journal.store import message_id_header
+from router.oauth.base import OAuthError, TokenSource
 from router.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-SOURCE_PREFIX = "imap:"
-BACKOFF_BASE_SECONDS = 0.5
-BACKOFF_MAX_SECONDS = 60.0
+__all__ = ["ImapConfigError", "ImapInbox", "parse_source_key", "source_key"]
+
 AUTH_BACKOFF_MIN_SECONDS = 30.0
-
-
-class ImapConfigError(ValueError):
-    """The IMAP settings can never work; the daemon should refuse to start."""
-
-
-def source_key(uidvalidity: int, uid: int) -> str:
-    """The journal's key for one message of this inbox."""
-    return f"{SOURCE_PREFIX}{uidvalidity}:{uid}"
-
-
-def parse_source_key(key: str) -> tuple[int, int] | None:
-    """(uidvalidity, uid) from a key made by `source_key`, or None."""
-    prefix, _, rest = key.partition(":")
-    uidvalidity, _, uid = rest.partition(":")
-    if prefix + ":" != SOURCE_PREFIX or not uidvalidity.isdigit() or not uid.isdigit():
-        return None
-    return int(uidvalidity), int(uid)
-
-
-def sender_address(raw_headers: bytes) -> str | None:
-    """The bare address of the From header, or None if there is no usable one."""
-    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw_headers)
-    address = parseaddr(str(headers.get("From", "")))[1]
-    if "@" not in address or any(c.isspace() for c in address):
-        return None
-    return address
-
-
-class Backoff:
-    """Exponential delays with jitter, reset after a good session."""
-
-    def __init__(self, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_MAX_SECONDS):
-        self._base, self._cap, self.failures = base, cap, 0
-
-    def next(self, minimum: float = 0.0) -> float:
-        """The next delay in seconds: half to all of the current step, never below `minimum`."""
-        step = min(self._cap, self._base * 2**self.failures)
-        self.failures += 1
-        jittered = step * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not security)
-        return float(max(minimum, jittered))
-
-    def reset(self) -> None:
-        """Start again from the base delay."""
-        self.failures = 0
-
-
-def _chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+_RENEW_RETRY_SECONDS = 30.0  # a failed token renewal is tried again this soon
+_EXPIRY_MARGIN_SECONDS = 15.0  # a session is not kept this close to its token's expiry
 
 
 class ImapInbox:
@@ -130,35 +103,25 @@ class ImapInbox:
         on_stored: Callable[[], None] = lambda: None,
         on_state: Callable[[str], None] = lambda s: None,
         command_timeout: float = COMMAND_TIMEOUT,
+        tokens: TokenSource | None = None,
+        starts: StartStore | None = None,
     ) -> None:
+        check_settings(settings)
+        if settings.inbox_auth == "oauth2" and tokens is None:
+            raise ImapConfigError("ROUTER_INBOX_AUTH=oauth2 needs a token source")
         endpoint = settings.inbox_endpoint
-        if endpoint.scheme not in ("imap", "imaps"):
-            raise ImapConfigError(f"ROUTER_INBOX is {endpoint.scheme}://, not imap:// or imaps://")
-        if endpoint.scheme == "imap" and not endpoint.is_loopback and not settings.allow_insecure:
-            raise ImapConfigError(
-                f"refusing plain-text IMAP to {endpoint.host}: the password and the referrals"
-                " would cross the network unencrypted. Use imaps:// (or set"
-                " ROUTER_ALLOW_INSECURE=true for a trusted network)"
-            )
-        password = settings.secret("inbox")
-        if not endpoint.user or password is None:
-            raise ImapConfigError(
-                "IMAP needs a user in ROUTER_INBOX (imaps://user@host/INBOX) and"
-                " ROUTER_INBOX_PASSWORD or ROUTER_INBOX_PASSWORD_FILE"
-            )
-        for folder in (settings.processed_folder, settings.failed_folder):
-            if folder.upper() == endpoint.folder.upper() or not folder.strip():
-                raise ImapConfigError(f"settle folder {folder!r} must differ from the inbox folder")
-        self._ssl: ssl.SSLContext | None = None
-        if endpoint.scheme == "imaps":
-            cafile = str(settings.inbox_ca_file) if settings.inbox_ca_file else None
-            try:
-                self._ssl = ssl.create_default_context(cafile=cafile)
-            except (OSError, ssl.SSLError) as exc:
-                raise ImapConfigError(f"ROUTER_INBOX_CA_FILE cannot be loaded: {exc}") from exc
-        self._settings, self._endpoint, self._password = settings, endpoint, password
+        assert endpoint.user is not None  # check_settings
+        self._ssl = imap_ssl_context(settings)
+        self._settings, self._endpoint = settings, endpoint
+        self._password = settings.secret("inbox")
+        self._tokens = tokens if settings.inbox_auth == "oauth2" else None
         self._user: str = endpoint.user
         self._sink = sink
+        self._first = FirstConnection(
+            settings.imap_start,
+            mailbox_key(endpoint.user, endpoint.host, endpoint.folder),
+            starts if starts is not None else MemoryStartStore(),
+        )
         self._on_stored, self._on_state = on_stored, on_state
         self._settle_event = asyncio.Event()
         self._state = "stopped"
@@ -170,7 +133,15 @@ class ImapInbox:
         self._stop = asyncio.Event()
         self._move_refused: set[str] = set()  # folders whose last MOVE was refused
         self._delay = 0.0
+        self._renew_at: float | None = None  # monotonic: re-authenticate before the token expires
+        self._expires_at = 0.0  # monotonic: when the session's token expires
+        self._renew_window = 0.0  # seconds between a token's renewal time and its expiry
         self.connections = 0  # successful sessions so far, for tests and metrics
+
+    @property
+    def failure(self) -> str | None:
+        """Why the inbox is not connected (`login_refused`, `oauth`, `tls`, ...), or None."""
+        return self._failure
 
     @property
     def state(self) -> str:
@@ -197,8 +168,13 @@ class ImapInbox:
             while not stop.is_set():
                 try:
                     await self._session(stop, backoff)
+                except OAuthError as exc:  # the token source logged the cause once
+                    self._failed("oauth", exc, backoff.next(), quiet=True)
+                except ImapTokenExpired as exc:
+                    self._token_expired(exc)
+                    continue
                 except ImapAuthError as exc:
-                    self._failed("login_refused", exc, backoff.next(AUTH_BACKOFF_MIN_SECONDS))
+                    self._auth_refused(exc, backoff)
                 except ImapConnectionError as exc:
                     self._failed("connection", exc, backoff.next())
                 except OSError as exc:  # the sink could not store: keep the mail on the server
@@ -209,14 +185,28 @@ class ImapInbox:
                     continue
                 if not stop.is_set():
                     self._set_state("backoff")
-                    await _wait(stop, self._delay)
+                    await wait(stop, self._delay)
         finally:
             self._set_state("stopped")
 
-    def _failed(self, kind: str, exc: Exception, delay: float) -> None:
+    def _token_expired(self, exc: ImapTokenExpired) -> None:
+        """The server ended the session for an expired token: new token, reconnect at once."""
+        if self._tokens is not None:
+            self._tokens.invalidate()
+        log.info("imap.reauthenticate", reason="token_expired_at_server")
+
+    def _auth_refused(self, exc: ImapAuthError, backoff: Backoff) -> None:
+        delay = backoff.next(AUTH_BACKOFF_MIN_SECONDS)
+        if self._tokens is None:
+            self._failed("login_refused", exc, delay)
+            return
+        self._tokens.refused("imap")  # logs the cause and the settings to check, once
+        self._failed("token_refused", exc, delay, quiet=True)
+
+    def _failed(self, kind: str, exc: Exception, delay: float, *, quiet: bool = False) -> None:
         self._delay = delay
         reason = "tls" if isinstance(exc.__cause__, ssl.SSLError) else kind
-        if reason != self._failure:
+        if reason != self._failure and not quiet:
             unexpected = reason.startswith("unexpected")
             log.log(
                 logging.ERROR if unexpected else logging.WARNING,
@@ -226,21 +216,68 @@ class ImapInbox:
                 retry_seconds=round(delay, 1),
                 exc_info=exc if unexpected else None,
             )
-            self._failure = reason
         else:
             log.debug("imap.retry", reason=reason, retry_seconds=delay)
+        self._failure = reason
 
-    async def _session(self, stop: asyncio.Event, backoff: Backoff) -> None:
-        self._set_state("connecting")
+    async def _open(self) -> ImapSession:
+        """Connect and log in: LOGIN with the password, or XOAUTH2 with a current token."""
+        token = None
+        self._renew_at = None
+        if self._tokens is not None:
+            access = await self._tokens.token()
+            token, self._renew_at, self._expires_at = (
+                access.value,
+                access.renew_at,
+                access.expires_at,
+            )
         session = await ImapSession.open(
             host=self._endpoint.host,
             port=self._endpoint.port,
             user=self._user,
             password=self._password,
+            token=token,
             folder=self._endpoint.folder,
             ssl_context=self._ssl,
             command_timeout=self._command_timeout,
         )
+        if self._tokens is not None:
+            self._tokens.accepted()
+        return session
+
+    def _idle_seconds(self) -> float:
+        """Until the next IDLE re-issue, or until the token must be renewed if that is sooner."""
+        seconds = float(self._settings.idle_seconds)
+        if self._renew_at is not None:
+            seconds = min(seconds, max(0.0, self._renew_at - time.monotonic()))
+        return seconds
+
+    async def _must_reauthenticate(self) -> bool:
+        """Whether to start a new session now: the token is due and a new one is at hand.
+
+        The new token is fetched while the session still runs: if the token endpoint fails,
+        the session goes on with the old token (retrying every 30 s) until shortly before it
+        expires, instead of dropping a working session it could not replace.
+        """
+        now = time.monotonic()
+        if self._tokens is None or self._renew_at is None or now < self._renew_at:
+            return False
+        try:
+            await self._tokens.token()  # cached: the next session logs in with it
+        except OAuthError:
+            window = self._renew_window
+            keep_until = self._expires_at - min(_EXPIRY_MARGIN_SECONDS, window / 2)
+            if now < keep_until:
+                retry = min(_RENEW_RETRY_SECONDS, max(0.5, window / 8))
+                self._renew_at = min(now + retry, keep_until)
+                return False
+            raise
+        return True
+
+    async def _session(self, stop: asyncio.Event, backoff: Backoff) -> None:
+        self._set_state("connecting")
+        session = await self._open()
+        reauthenticate = False
         try:
             await self._catch_up(session)
             self.connections += 1
@@ -256,15 +293,20 @@ class ImapInbox:
                 while session.exists_seen and not stop.is_set():
                     session.exists_seen = False
                     await self._fetch_new(session)
+                if await self._must_reauthenticate():
+                    # Before the token expires: a new session with a new token (SPEC 7).
+                    log.debug("imap.reauthenticate", reason="token_renewal")
+                    reauthenticate = True
+                    return
                 await session.idle(
-                    self._settings.idle_seconds,
+                    self._idle_seconds(),
                     (stop, self._settle_event),
                     on_started=lambda: self._set_state("idle"),
                 )
                 self._set_state("connected")
                 await self._fetch_new(session)
         finally:
-            if stop.is_set():
+            if stop.is_set() or reauthenticate:
                 await session.logout()
             else:
                 session.abort()
@@ -276,7 +318,7 @@ class ImapInbox:
             log.warning("imap.uidvalidity_changed", old=self._uidvalidity, new=uidvalidity)
             self._announced = uidvalidity  # once, not again on each retry of the catch-up
         uids = await session.search("ALL")
-        if await self._take(session, uids, reidentify=reidentify):
+        if await self._take(session, uids, reidentify=reidentify, first=True):
             self._uidvalidity = uidvalidity
             self._last_uid = max(uids, default=0)
 
@@ -286,8 +328,13 @@ class ImapInbox:
         if uids and await self._take(session, uids, reidentify=False):
             self._last_uid = max(uids)
 
-    async def _take(self, session: ImapSession, uids: list[int], *, reidentify: bool) -> bool:
+    async def _take(
+        self, session: ImapSession, uids: list[int], *, reidentify: bool, first: bool = False
+    ) -> bool:
         """Store every UID the journal does not know yet, in batches.
+
+        Mail that was in the folder before the router first met the mailbox is left as it
+        is (`ROUTER_IMAP_START`, `router.inbox.imap_start`).
 
         Returns:
             False if it stopped early because the inbox is stopping.
@@ -299,9 +346,12 @@ class ImapInbox:
                 known[uid] = found
         claimed = set(known.values())  # journal ids that already have a message in the folder
         unknown = [uid for uid in uids if uid not in known]
+        if unknown or first:
+            untouched = await self._first.untouched(session, unknown)
+            unknown = [uid for uid in unknown if uid not in untouched]
         if unknown:
             log.info("imap.catching_up", new=len(unknown), known=len(known), reidentify=reidentify)
-        for batch in _chunks(unknown, self._settings.imap_batch):
+        for batch in chunks(unknown, self._settings.imap_batch):
             if self._stop.is_set():
                 return False
             sizes = await session.fetch_sizes(batch)
@@ -376,7 +426,7 @@ class ImapInbox:
                 by_folder.setdefault(item.folder, {})[parsed[1]] = item.message_id
         for folder, ids in by_folder.items():
             await session.ensure_folder(folder)
-            for batch in _chunks(sorted(ids), self._settings.imap_batch):
+            for batch in chunks(sorted(ids), self._settings.imap_batch):
                 if not await session.move(batch, folder):
                     # Retried before every IDLE; said once until it works again.
                     level = log.debug if folder in self._move_refused else log.warning
@@ -387,11 +437,3 @@ class ImapInbox:
                 for uid in batch:
                     await self._sink.settled(ids[uid])
                 log.info("imap.settled", folder=folder, count=len(batch))
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    """Sleep `seconds` or until `event` is set, whichever comes first."""
-    try:
-        await asyncio.wait_for(event.wait(), seconds)
-    except TimeoutError:
-        return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
+import logging
 import re
 import socket
 import ssl
@@ -13,7 +13,11 @@ from typing import Any, TypeVar
 import aioimaplib
 import structlog
 
+from router.inbox.imap_support import encode_mailbox
+
 log = structlog.get_logger(__name__)
+# aioimaplib logs each command at debug; its XOAUTH2 line is base64 with the token inside.
+logging.getLogger("aioimaplib").setLevel(logging.INFO)
 
 T = TypeVar("T")
 
@@ -25,6 +29,7 @@ _FETCH_LINE = re.compile(rb"^\d+ FETCH \(")
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+_UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]")
 _SEARCH_LINE = re.compile(rb"(?:SEARCH)?[\d ]*")
 _LITERAL = re.compile(rb"\{(\d+)\}$")
 
@@ -34,33 +39,15 @@ class ImapConnectionError(Exception):
 
 
 class ImapAuthError(ImapConnectionError):
-    """The server refused the user name or password."""
+    """The server refused the user name and password, or the access token."""
+
+
+class ImapTokenExpired(ImapConnectionError):
+    """The server ended the session because the access token expired (Exchange Online's BYE)."""
 
 
 class ImapFolderError(ImapConnectionError):
     """The inbox folder cannot be selected (missing, or no permission)."""
-
-
-def encode_mailbox(name: str) -> str:
-    """Quote a folder name for a command, in IMAP's modified UTF-7 (RFC 3501 5.1.3)."""
-    out: list[str] = []
-    pending: list[str] = []
-
-    def flush() -> None:
-        if pending:
-            utf16 = "".join(pending).encode("utf-16-be")
-            out.append("&" + base64.b64encode(utf16).decode().rstrip("=").replace("/", ",") + "-")
-            pending.clear()
-
-    for char in name:
-        if 0x20 <= ord(char) <= 0x7E:
-            flush()
-            out.append("&-" if char == "&" else char)
-        else:
-            pending.append(char)
-    flush()
-    encoded = "".join(out)
-    return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _keepalive(transport: asyncio.BaseTransport | None) -> None:
@@ -90,6 +77,8 @@ class ImapSession:
         self._folders: set[str] = set()
         self._idle: asyncio.Future[Any] | None = None
         self.uidvalidity = 0
+        self.uidnext = 0  # 0 when the server did not say
+        self.bye = b""  # the server's last BYE line, if any
         # Set when a command's answer carried an untagged EXISTS: new mail announced outside
         # IDLE (e.g. during a MOVE) is not announced again, so the inbox must look for it.
         self.exists_seen = False
@@ -101,12 +90,13 @@ class ImapSession:
         host: str,
         port: int,
         user: str,
-        password: str,
+        password: str | None = None,
+        token: str | None = None,
         folder: str,
         ssl_context: ssl.SSLContext | None,
         command_timeout: float = COMMAND_TIMEOUT,
     ) -> ImapSession:
-        """Connect, log in and select `folder`.
+        """Connect, log in (LOGIN with `password`, or XOAUTH2 with `token`) and select `folder`.
 
         Args:
             command_timeout: how long any one answer may take before the connection is taken
@@ -132,7 +122,10 @@ class ImapSession:
         try:
             await session._guard(client.wait_hello_from_server())
             _keepalive(client.protocol.transport)
-            response = await session._guard(client.login(user, password))
+            if token is not None:
+                response = await session._guard(client.xoauth2(user, token))
+            else:
+                response = await session._guard(client.login(user, password or ""))
             if response.result != "OK":
                 raise ImapAuthError("login refused")
             await session._guard(client.protocol.capability())  # the post-login list has MOVE
@@ -147,11 +140,14 @@ class ImapSession:
         if response.result != "OK":
             raise ImapFolderError(f"cannot select the inbox folder: {response.result}")
         for line in response.lines:
+            uidnext = _UIDNEXT.search(bytes(line))
+            if uidnext:
+                self.uidnext = int(uidnext.group(1))
             match = _UIDVALIDITY.search(bytes(line))
             if match:
                 self.uidvalidity = int(match.group(1))
-                return
-        raise ImapConnectionError("the server sent no UIDVALIDITY")
+        if not self.uidvalidity:
+            raise ImapConnectionError("the server sent no UIDVALIDITY")
 
     async def _guard(self, awaitable: Awaitable[T], limit: float | None = None) -> T:
         """Await one client call, racing it against connection loss and a time limit."""
@@ -172,7 +168,7 @@ class ImapSession:
             except (aioimaplib.AioImapException, OSError, TimeoutError, EOFError) as exc:
                 raise ImapConnectionError(f"{type(exc).__name__}: {exc}") from exc
         if lost in done:
-            raise ImapConnectionError("connection lost")
+            raise self._lost_error()
         raise ImapConnectionError(f"no answer within {limit:.0f} s")
 
     def _watch_untagged(self) -> None:
@@ -188,9 +184,23 @@ class ImapSession:
         def untagged(line: bytes) -> Any:
             if line.endswith(b" EXISTS"):
                 self.exists_seen = True
+            if line.startswith(b"BYE"):
+                self.bye = line
             return original(line)
 
         protocol._untagged_response = untagged
+        continuation = protocol._continuation
+
+        def answer_challenge(line: bytes) -> Any:
+            # A refused XOAUTH2 gets a `+ <base64 error>` challenge; the client must answer
+            # with an empty line to get the final NO (aioimaplib would wait for ever).
+            pending = protocol.pending_sync_command
+            if pending is not None and pending.name == "AUTHENTICATE":
+                protocol.transport.write(b"\r\n")
+                return None
+            return continuation(line)
+
+        protocol._continuation = answer_challenge
 
     def _check(self, response: Any, what: str) -> Any:
         if response.result != "OK":
@@ -228,6 +238,15 @@ class ImapSession:
                     sizes[int(uid.group(1))] = int(size.group(1))
         return sizes
 
+    async def fetch_lines(self, uids: Sequence[int], items: str) -> list[Any]:
+        """The raw answer lines of a UID FETCH of `items` (literals arrive as bytearray)."""
+        if not uids:
+            return []
+        response = self._check(
+            await self._guard(self._client.uid("fetch", _uid_set(uids), items)), "UID FETCH"
+        )
+        return list(response.lines)
+
     async def fetch_part(self, uid: int, part: str, size_hint: int = 0) -> bytes | None:
         """One BODY.PEEK section of one message (never sets \\Seen); None if the UID is gone."""
         timeout = self._timeout + size_hint / _MIN_BYTES_PER_SECOND
@@ -250,6 +269,16 @@ class ImapSession:
             if literal and index + 1 < len(lines) and isinstance(lines[index + 1], bytearray):
                 return bytes(lines[index + 1])
         return None
+
+    async def folders(self) -> set[str]:
+        """The names of every folder (as the server spells them on the wire, unquoted)."""
+        response = self._check(await self._guard(self._client.list('""', "*")), "LIST")
+        names: set[str] = set()
+        for line in response.lines[:-1]:
+            text = bytes(line).decode("utf-8", "replace")
+            if text.startswith("("):
+                names.add(text.rsplit(" ", 1)[-1].strip('"'))
+        return names
 
     async def ensure_folder(self, folder: str) -> None:
         """CREATE `folder` once per session; an existing folder is fine."""
@@ -325,13 +354,23 @@ class ImapSession:
                 lines = [bytes(line) for line in push.result()]
                 if lines == aioimaplib.STOP_WAIT_SERVER_PUSH:
                     return False
-                if any(line.startswith(b"BYE") for line in lines):
-                    raise ImapConnectionError("the server said BYE")
+                bye = [line for line in lines if line.startswith(b"BYE")]
+                if bye:
+                    self.bye = bye[0]
+                    raise self._lost_error()
                 if any(line.endswith(b" EXISTS") for line in lines):
                     return True
             if self._lost.is_set():
-                raise ImapConnectionError("connection lost")
+                raise self._lost_error()
         return False
+
+    def _lost_error(self) -> ImapConnectionError:
+        """Why the session ended: an expired token (re-authenticate at once) or anything else."""
+        if b"AccessTokenExpired" in self.bye or b"token expired" in self.bye.lower():
+            return ImapTokenExpired("the server ended the session: access token expired")
+        if self.bye:
+            return ImapConnectionError("the server said BYE")
+        return ImapConnectionError("connection lost")
 
     async def logout(self) -> None:
         """End politely (bounded), then drop the connection."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
-from router.journal.database import Blobs, Database
+from router.journal.database import Blobs, Database, Transaction
 from router.journal.records import Row
 
 # How long a claim on a message or a mail lasts without a heartbeat. A killed node's work
@@ -43,6 +44,10 @@ class JournalCore:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """See `Journal.query`."""
         return self._db.query(sql, params)
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """See `Journal.transaction`."""
+        return self._db.transaction()
 
     def close(self) -> None:
         """See `Journal.close`."""

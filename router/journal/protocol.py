@@ -9,9 +9,11 @@ with leases). Both are synchronous: the pipeline calls them between awaits, and 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from router.inbox.base import InboxSink
+from router.journal.database import Transaction
 from router.journal.records import NewMail, NodeSeen, OutboxItem, Row, StoredMessage
 
 
@@ -158,6 +160,11 @@ class Journal(InboxSink, Protocol):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """A read-only query with `?` placeholders, in SQL both backends accept (for
         `status`, gauges and tests)."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """One atomic unit of work in SQL both backends accept, for the journal's own
+        extensions (the mailbox first-connection record, the OAuth health)."""
         ...
 
     def close(self) -> None: ...

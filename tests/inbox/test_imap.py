@@ -36,7 +36,13 @@ def settings_for(server: Dovecot, tls: bool = False, **overrides: Any) -> Settin
         overrides.setdefault("inbox_ca_file", server.ca_file)
     else:
         inbox = f"imap://{server.user}@127.0.0.1:{server.imap_port}/INBOX"
-    values: dict[str, Any] = {"inbox": inbox, "inbox_password": server.password, "idle_seconds": 5}
+    # `all`: these tests are about keeping in sync; test_imap_start.py covers the first connection.
+    values: dict[str, Any] = {
+        "inbox": inbox,
+        "inbox_password": server.password,
+        "idle_seconds": 5,
+        "imap_start": "all",
+    }
     values.update(overrides)
     return Settings(**values)
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.servers.token import TokenServer
+
 _NOBODY = "nobody"
 _NOGROUP = "nogroup"
 _START_SECONDS = 10.0
@@ -34,7 +36,7 @@ ssl = yes
 ssl_cert = <{root}/cert.pem
 ssl_key = <{root}/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth_mechanisms}
 mail_location = maildir:{root}/mail/%u/Maildir
 passdb {{
   driver = passwd-file
@@ -53,7 +55,30 @@ service imap-login {{
     ssl = yes
   }}
 }}
+{oauth_passdb}
 {extra}
+"""
+
+# SASL XOAUTH2 / OAUTHBEARER with JWTs validated by Dovecot itself (RECIPES.md).
+_OAUTH_PASSDB = """\
+auth_failure_delay = 0
+# No growing per-IP delay after refused logins (tests refuse tokens on purpose).
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/oauth2.conf.ext
+}}
+"""
+_OAUTH_EXT = """\
+introspection_mode = local
+local_validation_key_dict = fs:posix:prefix={root}/keys/
+username_attribute = sub
+issuers = {issuer}
 """
 
 
@@ -72,12 +97,20 @@ class Dovecot:
 
     Args:
         extra_config: more Dovecot settings appended to the config (e.g. `imap_capability`).
+        oauth_key: an HS256 key (base64) to accept XOAUTH2 bearer JWTs signed with, issued by
+            `oauth_issuer` with `sub` = the user (tests.servers.token); LOGIN still works.
     """
 
     user = "testuser"
     password = "secret"  # a throwaway test account
 
-    def __init__(self, extra_config: str = "") -> None:
+    def __init__(
+        self,
+        extra_config: str = "",
+        *,
+        oauth_key: str | None = None,
+        oauth_issuer: str = "https://idp.test.local",
+    ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="dovecot-"))
         self.root.chmod(0o755)  # the unprivileged mail processes must traverse it
         self.imap_port = _free_port()
@@ -93,6 +126,14 @@ class Dovecot:
         cert.private_key_pem.write_to_path(str(self.root / "key.pem"))
         cert.cert_chain_pems[0].write_to_path(str(self.root / "cert.pem"))
         (self.root / "users").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
+        self._oauth = oauth_key is not None
+        if oauth_key is not None:
+            keys = self.root / "keys" / "default" / "HS256"
+            keys.mkdir(parents=True)
+            (keys / "default").write_text(oauth_key)
+            (self.root / "oauth2.conf.ext").write_text(
+                _OAUTH_EXT.format(root=self.root, issuer=oauth_issuer)
+            )
         mail = self.root / "mail"
         mail.mkdir()
         shutil.chown(mail, _NOBODY, _NOGROUP)
@@ -124,6 +165,8 @@ class Dovecot:
                 uid=_NOBODY,
                 gid=_NOGROUP,
                 extra=self._extra,
+                oauth_mechanisms=" xoauth2 oauthbearer" if self._oauth else "",
+                oauth_passdb=_OAUTH_PASSDB.format(root=self.root) if self._oauth else "",
             )
         )
         self._config = config
@@ -181,12 +224,20 @@ class Dovecot:
             with contextlib.suppress(imaplib.IMAP4.error, OSError):
                 imap.logout()
 
-    def append(self, raw: bytes, folder: str = "INBOX") -> int:
-        """Deliver `raw` into `folder` (created if missing) with APPEND; return its UID."""
+    def append(
+        self, raw: bytes, folder: str = "INBOX", *, arrived: float | None = None, flags: str = ""
+    ) -> int:
+        """Deliver `raw` into `folder` (created if missing) with APPEND; return its UID.
+
+        Args:
+            arrived: its INTERNALDATE (epoch seconds); now by default.
+            flags: e.g. `(\\Seen \\Flagged)`.
+        """
         with self.client() as imap:
             if folder.upper() != "INBOX":
                 imap.create(_quote(folder))  # NO [ALREADYEXISTS] is fine
-            status, data = imap.append(_quote(folder), None, None, raw)
+            when = imaplib.Time2Internaldate(arrived) if arrived is not None else None
+            status, data = imap.append(_quote(folder), flags or None, when, raw)
             assert status == "OK", data
             match = re.search(rb"APPENDUID \d+ (\d+)", data[0] or b"")
             assert match, data
@@ -230,6 +281,26 @@ class Dovecot:
                 _, parts = imap.uid("FETCH", uid.decode(), "(BODY.PEEK[])")
                 messages.extend(part[1] for part in parts if isinstance(part, tuple))
         return messages
+
+    def flags(self, folder: str = "INBOX") -> dict[str, str]:
+        """Each message's FLAGS by Message-ID, without the per-session \\Recent (read-only)."""
+        found = {}
+        with self.client() as imap:
+            imap.select(_quote(folder), readonly=True)
+            _, data = imap.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+            for part in data:
+                if isinstance(part, tuple):
+                    flags = re.search(rb"FLAGS \(([^)]*)\)", part[0])
+                    message_id = part[1].decode().split(":", 1)[-1].strip()
+                    names = flags.group(1).decode().split() if flags else []
+                    found[message_id] = " ".join(n for n in names if n != "\\Recent")
+        return found
+
+    def recreate(self, folder: str) -> None:
+        """DELETE and CREATE `folder` (it comes back empty, with a new UIDVALIDITY)."""
+        with self.client() as imap:
+            imap.delete(_quote(folder))
+            imap.create(_quote(folder))
 
     def uidvalidity(self, folder: str = "INBOX") -> int:
         """The folder's current UIDVALIDITY."""
@@ -296,6 +367,14 @@ class StallingProxy:
         for connection in self._open:
             connection["stalled"] = True
 
+    async def say_bye(self, text: bytes) -> None:
+        """Send `* BYE <text>` to every open client and close (Exchange Online's token expiry)."""
+        clients = [w for w in self._writers[::2] if not w.is_closing()]  # (client, upstream)
+        for writer in clients:
+            writer.write(b"* BYE " + text + b"\r\n")
+            await writer.drain()
+            writer.close()
+
     async def close(self) -> None:
         """Stop listening and drop every connection."""
         if self._server is not None:
@@ -332,6 +411,18 @@ def require_dovecot() -> None:
     """Skip the calling test when the dovecot binary is not installed."""
     if shutil.which("dovecot") is None:
         pytest.skip("dovecot is not installed (apt-get install dovecot-imapd)")
+
+
+@pytest.fixture
+def oauth_dovecot(token_server: TokenServer) -> Iterator[Dovecot]:
+    """A started Dovecot that accepts XOAUTH2 with the `token_server`'s tokens (and LOGIN)."""
+    require_dovecot()
+    server = Dovecot(oauth_key=token_server.key_base64)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture
