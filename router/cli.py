@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -24,16 +25,24 @@ class CommandError(Exception):
         self.status = status
 
 
-def load_settings() -> Settings:
-    """Read ROUTER_* settings, turning validation errors into one readable message."""
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ROUTER_* settings; an unknown ROUTER_* variable or a bad value is one clear line.
+
+    Raises:
+        CommandError: naming the variable, what is wrong and a good value (status 2).
+    """
+    from router.settings import describe_errors, unknown_variables
+
+    unknown = unknown_variables(os.environ if environ is None else environ)
+    if unknown:
+        raise CommandError(
+            f"unknown setting {'; '.join(unknown)}: every ROUTER_* variable must be one the"
+            " router knows (see Settings in README.md)"
+        )
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"ROUTER_{'_'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise CommandError(f"bad settings: {problems}") from None
+        raise CommandError(f"bad settings: {'; '.join(describe_errors(exc))}") from None
 
 
 def _load_rules(directory: Path):  # type: ignore[no-untyped-def]
@@ -113,8 +122,12 @@ def cmd_rules_test(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from router.daemon import serve
     from router.logs import configure_logging
+    from router.settings import serve_problems
 
     settings = load_settings()
+    problems = serve_problems(settings)
+    if problems:
+        raise CommandError(f"bad settings: {'; '.join(problems)}")
     configure_logging(settings.log_level, settings.log_format)  # ROUTER_LOG_LEVEL, _FORMAT
     return serve(settings)
 
