@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from router.cli import EXIT_FAILED, EXIT_OK, CommandError
 from router.journal.store import Journal
+from router.kinds import ALERT, MAIL_KINDS
 from router.settings import Settings
 
 MESSAGE_STATES = ("received", "decided", "done", "quarantined")
@@ -43,6 +44,10 @@ class Status:
     journal: str
     messages: dict[str, int]
     outcomes: dict[str, int]
+    # Mail the relay accepted, by kind, and referrals with one kind of mail sent more than
+    # once (a duplicate send shows here).
+    sent: dict[str, int]
+    sent_more_than_once: int
     outbox_pending: int
     outbox_retrying: int
     outbox_failed: int
@@ -80,6 +85,7 @@ def read_status(journal: Journal, now: float | None = None) -> Status:
     outcomes = dict.fromkeys(OUTCOMES, 0)
     for row in journal.query("SELECT outcome, COUNT(*) AS n FROM decisions GROUP BY outcome"):
         outcomes[row["outcome"]] = row["n"]
+    sent, sent_more_than_once = _sent(journal)
     [outbox] = journal.query(
         "SELECT COALESCE(SUM(state = 'pending'), 0) AS pending,"
         " COALESCE(SUM(state = 'pending' AND attempts > 0), 0) AS retrying,"
@@ -97,6 +103,8 @@ def read_status(journal: Journal, now: float | None = None) -> Status:
         journal=str(journal.path),
         messages=messages,
         outcomes=outcomes,
+        sent=sent,
+        sent_more_than_once=sent_more_than_once,
         outbox_pending=outbox["pending"],
         outbox_retrying=outbox["retrying"],
         outbox_failed=outbox["failed"],
@@ -105,6 +113,22 @@ def read_status(journal: Journal, now: float | None = None) -> Status:
         last_rules_version=rules[0]["rules_version"] if rules else None,
         quarantine=_quarantine(journal),
     )
+
+
+def _sent(journal: Journal) -> tuple[dict[str, int], int]:
+    """Mail sent by kind, and how many (referral, kind) pairs were sent more than once."""
+    sent = dict.fromkeys(MAIL_KINDS, 0)
+    for row in journal.query(
+        "SELECT kind, COUNT(*) AS n FROM outbox WHERE state = 'sent' GROUP BY kind"
+    ):
+        sent[row["kind"]] = row["n"]
+    [twice] = journal.query(
+        "SELECT COUNT(*) AS n FROM (SELECT reference FROM outbox WHERE state = 'sent'"
+        " AND reference IS NOT NULL AND kind != ? GROUP BY reference, kind"
+        " HAVING COUNT(*) > 1) AS repeated",
+        (ALERT,),
+    )
+    return sent, int(twice["n"])
 
 
 def _quarantine(journal: Journal) -> list[Quarantined]:
@@ -155,6 +179,13 @@ def format_status(report: Status) -> str:
         f"journal     {report.journal}",
         "messages    " + _counts(report.messages),
         "decisions   " + _counts(report.outcomes),
+        "sent        "
+        + _counts(report.sent)
+        + (
+            f" ({report.sent_more_than_once} referral(s) with one kind sent more than once)"
+            if report.sent_more_than_once
+            else ""
+        ),
         f"outbox      pending {report.outbox_pending} ({report.outbox_retrying} retrying),"
         f" failed {report.outbox_failed}",
         f"oldest      undecided message {_duration(report.oldest_undecided_seconds)},"

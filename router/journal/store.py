@@ -32,7 +32,7 @@ SCHEMA_VERSION = "1"
 # referrer is never told "forwarded" about a referral the relay has not accepted.
 _SENDABLE = (
     "state = 'pending' AND NOT (kind = 'ack' AND EXISTS (SELECT 1 FROM outbox AS f"
-    " WHERE f.reference = outbox.reference AND f.kind IN ('forward', 'review')"
+    " WHERE f.reference = outbox.reference AND f.kind IN ('forward', 'incomplete_notice', 'review')"
     " AND f.state != 'sent'))"
 )
 
@@ -69,7 +69,7 @@ class OutboxItem:
 class NewMail:
     """An outgoing mail to record with a decision (see `Journal.record_decisions`)."""
 
-    kind: str  # forward | ack | review | alert
+    kind: str  # router.kinds.MAIL_KINDS
     reference: str | None
     sender: str
     recipients: tuple[str, ...]
@@ -467,7 +467,8 @@ class Journal:
             db.execute(
                 "UPDATE outbox SET state = 'failed', last_error = 'held: the forward failed'"
                 " WHERE state = 'pending' AND kind = 'ack' AND reference = ("
-                " SELECT reference FROM outbox WHERE id = ? AND kind IN ('forward', 'review'))",
+                " SELECT reference FROM outbox WHERE id = ?"
+                " AND kind IN ('forward', 'incomplete_notice', 'review'))",
                 (mail_id,),
             )
 
