@@ -1,4 +1,4 @@
-"""The `referral-router` command: serve, route, rules, status and reprocess."""
+"""The `referral-router` command: serve, route, rules, status, outbox and reprocess."""
 
 from __future__ import annotations
 
@@ -138,10 +138,59 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     return status(load_settings(), out, as_json=args.json)
 
 
+def cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
+    """`outbox [--dir DIR] [--json]`: the mail the Maildir relay wrote, with kind, To, Cc."""
+    from dataclasses import asdict
+
+    from router.outbox import format_outbox, read_outbox
+
+    if args.dir:
+        directory = Path(args.dir)
+    else:
+        endpoint = load_settings().relay_endpoint
+        if endpoint.path is None:
+            raise CommandError(
+                f"ROUTER_RELAY sends to {endpoint.scheme}://{endpoint.host}, not to a Maildir:"
+                " there is no outbox to list (give --dir for another Maildir)",
+                EXIT_FAILED,
+            )
+        directory = endpoint.path
+    try:
+        mails = read_outbox(directory)
+    except FileNotFoundError:
+        raise CommandError(
+            f"no Maildir at {directory} (nothing sent yet, or ROUTER_STATE_DIR / ROUTER_RELAY"
+            " differ from the daemon's)",
+            EXIT_FAILED,
+        ) from None
+    if args.json:
+        for mail in mails:
+            out.write(json.dumps(asdict(mail), ensure_ascii=False) + "\n")
+    else:
+        format_outbox(directory, mails, out)
+    return EXIT_OK
+
+
 def cmd_reprocess(args: argparse.Namespace, out: TextIO) -> int:
     from router.admin import reprocess
 
     return reprocess(load_settings(), args.reference, out)
+
+
+# What `--json` prints is the whole decision, personal details included.
+_JSON_HELP = (
+    "JSON Lines, one per decision; prints every form value (name, date of birth, concern):"
+    " for admins testing rules on their own mail"
+)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("referral-router")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="referral-router",
         description="Route Prevent referral forms from a council mailbox (see README.md).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the daemon (settings from ROUTER_* variables)")
@@ -156,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     route = commands.add_parser("route", help="dry run: decide for .eml files, send nothing")
     route.add_argument("files", nargs="+", metavar="FILE.eml")
-    route.add_argument("--json", action="store_true", help="JSON Lines, one per decision")
+    route.add_argument("--json", action="store_true", help=_JSON_HELP)
     route.add_argument("--rules", help="rules directory (default: ROUTER_RULES_DIR or ./rules)")
     route.set_defaults(handler=cmd_route)
 
@@ -171,12 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     test = rules_commands.add_parser("test", help="route .eml files with a candidate rules dir")
     test.add_argument("dir")
     test.add_argument("files", nargs="+", metavar="FILE.eml")
-    test.add_argument("--json", action="store_true")
+    test.add_argument("--json", action="store_true", help=_JSON_HELP)
     test.set_defaults(handler=cmd_rules_test)
 
     status = commands.add_parser("status", help="journal counts, pending and quarantine")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
+
+    outbox = commands.add_parser(
+        "outbox", help="list the mail the Maildir relay wrote: kind, To, Cc, Subject"
+    )
+    outbox.add_argument("--dir", help="a Maildir (default: from ROUTER_RELAY / ROUTER_STATE_DIR)")
+    outbox.add_argument("--json", action="store_true", help="JSON Lines, one per mail")
+    outbox.set_defaults(handler=cmd_outbox)
 
     reprocess = commands.add_parser("reprocess", help="put a quarantined message back in the queue")
     reprocess.add_argument("reference", help="a message id or a referral reference")
