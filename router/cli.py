@@ -46,8 +46,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def _load_rules(directory: Path):  # type: ignore[no-untyped-def]
-    from router.rules.loader import RulesError, load_rules
+    from router.rules.loader import NOT_FOUND_HINT, RulesError, load_rules
 
+    if not directory.is_dir():
+        raise CommandError(f"rules directory not found: {directory.absolute()}{NOT_FOUND_HINT}")
     try:
         return load_rules(directory)
     except RulesError as exc:
