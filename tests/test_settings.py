@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,33 @@ def test_default_relay_is_the_state_directory_outbox(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path / "state")
     assert settings.relay_endpoint.scheme == "maildir"
     assert settings.relay_endpoint.path == tmp_path / "state" / "outbox"
+
+
+def test_serve_with_only_a_state_directory_writes_its_outbox_there(
+    tmp_path: Path, rules_dir: Path
+) -> None:
+    """`serve` with ROUTER_STATE_DIR and no ROUTER_RELAY writes into <state>/outbox/new."""
+    import shutil
+
+    from tests.test_lifecycle import MET, RouterProcess, listen_port
+
+    shutil.copytree(rules_dir, tmp_path / "rules")  # the default ./rules
+    port = listen_port()
+    env = {k: "" for k in os.environ if k.startswith("ROUTER_")}
+    # The inbox and HTTP ports are moved off the defaults only so no other router is met.
+    env.update(ROUTER_STATE_DIR=str(tmp_path / "state"), ROUTER_INBOX=f"smtp://127.0.0.1:{port}")
+    env["ROUTER_HTTP"] = ""
+    router = RouterProcess(tmp_path, env, port)
+    router.start()
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "router.sample", "--send", f"127.0.0.1:{port}"], check=True
+        )
+        outbox = tmp_path / "state" / "outbox" / "new"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(list(outbox.glob("*"))) < 2:
+            time.sleep(0.05)  # polling a directory another process writes
+        assert any(MET.encode() in path.read_bytes() for path in outbox.iterdir())
+        assert not (tmp_path / "var").exists()
+    finally:
+        assert router.terminate(timeout=10) == 0
