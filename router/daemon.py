@@ -12,6 +12,7 @@ from typing import Protocol
 import structlog
 
 from router.aio import wait_any
+from router.delivery.probe import RelayProbe
 from router.delivery.relay import Relay, make_relay
 from router.http import OpsServer, RelayHealth
 from router.journal.store import Journal
@@ -67,6 +68,7 @@ class Daemon:
         self._last_purge = 0.0
         # --- operations (router/http.py, router/reload.py) ---
         self.relay_health = RelayHealth(self.pipeline.relay)  # remembers recent send results
+        self.relay_probe = RelayProbe(self.relay)  # is the relay usable? checked at start
         self.pipeline.relay = self.relay_health
         self.http: OpsServer | None = None
         self.rules_watcher = RulesWatcher(
@@ -128,6 +130,8 @@ class Daemon:
             await self.http.start()
         watcher = asyncio.create_task(self.rules_watcher.run(self.stop_event), name="rules")
         self._tasks.append(watcher)
+        probe = asyncio.create_task(self.relay_probe.run(self.stop_event), name="relay-probe")
+        self._tasks.append(probe)
 
     def refresh_gauges(self) -> None:
         """Bring the gauges up to date from the journal and the inbox (on each scrape)."""

@@ -188,11 +188,13 @@ class OpsServer:
         """Ready to take and deliver mail: journal writable, inbox connected, relay reached."""
         inbox = self.daemon.inbox
         state = inbox.state if inbox is not None else "none"
+        relay, probe = self.daemon.relay_health.check(self.relay_grace), self.daemon.relay_probe
         return _verdict(
             {
                 "journal": await self.journal_check(),
                 "inbox": Check(state in READY_INBOX_STATES, {"state": state}),
-                "relay": self.daemon.relay_health.check(self.relay_grace),
+                # The start-up probe (router.delivery.probe) fails it too until the relay works.
+                "relay": Check(relay.ok and probe.ok, {**relay.detail, **probe.detail()}),
             }
         )
 

@@ -181,14 +181,7 @@ class SmtpRelay:
         """See `Relay`."""
         if not recipients:
             raise ValueError("send() needs at least one recipient")
-        client = _Client(
-            hostname=self._endpoint.host,
-            port=self._endpoint.port,
-            use_tls=self._policy.mode is TlsMode.IMPLICIT,
-            start_tls=False,  # decided in _secure, by policy
-            tls_context=self._tls_context,
-            timeout=self._timeout,
-        )
+        client = self._client()
         try:
             await client.connect()
             await self._secure(client)
@@ -204,6 +197,34 @@ class SmtpRelay:
         finally:
             await client.shut()
         log.debug("relay.sent", relay=self.describe(), recipients=len(recipients))
+
+    async def probe(self) -> None:
+        """Connect and secure the connection as a send would (STARTTLS where required, the
+        certificate verified), check AUTH is offered when a user is set, then leave.
+
+        Raises:
+            DeliveryError: the relay cannot be reached or is not usable as configured.
+        """
+        client = self._client()
+        try:
+            await client.connect()
+            await self._secure(client)
+            if self._user is not None and not client.supports_extension("auth"):
+                raise RelaySecurityError(None, "relay user is set but the relay offers no AUTH")
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise classify(exc) from exc
+        finally:
+            await client.shut()
+
+    def _client(self) -> _Client:
+        return _Client(
+            hostname=self._endpoint.host,
+            port=self._endpoint.port,
+            use_tls=self._policy.mode is TlsMode.IMPLICIT,
+            start_tls=False,  # decided in _secure, by policy
+            tls_context=self._tls_context,
+            timeout=self._timeout,
+        )
 
     def _log_failure(self, error: DeliveryError) -> None:
         log.warning(
