@@ -4,15 +4,16 @@ retried until it works."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
 
 from router.daemon import Daemon
 from router.delivery.probe import RelayProbe
 from router.delivery.relay import RelaySecurityError
+from router.logs import configure_logging
 from tests.conftest import make_settings
 from tests.hardening.test_transport import _remote_relay, remote_server  # noqa: F401
 from tests.servers.smtp import TlsAuthority, free_port
@@ -34,9 +35,14 @@ async def test_relay_missing_at_start_fails_readyz_until_it_comes(
     daemon = Daemon(settings, bundled_rules)
     daemon.relay_probe.first_retry = 0.05
     try:
-        with capture_logs() as logs:
+        buffer = io.StringIO()
+        configure_logging("info", "json", stream=buffer)  # the real rendered lines
+        try:
             await daemon.start()
             await asyncio.wait_for(daemon.relay_probe.checked.wait(), timeout=30)
+        finally:
+            configure_logging("info", "json")
+        logs = [json.loads(line) for line in buffer.getvalue().splitlines()]
         warning = next(line for line in logs if line["event"] == "relay_unusable")
         assert warning["relay"].startswith(f"smtp://127.0.0.1:{port}")
         status, _, body = await fetch(daemon, "/readyz")
