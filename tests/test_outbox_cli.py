@@ -4,15 +4,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from router.cli import main
+from router.logs import configure_logging
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email
+
+
+@pytest.fixture(autouse=True)
+def _logging_back_to_default() -> Iterator[None]:
+    """`main` sets the log level for a command; later tests get the default back."""
+    yield
+    configure_logging("info", "json")
 
 
 def _incomplete() -> bytes:

@@ -3,13 +3,23 @@ rules directory is named, with how to choose another."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from router.cli import main
+from router.logs import configure_logging
 from tests.rules.conftest import RulesDir
 from tests.rules.test_loader import area
+
+
+@pytest.fixture(autouse=True)
+def _logging_back_to_default() -> Iterator[None]:
+    """`main` sets the log level for a command; later tests get the default back."""
+    yield
+    configure_logging("info", "json")
+
 
 TESTSHIRE = "areas/testshire.yaml"
 
