@@ -217,12 +217,12 @@ class Settings(BaseSettings):
 
     @property
     def inbox_endpoint(self) -> Endpoint:
-        return parse_endpoint(self.inbox, ("imap", "imaps", "smtp"))
+        return parse_endpoint(self.inbox, INBOX_SCHEMES)
 
     @property
     def relay_endpoint(self) -> Endpoint:
         relay = self.relay.strip() or f"maildir:{self.state_dir / 'outbox'}"
-        return parse_endpoint(relay, ("smtp", "smtps", "maildir"))
+        return parse_endpoint(relay, RELAY_SCHEMES)
 
     @property
     def relay_auth_method(self) -> Literal["none", "password", "oauth2"]:
