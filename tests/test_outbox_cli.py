@@ -1,5 +1,5 @@
 """`referral-router outbox` lists what the Maildir relay wrote, each mail with its kind;
-`--version` prints the installed version."""
+`--version` prints the installed version; `--json` help warns that it prints form values."""
 
 from __future__ import annotations
 
@@ -74,3 +74,14 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert caught.value.code == 0
     assert capsys.readouterr().out == f"referral-router {version('referral-router')}\n"
+
+
+@pytest.mark.parametrize("command", [["route", "--help"], ["rules", "test", "--help"]])
+def test_json_help_says_it_prints_form_values(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`route --json` and `rules test --json` say they print every form value."""
+    with pytest.raises(SystemExit):
+        main(command)
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "prints every form value (name, date of birth, concern)" in help_text
