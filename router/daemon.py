@@ -46,6 +46,7 @@ class Daemon:
     def __init__(self, settings: Settings, rules: Rules, *, relay: Relay | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.metrics.start(settings.inbox_endpoint.scheme, (area.id for area in rules.areas))
         self.journal = Journal(
             settings.state_dir,
             processed_folder=settings.processed_folder,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from router.kinds import MAIL_KINDS
+from router.models import Outcome
 
 RELOAD_RESULTS = ("ok", "invalid")
 
@@ -63,3 +66,12 @@ class Metrics:
             self.failed.labels(kind)
         for result in RELOAD_RESULTS:
             self.rules_reloads.labels(result)
+
+    def start(self, inbox: str, areas: Iterable[str]) -> None:
+        """Create at zero the series a daemon knows at start: its inbox, and each outcome
+        with each area of its rules (and `none`)."""
+        self.received.labels(inbox)
+        labels = (*areas, "none")
+        for outcome in Outcome:
+            for area in labels:
+                self.decisions.labels(outcome.value, area)

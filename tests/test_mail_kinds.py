@@ -30,7 +30,8 @@ def _sent(scraped: dict[Any, float], kind: str) -> float:
 
 
 async def test_series_exist_before_the_first_event(daemon_factory) -> None:
-    """Before any mail, every kind of sent and failed mail and each reload result is at 0."""
+    """Before any mail, every kind of sent and failed mail, each reload result, the inbox's
+    received count and each outcome of each area are at 0."""
     daemon = await daemon_factory(http="127.0.0.1:0")
     scraped = await samples(daemon)
     for kind in MAIL_KINDS:
@@ -38,6 +39,11 @@ async def test_series_exist_before_the_first_event(daemon_factory) -> None:
         assert scraped[("router_mail_failed_total", frozenset({("kind", kind)}))] == 0
     for result in ("ok", "invalid"):
         assert scraped[("router_rules_reloads_total", frozenset({("result", result)}))] == 0
+    assert scraped[("router_messages_received_total", frozenset({("inbox", "smtp")}))] == 0
+    for outcome in ("forward", "incomplete", "needs_review", "ignored"):
+        for area in ("lewisham", "none"):
+            labels = frozenset({("outcome", outcome), ("area", area)})
+            assert scraped[("router_decisions_total", labels)] == 0
 
 
 async def test_incomplete_notice_is_not_counted_as_a_forward(daemon_factory, smtp_capture) -> None:
