@@ -1,5 +1,6 @@
 # referral-router: the daemon, as a non-root user, with its state on a volume.
-# The install steps are the README's: `pip install .` then `referral-router serve`.
+# The install is the README's `pip install .` then `referral-router serve`; the image's own
+# Python is not the system's, so it needs no virtual environment (PEP 668 does not apply).
 FROM python:3.11-slim
 
 RUN useradd --system --uid 10001 --home-dir /var/lib/referral-router --create-home router
@@ -13,7 +14,6 @@ RUN pip install --no-cache-dir . && referral-router rules check /app/rules
 ENV ROUTER_STATE_DIR=/var/lib/referral-router \
     ROUTER_RULES_DIR=/app/rules \
     ROUTER_INBOX=smtp://0.0.0.0:2525 \
-    ROUTER_RELAY=maildir:/var/lib/referral-router/outbox \
     ROUTER_HTTP=0.0.0.0:9181
 
 USER 10001

@@ -20,6 +20,7 @@ from router.journal.protocol import Journal
 from router.journal.records import JournalUnavailable, NodeSeen
 from router.journal.sqlite import JOURNAL_FILE, SqliteJournal
 from router.journal.store import open_journal as open_configured_journal
+from router.kinds import ALERT, MAIL_KINDS
 from router.oauth.sources import format_health, recorded_health
 from router.settings import Settings
 
@@ -48,6 +49,10 @@ class Status:
     journal: str
     messages: dict[str, int]
     outcomes: dict[str, int]
+    # Mail the relay accepted, by kind, and referrals with one kind of mail sent more than
+    # once (a duplicate send shows here).
+    sent: dict[str, int]
+    sent_more_than_once: int
     outbox_pending: int
     outbox_retrying: int
     outbox_failed: int
@@ -103,6 +108,7 @@ def read_status(journal: Journal, now: float | None = None) -> Status:
     outcomes = dict.fromkeys(OUTCOMES, 0)
     for row in journal.query("SELECT outcome, COUNT(*) AS n FROM decisions GROUP BY outcome"):
         outcomes[row["outcome"]] = row["n"]
+    sent, sent_more_than_once = _sent(journal)
     [outbox] = journal.query(
         "SELECT COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0) AS pending,"
         " COALESCE(SUM(CASE WHEN state = 'pending' AND attempts > 0 THEN 1 ELSE 0 END), 0)"
@@ -121,6 +127,8 @@ def read_status(journal: Journal, now: float | None = None) -> Status:
         journal=journal.where,
         messages=messages,
         outcomes=outcomes,
+        sent=sent,
+        sent_more_than_once=sent_more_than_once,
         outbox_pending=int(outbox["pending"]),
         outbox_retrying=int(outbox["retrying"]),
         outbox_failed=int(outbox["failed"]),
@@ -131,6 +139,22 @@ def read_status(journal: Journal, now: float | None = None) -> Status:
         nodes=journal.nodes_seen(),
         oauth=recorded_health(journal),
     )
+
+
+def _sent(journal: Journal) -> tuple[dict[str, int], int]:
+    """Mail sent by kind, and how many (referral, kind) pairs were sent more than once."""
+    sent = dict.fromkeys(MAIL_KINDS, 0)
+    for row in journal.query(
+        "SELECT kind, COUNT(*) AS n FROM outbox WHERE state = 'sent' GROUP BY kind"
+    ):
+        sent[row["kind"]] = row["n"]
+    [twice] = journal.query(
+        "SELECT COUNT(*) AS n FROM (SELECT reference FROM outbox WHERE state = 'sent'"
+        " AND reference IS NOT NULL AND kind != ? GROUP BY reference, kind"
+        " HAVING COUNT(*) > 1) AS repeated",
+        (ALERT,),
+    )
+    return sent, int(twice["n"])
 
 
 def _quarantine(journal: Journal) -> list[Quarantined]:
@@ -186,6 +210,13 @@ def format_status(report: Status) -> str:
         f"journal     {report.journal}",
         "messages    " + _counts(report.messages),
         "decisions   " + _counts(report.outcomes),
+        "sent        "
+        + _counts(report.sent)
+        + (
+            f" ({report.sent_more_than_once} referral(s) with one kind sent more than once)"
+            if report.sent_more_than_once
+            else ""
+        ),
         f"outbox      pending {report.outbox_pending} ({report.outbox_retrying} retrying),"
         f" failed {report.outbox_failed}",
         f"oldest      undecided message {_duration(report.oldest_undecided_seconds)},"

@@ -1,11 +1,13 @@
-"""The `referral-router` command: serve, route, rules, status, reprocess, journal and inbox."""
+"""The `referral-router` command: serve, route, rules, status, outbox, reprocess, journal and
+inbox."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -17,16 +19,24 @@ from router.settings import Settings
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "CommandError", "main"]
 
 
-def load_settings() -> Settings:
-    """Read ROUTER_* settings, turning validation errors into one readable message."""
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ROUTER_* settings; an unknown ROUTER_* variable or a bad value is one clear line.
+
+    Raises:
+        CommandError: naming the variable, what is wrong and a good value (status 2).
+    """
+    from router.settings import describe_errors, unknown_variables
+
+    unknown = unknown_variables(os.environ if environ is None else environ)
+    if unknown:
+        raise CommandError(
+            f"unknown setting {'; '.join(unknown)}: every ROUTER_* variable must be one the"
+            " router knows (see Settings in README.md)"
+        )
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"ROUTER_{'_'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise CommandError(f"bad settings: {problems}") from None
+        raise CommandError(f"bad settings: {'; '.join(describe_errors(exc))}") from None
 
 
 _load_rules = load_rules_or_fail
@@ -99,8 +109,12 @@ def cmd_rules_test(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from router.daemon import serve
     from router.logs import configure_logging
+    from router.settings import serve_problems
 
     settings = load_settings()
+    problems = serve_problems(settings)
+    if problems:
+        raise CommandError(f"bad settings: {'; '.join(problems)}")
     configure_logging(settings.log_level, settings.log_format)  # ROUTER_LOG_LEVEL, _FORMAT
     return serve(settings)
 
@@ -109,6 +123,39 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     from router.admin import status
 
     return status(load_settings(), out, as_json=args.json)
+
+
+def cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
+    """`outbox [--dir DIR] [--json]`: the mail the Maildir relay wrote, with kind, To, Cc."""
+    from dataclasses import asdict
+
+    from router.outbox import format_outbox, read_outbox
+
+    if args.dir:
+        directory = Path(args.dir)
+    else:
+        endpoint = load_settings().relay_endpoint
+        if endpoint.path is None:
+            raise CommandError(
+                f"ROUTER_RELAY sends to {endpoint.scheme}://{endpoint.host}, not to a Maildir:"
+                " there is no outbox to list (give --dir for another Maildir)",
+                EXIT_FAILED,
+            )
+        directory = endpoint.path
+    try:
+        mails = read_outbox(directory)
+    except FileNotFoundError:
+        raise CommandError(
+            f"no Maildir at {directory} (nothing sent yet, or ROUTER_STATE_DIR / ROUTER_RELAY"
+            " differ from the daemon's)",
+            EXIT_FAILED,
+        ) from None
+    if args.json:
+        for mail in mails:
+            out.write(json.dumps(asdict(mail), ensure_ascii=False) + "\n")
+    else:
+        format_outbox(directory, mails, out)
+    return EXIT_OK
 
 
 def cmd_reprocess(args: argparse.Namespace, out: TextIO) -> int:
@@ -135,11 +182,28 @@ def cmd_inbox_check(args: argparse.Namespace, out: TextIO) -> int:
     return inbox_check(load_settings(), out)
 
 
+# What `--json` prints is the whole decision, personal details included.
+_JSON_HELP = (
+    "JSON Lines, one per decision; prints every form value (name, date of birth, concern):"
+    " for admins testing rules on their own mail"
+)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("referral-router")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="referral-router",
         description="Route Prevent referral forms from a council mailbox (see README.md).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the daemon (settings from ROUTER_* variables)")
@@ -147,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     route = commands.add_parser("route", help="dry run: decide for .eml files, send nothing")
     route.add_argument("files", nargs="+", metavar="FILE.eml")
-    route.add_argument("--json", action="store_true", help="JSON Lines, one per decision")
+    route.add_argument("--json", action="store_true", help=_JSON_HELP)
     route.add_argument("--rules", help="rules directory (default: ROUTER_RULES_DIR or ./rules)")
     route.set_defaults(handler=cmd_route)
 
@@ -162,12 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
     test = rules_commands.add_parser("test", help="route .eml files with a candidate rules dir")
     test.add_argument("dir")
     test.add_argument("files", nargs="+", metavar="FILE.eml")
-    test.add_argument("--json", action="store_true")
+    test.add_argument("--json", action="store_true", help=_JSON_HELP)
     test.set_defaults(handler=cmd_rules_test)
 
     status = commands.add_parser("status", help="journal counts, pending and quarantine")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
+
+    outbox = commands.add_parser(
+        "outbox", help="list the mail the Maildir relay wrote: kind, To, Cc, Subject"
+    )
+    outbox.add_argument("--dir", help="a Maildir (default: from ROUTER_RELAY / ROUTER_STATE_DIR)")
+    outbox.add_argument("--json", action="store_true", help="JSON Lines, one per mail")
+    outbox.set_defaults(handler=cmd_outbox)
 
     reprocess = commands.add_parser("reprocess", help="put a quarantined message back in the queue")
     reprocess.add_argument("reference", help="a message id or a referral reference")

@@ -12,6 +12,7 @@ from typing import Protocol
 import structlog
 
 from router.aio import wait_any
+from router.delivery.probe import RelayProbe
 from router.delivery.relay import Relay, make_relay
 from router.http import OpsServer, RelayHealth
 from router.journal.files import ensure_dir
@@ -50,6 +51,7 @@ class Daemon:
     def __init__(self, settings: Settings, rules: Rules, *, relay: Relay | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.metrics.start(settings.inbox_endpoint.scheme, (area.id for area in rules.areas))
         self.journal = open_journal(settings)
         # OAuth 2.0 token sources for the inbox and the relay (router/oauth), when asked for.
         self.oauth = OAuthSources(settings, on_change=self._oauth_changed)
@@ -71,6 +73,7 @@ class Daemon:
         self._last_purge = 0.0
         # --- operations (router/http.py, router/reload.py) ---
         self.relay_health = RelayHealth(self.pipeline.relay)  # remembers recent send results
+        self.relay_probe = RelayProbe(self.relay)  # is the relay usable? checked at start
         self.pipeline.relay = self.relay_health
         self.http: OpsServer | None = None
         self.rules_watcher = RulesWatcher(
@@ -141,6 +144,8 @@ class Daemon:
             await self.http.start()
         watcher = asyncio.create_task(self.rules_watcher.run(self.stop_event), name="rules")
         self._tasks.append(watcher)
+        probe = asyncio.create_task(self.relay_probe.run(self.stop_event), name="relay-probe")
+        self._tasks.append(probe)
         if self.oauth.certificate is not None:  # warned about at start and daily (router/oauth)
             certificate = self.oauth.watch_certificate(self.stop_event)
             self._tasks.append(asyncio.create_task(certificate, name="oauth-certificate"))

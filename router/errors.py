@@ -21,8 +21,10 @@ class CommandError(Exception):
 
 def load_rules_or_fail(directory: Path) -> Rules:
     """Load a rules directory, or raise `CommandError` listing every problem found."""
-    from router.rules.loader import RulesError, load_rules
+    from router.rules.loader import NOT_FOUND_HINT, RulesError, load_rules
 
+    if not directory.is_dir():
+        raise CommandError(f"rules directory not found: {directory.absolute()}{NOT_FOUND_HINT}")
     try:
         return load_rules(directory)
     except RulesError as exc:

@@ -21,6 +21,7 @@ from router.delivery.relay import PermanentDeliveryError, Relay, TransientDelive
 from router.journal.records import JournalUnavailable
 
 if TYPE_CHECKING:
+    from router.delivery.probe import RelayProbe
     from router.journal.protocol import Journal
     from router.metrics import Metrics
     from router.oauth.sources import OAuthSources
@@ -40,6 +41,7 @@ class Operated(Protocol):
     metrics: Metrics
     inbox: InboxState | None
     relay_health: RelayHealth
+    relay_probe: RelayProbe
     oauth: OAuthSources
 
     def refresh_gauges(self) -> None: ...
@@ -215,10 +217,12 @@ class OpsServer:
         inbox_detail = {"state": state}
         if getattr(inbox, "failure", None):  # why an IMAP inbox is not connected
             inbox_detail["reason"] = inbox.failure  # type: ignore[union-attr]
+        relay, probe = self.daemon.relay_health.check(self.relay_grace), self.daemon.relay_probe
         checks = {
             "journal": await self.journal_check(),
             "inbox": Check(state in READY_INBOX_STATES, inbox_detail),
-            "relay": self.daemon.relay_health.check(self.relay_grace),
+            # The start-up probe (router.delivery.probe) fails it too until the relay works.
+            "relay": Check(relay.ok and probe.ok, {**relay.detail, **probe.detail()}),
         }
         oauth = self.daemon.oauth  # OAuth 2.0: the cause and the setting to check (router/oauth)
         if oauth.sources:

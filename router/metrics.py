@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from router.kinds import MAIL_KINDS
+from router.models import Outcome
+
+RELOAD_RESULTS = ("ok", "invalid")
 
 
 class Metrics:
-    """Every figure the daemon exports on /metrics. Labels never carry personal data."""
+    """Every figure the daemon exports on /metrics. Labels never carry personal data.
+
+    The label sets known at start (each kind of mail, each reload result) are created at
+    zero, so their series exist before the first event and alerts can be written on them.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -17,7 +28,12 @@ class Metrics:
         self.decisions = Counter(
             "router_decisions", "Decisions made", ["outcome", "area"], registry=r
         )
-        self.sent = Counter("router_mail_sent", "Mails sent by kind", ["kind"], registry=r)
+        self.sent = Counter(
+            "router_mail_sent",
+            "Mails sent, by kind: forward (to a force), incomplete_notice, review, ack, alert",
+            ["kind"],
+            registry=r,
+        )
         self.failed = Counter(
             "router_mail_failed", "Mails that failed for good, by kind", ["kind"], registry=r
         )
@@ -35,7 +51,7 @@ class Metrics:
         )
         self.latency = Histogram(
             "router_arrival_to_forward_seconds",
-            "From storing a message to its forward being accepted by the relay",
+            "From storing a message to its forward to a force being accepted by the relay",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600),
             registry=r,
         )
@@ -61,3 +77,17 @@ class Metrics:
         self.rules_reloads = Counter(
             "router_rules_reloads", "Rules reload attempts", ["result"], registry=r
         )
+        for kind in MAIL_KINDS:
+            self.sent.labels(kind)
+            self.failed.labels(kind)
+        for result in RELOAD_RESULTS:
+            self.rules_reloads.labels(result)
+
+    def start(self, inbox: str, areas: Iterable[str]) -> None:
+        """Create at zero the series a daemon knows at start: its inbox, and each outcome
+        with each area of its rules (and `none`)."""
+        self.received.labels(inbox)
+        labels = (*areas, "none")
+        for outcome in Outcome:
+            for area in labels:
+                self.decisions.labels(outcome.value, area)

@@ -22,6 +22,7 @@ from router.delivery.relay import (
 )
 from router.journal.protocol import Journal
 from router.journal.records import JournalUnavailable, NewMail, OutboxItem, StoredMessage
+from router.kinds import FORWARD, referral_kind
 from router.mail.parse import parse_message
 from router.metrics import Metrics
 from router.models import AttachmentKind, Decision, FormReading, FormStatus, Outcome
@@ -130,6 +131,7 @@ class Pipeline:
                 signal=decision.signal,
                 missing=decision.missing,
                 acknowledged=decision.ack_to is not None,
+                because=_ignored_because(decision),
                 seconds=elapsed,
                 rules=self.engine.rules.version[:12],
             )
@@ -182,8 +184,7 @@ class Pipeline:
         forward = compose_forward(
             decision, reference, analysis.message, raw, analysis.readings, sender=sender
         )
-        kind = "forward" if decision.outcome is not Outcome.NEEDS_REVIEW else "review"
-        mails.append(_new_mail(kind, reference, forward))
+        mails.append(_new_mail(referral_kind(decision.outcome), reference, forward))
         limit = self.engine.rules.acknowledgments.daily_limit_per_sender
         if decision.ack_to and self.journal.count_ack(decision.ack_to, limit):
             area = next((a for a in self.engine.rules.areas if a.id == decision.area), None)
@@ -276,7 +277,7 @@ class Pipeline:
         self.journal.mark_sent(item.id)
         self.metrics.sent.labels(item.kind).inc()
         log.info("sent", reference=item.reference, kind=item.kind, attempts=item.attempts + 1)
-        if item.kind == "forward":
+        if item.kind == FORWARD:  # to a force; notices and reviews are not timed
             received = self.journal.query(
                 "SELECT received_at FROM messages WHERE id = ?", (item.message_id,)
             )
@@ -339,6 +340,30 @@ def _new_mail(kind: str, reference: str | None, outgoing: Outgoing) -> NewMail:
         message_id_header=outgoing.message_id,
         data=outgoing.data,
     )
+
+
+# Why an `ignored` decision was automatic, in fixed words: the verdict's own reason can
+# quote a sender's local part, so it is never logged.
+_IGNORED_BECAUSE = (
+    ("the router's own mail", "own mail"),
+    ("delivery report", "delivery report"),
+    ("bounce", "bounce"),
+    ("auto-reply (Auto-Submitted", "auto-submitted header"),
+    ("auto-reply (out-of-office", "out-of-office subject"),
+    ("auto-reply", "auto-reply header"),
+    ("bulk mail", "precedence header"),
+    ("list mail", "list mail"),
+)
+
+
+def _ignored_because(decision: Decision) -> str | None:
+    """Which rule made an `ignored` decision automatic (None for other outcomes)."""
+    if decision.outcome is not Outcome.IGNORED:
+        return None
+    for prefix, words in _IGNORED_BECAUSE:
+        if decision.reason.startswith(prefix):
+            return words
+    return decision.automatic or "automatic mail"
 
 
 def _describe(exc: DeliveryError) -> str:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,36 +43,44 @@ class Endpoint(BaseModel):
 
 
 _DEFAULT_PORTS = {"imap": 143, "imaps": 993, "smtp": 25, "smtps": 465}
+_KNOWN_SCHEMES = frozenset(
+    {"ftp", "http", "https", "imap", "imaps", "pop", "pop3", "pop3s", "smtp", "smtps", "file"}
+)
 
 
 def parse_endpoint(value: str, allowed: tuple[str, ...]) -> Endpoint:
     """Parse `imap://user@host:port/FOLDER`, `smtp://host:port` or `maildir:PATH`.
 
     Raises:
-        ValueError: with a message naming what is wrong.
+        ValueError: with a message naming what is wrong; it never quotes the value, which
+            may hold a password.
     """
+    value = value.strip()
     if value.startswith("maildir:"):
         if "maildir" not in allowed:
-            raise ValueError(f"maildir is not allowed here (use one of {', '.join(allowed)})")
+            raise ValueError(f"maildir: is not allowed here (use {_schemes(allowed)})")
         path = value[len("maildir:") :]
         if not path:
             raise ValueError("maildir: needs a path, e.g. maildir:./var/outbox")
         return Endpoint(scheme="maildir", path=Path(path))
     parts = urlsplit(value)
     if parts.password is not None:
-        # The value is not quoted back: it holds the password.
         raise ValueError(
             "a password in the URL is not accepted (it would show wherever the setting is"
             " shown); use ROUTER_*_PASSWORD or ROUTER_*_PASSWORD_FILE"
         )
+    if not parts.scheme or "://" not in value:
+        raise ValueError(f"not an address: it should start with {_schemes(allowed)}")
     if parts.scheme not in allowed:
-        raise ValueError(f"{value!r}: scheme must be one of {', '.join(allowed)}")
+        # A well-known scheme is quoted back; anything else could be a password.
+        given = f", not {parts.scheme}://" if parts.scheme in _KNOWN_SCHEMES else ""
+        raise ValueError(f"scheme must be one of {_schemes(allowed)}{given}")
     if not parts.hostname:
-        raise ValueError(f"{value!r}: no host")
+        raise ValueError("no host name after the ://")
     try:
         port = parts.port or _DEFAULT_PORTS[parts.scheme]
     except ValueError as exc:
-        raise ValueError(f"{value!r}: bad port") from exc
+        raise ValueError("the port must be a number from 1 to 65535") from exc
     folder = unquote(parts.path.lstrip("/")) or "INBOX"
     return Endpoint(
         scheme=parts.scheme,
@@ -72,6 +89,32 @@ def parse_endpoint(value: str, allowed: tuple[str, ...]) -> Endpoint:
         user=unquote(parts.username) if parts.username else None,
         folder=folder,
     )
+
+
+def _schemes(allowed: tuple[str, ...]) -> str:
+    names = [f"{scheme}:" if scheme == "maildir" else f"{scheme}://" for scheme in allowed]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
+def _has_port(value: str) -> bool:
+    try:
+        return urlsplit(value.strip()).port is not None
+    except ValueError:
+        return False
+
+
+INBOX_SCHEMES = ("imap", "imaps", "smtp")
+RELAY_SCHEMES = ("smtp", "smtps", "maildir")
+
+# A good value of each setting, shown with its error; settings not listed show their default.
+_EXAMPLES = {
+    "inbox": "imaps://referrals@mail.council.example:993/INBOX or smtp://127.0.0.1:2525",
+    "relay": "smtp://smtp.council.example:587 or maildir:/var/lib/referral-router/outbox",
+    "http": "127.0.0.1:9181 (or empty to turn it off)",
+    "from_address": "referrals@council.example",
+    "review_address": "prevent-review@council.example",
+    "allow_insecure": "true",
+}
 
 
 class Settings(BaseSettings):
@@ -149,7 +192,7 @@ class Settings(BaseSettings):
     def _address(cls, value: str) -> str:
         address = value.strip().lower()
         if "@" not in address or any(c in address for c in " <>,;\r\n"):
-            raise ValueError(f"{value!r} is not a bare email address")
+            raise ValueError("not a bare email address (no name, no <>, one address)")
         return address
 
     @field_validator("log_level", mode="before")
@@ -208,21 +251,38 @@ class Settings(BaseSettings):
             )
         return self
 
-    @model_validator(mode="after")
-    def _endpoints(self) -> Settings:
-        self.inbox_endpoint  # noqa: B018  (validate now, fail at start-up)
-        self.relay_endpoint  # noqa: B018
-        self.http_bind  # noqa: B018
-        return self
+    @field_validator("inbox")
+    @classmethod
+    def _inbox(cls, value: str) -> str:
+        endpoint = parse_endpoint(value, INBOX_SCHEMES)
+        if endpoint.scheme == "smtp" and not _has_port(value):
+            # Without it the listener would take port 25, which is rarely what was meant.
+            raise ValueError("no port: say which port the embedded listener takes")
+        return value
+
+    @field_validator("relay")
+    @classmethod
+    def _relay(cls, value: str) -> str:
+        if value.strip():
+            endpoint = parse_endpoint(value, RELAY_SCHEMES)
+            if endpoint.scheme == "smtp" and not _has_port(value):
+                raise ValueError("no port: 587 for submission with STARTTLS, 25 for a local relay")
+        return value
+
+    @field_validator("http")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        _parse_bind(value)
+        return value
 
     @property
     def inbox_endpoint(self) -> Endpoint:
-        return parse_endpoint(self.inbox, ("imap", "imaps", "smtp"))
+        return parse_endpoint(self.inbox, INBOX_SCHEMES)
 
     @property
     def relay_endpoint(self) -> Endpoint:
         relay = self.relay.strip() or f"maildir:{self.state_dir / 'outbox'}"
-        return parse_endpoint(relay, ("smtp", "smtps", "maildir"))
+        return parse_endpoint(relay, RELAY_SCHEMES)
 
     @property
     def relay_auth_method(self) -> Literal["none", "password", "oauth2"]:
@@ -239,12 +299,7 @@ class Settings(BaseSettings):
 
     @property
     def http_bind(self) -> tuple[str, int] | None:
-        if not self.http.strip():
-            return None
-        host, sep, port = self.http.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ValueError(f"ROUTER_HTTP {self.http!r}: expected host:port or empty")
-        return host or "127.0.0.1", int(port)
+        return _parse_bind(self.http)
 
     def secret(self, name: Literal["inbox", "relay"]) -> str | None:
         """The password for the inbox or the relay, from the variable or its `_FILE` variant."""
@@ -255,3 +310,95 @@ class Settings(BaseSettings):
         if path is not None:
             return path.read_text(encoding="utf-8").strip()
         return None
+
+
+def _parse_bind(value: str) -> tuple[str, int] | None:
+    """`host:port` of the HTTP endpoint; None when empty (turned off)."""
+    if not value.strip():
+        return None
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError("expected host:port, the port a number up to 65535")
+    return host or "127.0.0.1", int(port)
+
+
+ENV_PREFIX = "ROUTER_"
+
+
+def known_variables() -> list[str]:
+    """Every ROUTER_* variable the router reads (the `_FILE` variants that exist included)."""
+    return sorted(ENV_PREFIX + name.upper() for name in Settings.model_fields)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """`NAME (did you mean KNOWN?)` for each ROUTER_* variable that is not a setting.
+
+    Names compare without regard to case, as pydantic-settings reads them.
+    """
+    known = known_variables()
+    found = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known:
+            nearest = difflib.get_close_matches(upper, known, n=1, cutoff=0.0)
+            found.append(f"{name} (did you mean {nearest[0]}?)" if nearest else name)
+    return found
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """One line per problem: the real variable, what is wrong, and a good value.
+
+    Values given are never quoted: the settings include passwords.
+    """
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if message.startswith("Input should be"):
+            message = "should be" + message.removeprefix("Input should be")
+        loc = item["loc"]
+        if not loc:
+            lines.append(message)
+            continue
+        name = str(loc[0])
+        variable = ENV_PREFIX + name.upper()
+        example = _example(name)
+        good = f" (e.g. {variable}={example})" if example else ""
+        lines.append(f"{variable}: {message}{good}")
+    return lines
+
+
+def _example(name: str) -> str | None:
+    if name in _EXAMPLES:
+        return _EXAMPLES[name]
+    field = Settings.model_fields.get(name)
+    default: Any = None if field is None else field.default
+    if default is None or default == "" or isinstance(default, SecretStr):
+        return None
+    return f"{str(default).lower() if isinstance(default, bool) else default}, the default"
+
+
+def serve_problems(settings: Settings) -> list[str]:
+    """What `serve` would trip over later that the settings alone can tell now.
+
+    Each says exactly what is missing: the user, the password, or the password's file.
+    """
+    problems = []
+    inbox = settings.inbox_endpoint
+    if inbox.scheme in ("imap", "imaps") and settings.inbox_auth == "password":
+        if not inbox.user:
+            problems.append(
+                "ROUTER_INBOX has no user name: IMAP logs in as the user before the @"
+                " (e.g. ROUTER_INBOX=imaps://referrals@mail.council.example:993/INBOX)"
+            )
+        if settings.inbox_password is None and settings.inbox_password_file is None:
+            problems.append(
+                "ROUTER_INBOX_PASSWORD is not set (nor ROUTER_INBOX_PASSWORD_FILE):"
+                " IMAP needs the password of the user in ROUTER_INBOX"
+            )
+    for variable, path in (
+        ("ROUTER_INBOX_PASSWORD_FILE", settings.inbox_password_file),
+        ("ROUTER_RELAY_PASSWORD_FILE", settings.relay_password_file),
+    ):
+        if path is not None and not path.is_file():
+            problems.append(f"{variable}: no file at {path}")
+    return problems

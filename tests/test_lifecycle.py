@@ -193,7 +193,10 @@ def _forwards_by_original(capture: CaptureServer, total: int) -> Counter[str]:
     [
         ({"ROUTER_INBOX": "ftp://example.org"}, "scheme must be one of"),
         ({"ROUTER_LOG_LEVEL": "loud"}, "ROUTER_LOG_LEVEL"),
-        ({"ROUTER_INBOX": "imap://u@example.org/INBOX"}, "refusing plain-text IMAP"),
+        (
+            {"ROUTER_INBOX": "imap://u@example.org/INBOX", "ROUTER_INBOX_PASSWORD": "pw"},
+            "refusing plain-text IMAP",
+        ),
         (
             {"ROUTER_RELAY": "smtp://127.0.0.1:25", "ROUTER_RELAY_CA_FILE": "/nonexistent/ca"},
             "relay CA file",

@@ -98,6 +98,8 @@ def _attach_original(message: EmailMessage, raw: bytes) -> None:
         del part["Content-Disposition"]
         part["Content-Disposition"] = 'attachment; filename="original.eml"'
         part.as_bytes()  # prove it serialises before committing to it
+        if not message.is_multipart():
+            message.make_mixed()  # a mail with no other attachment (attach needs multipart)
         message.attach(part)
     except Exception:
         message.add_attachment(
@@ -147,20 +149,33 @@ def compose_forward(
         lines.append("Missing required fields: " + ", ".join(decision.missing))
     if decision.outcome is Outcome.NEEDS_REVIEW:
         lines.append("A person needs to review this referral: the router could not finish it.")
-    lines += [
-        "",
-        "The referral form and any supporting documents are attached unchanged,",
-        "with the original email.",
-        "",
-        "Sent by referral-router.",
-    ]
-    message.set_content("\n".join(lines))
     by_index = {a.index: a for a in original.attachments}
-    for index in _attachments_for(decision, readings):
-        if index in by_index:
-            _attach(message, by_index[index])
+    attached = [by_index[i] for i in _attachments_for(decision, readings) if i in by_index]
+    what = _what_is_attached(decision, attached, came_with=len(original.attachments))
+    lines += ["", *what, "", "Sent by referral-router."]
+    message.set_content("\n".join(lines))
+    for attachment in attached:
+        _attach(message, attachment)
     _attach_original(message, raw)
     return _finish(message, [*decision.to, *decision.cc])
+
+
+def _what_is_attached(
+    decision: Decision, attached: Sequence[Attachment], *, came_with: int
+) -> list[str]:
+    """The body's sentence on the attachments, true to what is attached."""
+    if not attached:
+        why = "it came with no attachment" if not came_with else "it holds all the email had"
+        return [f"Attached: the original email only ({why})."]
+    if decision.form_index is None:
+        return [
+            f"Attached unchanged: the {len(attached)} file(s) that came with the email,",
+            "and the original email.",
+        ]
+    return [
+        "The referral form and any supporting documents are attached unchanged,",
+        "with the original email.",
+    ]
 
 
 def _attachments_for(decision: Decision, readings: Sequence[FormReading]) -> list[int]:

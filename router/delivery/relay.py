@@ -187,14 +187,7 @@ class SmtpRelay:
         """See `Relay`."""
         if not recipients:
             raise ValueError("send() needs at least one recipient")
-        client = _Client(
-            hostname=self._endpoint.host,
-            port=self._endpoint.port,
-            use_tls=self._policy.mode is TlsMode.IMPLICIT,
-            start_tls=False,  # decided in _secure, by policy
-            tls_context=self._tls_context,
-            timeout=self._timeout,
-        )
+        client = self._client()
         try:
             await client.connect()
             await self._secure(client)
@@ -215,19 +208,13 @@ class SmtpRelay:
         """Connect, secure and authenticate as `send` does, then QUIT without sending.
 
         Returns:
-            What was done, e.g. "STARTTLS, AUTH XOAUTH2" (for `inbox check`).
+            What was done, e.g. "STARTTLS, AUTH XOAUTH2" (for `inbox check` and the start-up
+            probe, router.delivery.probe).
 
         Raises:
             DeliveryError: as `send` would (classified the same way).
         """
-        client = _Client(
-            hostname=self._endpoint.host,
-            port=self._endpoint.port,
-            use_tls=self._policy.mode is TlsMode.IMPLICIT,
-            start_tls=False,
-            tls_context=self._tls_context,
-            timeout=self._timeout,
-        )
+        client = self._client()
         try:
             await client.connect()
             await self._secure(client)
@@ -242,6 +229,16 @@ class SmtpRelay:
         if self._user is not None:
             done.append("AUTH XOAUTH2" if self._tokens is not None else "AUTH")
         return ", ".join(done) or "no TLS, no AUTH"
+
+    def _client(self) -> _Client:
+        return _Client(
+            hostname=self._endpoint.host,
+            port=self._endpoint.port,
+            use_tls=self._policy.mode is TlsMode.IMPLICIT,
+            start_tls=False,  # decided in _secure, by policy
+            tls_context=self._tls_context,
+            timeout=self._timeout,
+        )
 
     def _log_failure(self, error: DeliveryError) -> None:
         log.warning(

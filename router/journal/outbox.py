@@ -15,7 +15,8 @@ from router.journal.records import NewMail, OutboxItem, Row
 # referrer is never told "forwarded" about a referral the relay has not accepted.
 _SENDABLE = (
     "state = 'pending' AND NOT (kind = 'ack' AND EXISTS (SELECT 1 FROM outbox AS f"
-    " WHERE f.reference = outbox.reference AND f.kind IN ('forward', 'review')"
+    " WHERE f.reference = outbox.reference"
+    " AND f.kind IN ('forward', 'incomplete_notice', 'review')"
     " AND f.state != 'sent'))"
 )
 
@@ -92,7 +93,8 @@ class Outbox(Decisions):
             tx.run(
                 "UPDATE outbox SET state = 'failed', last_error = 'held: the forward failed'"
                 " WHERE state = 'pending' AND kind = 'ack' AND reference = ("
-                " SELECT reference FROM outbox WHERE id = ? AND kind IN ('forward', 'review'))",
+                " SELECT reference FROM outbox WHERE id = ?"
+                " AND kind IN ('forward', 'incomplete_notice', 'review'))",
                 (mail_id,),
             )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -186,6 +187,39 @@ def suggest(word: str, choices: Sequence[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _line(mark: Any) -> int | None:
+    return int(mark.line) + 1 if mark is not None else None
+
+
+def syntax_error(error: MarkedYAMLError) -> tuple[int | None, str]:
+    """The line where a YAML syntax problem starts, and what it is in plain words.
+
+    The parser gives up where it can go no further, often lines after the cause (an
+    unclosed bracket or quote); those causes are recognised and pointed at instead.
+    """
+    context, problem = str(error.context or ""), str(error.problem or "")
+    start, stop = _line(error.context_mark), _line(error.problem_mark)
+    gave_up = f" (the file cannot be read past line {stop})" if stop and stop != start else ""
+    if context.startswith("while parsing a flow sequence") and start:
+        return start, f"a list opened with '[' on this line is not closed with ']'{gave_up}"
+    if context.startswith("while parsing a flow mapping") and start:
+        return start, f"a mapping opened with '{{' on this line is not closed with '}}'{gave_up}"
+    if context.startswith("while scanning a quoted scalar") and start:
+        return start, f"a text opened with a quote on this line has no closing quote{gave_up}"
+    if "duplicate key" in problem:
+        key = re.search(r'duplicate key "([^"]{1,80})"', problem)
+        name = f" {key.group(1)!r}" if key else ""
+        return stop, f"duplicate key{name}: each key may be given only once in a mapping"
+    if problem.startswith("mapping values are not allowed"):
+        return stop, "a second ': ' on one line: put text that contains ': ' in quotes"
+    if "'\\t'" in problem or "'\t'" in problem:
+        return stop, "a tab character: indent with spaces only"
+    if problem.startswith("expected <block end>"):
+        return stop, "this line is not indented like the lines above it"
+    message = " ".join(part for part in (context, problem) if part)
+    return stop or start, message
+
+
 def parse_document(data: bytes, file: str) -> Document | RuleProblem:
     """Parse one YAML file, or describe why it cannot be parsed."""
     try:
@@ -199,10 +233,8 @@ def parse_document(data: bytes, file: str) -> Document | RuleProblem:
     except RecursionError:
         return RuleProblem(file=file, message="YAML is nested too deeply")
     except MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        message = " ".join(str(part) for part in (error.context, error.problem) if part)
-        mark_line = int(mark.line) + 1 if mark is not None else None
-        return RuleProblem(file=file, line=mark_line, message=f"YAML syntax error: {message}")
+        line, message = syntax_error(error)
+        return RuleProblem(file=file, line=line, message=f"YAML syntax error: {message}")
     except YAMLError as error:
         position = getattr(error, "position", None)
         at = text[:position].count("\n") + 1 if isinstance(position, int) else None

@@ -35,6 +35,7 @@ AREAS_DIR = "areas"
 FORMS_FILE = "forms.yaml"
 ACKS_FILE = "acknowledgments.yaml"
 _YAML_SUFFIXES = (".yaml", ".yml")
+NOT_FOUND_HINT = " (ROUTER_RULES_DIR, or --rules for route, chooses another)"
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -79,7 +80,7 @@ def _load(directory: Path) -> tuple[Rules | None, list[RuleProblem]]:
     """Load what can be loaded and collect every problem on the way."""
     if not directory.is_dir():
         # The file "." is the directory itself (problems name paths relative to it).
-        return None, [RuleProblem(file=".", message="rules directory not found")]
+        return None, [RuleProblem(file=".", message=f"rules directory not found{NOT_FOUND_HINT}")]
     problems: list[RuleProblem] = []
     files = _read_files(directory, problems)
     area_files = _parse_areas(files, problems)

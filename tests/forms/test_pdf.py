@@ -11,6 +11,7 @@ from pypdf import PdfReader, PdfWriter
 
 from router.forms import read_attachment
 from router.models import AttachmentKind, FormReading, FormStatus
+from tests.conftest import REALWORLD
 from tests.formfactory import (
     FORM_LABELS,
     attachment,
@@ -25,7 +26,7 @@ from tests.formfactory import (
     text_pdf,
 )
 
-REALWORLD_PDF = Path("/work/shared/realworld/pdf")
+REALWORLD_PDF = REALWORLD / "pdf"  # ../shared/realworld beside the repository
 
 
 def read_pdf(data: bytes) -> FormReading:
@@ -230,7 +231,7 @@ def test_reason_has_no_personal_data() -> None:
         assert all(value not in reading.reason for value in complete_referral().values())
 
 
-@pytest.mark.skipif(not REALWORLD_PDF.is_dir(), reason="no real-world PDF folder here")
+@pytest.mark.skipif(not REALWORLD_PDF.is_dir(), reason="no ../shared/realworld/pdf folder")
 @pytest.mark.parametrize(
     "path",
     sorted(REALWORLD_PDF.glob("*.pdf")) if REALWORLD_PDF.is_dir() else [],

@@ -194,4 +194,6 @@ def test_rule_problem_text() -> None:
 def test_check_rules_on_a_missing_directory(tmp_path: Path) -> None:
     """A directory that does not exist is one problem, not a crash."""
     problems = check_rules(tmp_path / "nowhere")
-    assert [str(p) for p in problems] == [".: rules directory not found"]
+    assert [str(p) for p in problems] == [
+        ".: rules directory not found (ROUTER_RULES_DIR, or --rules for route, chooses another)"
+    ]
