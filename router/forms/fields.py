@@ -36,6 +36,7 @@ from router.rules.model import FormRules
 
 REFERRER = "referrer"
 PERSON = "person"
+OTHER = "other"  # a section about neither side: parents, carers, other agencies
 
 # Fields that describe the referred person (and so flip to the referrer's counterpart, or to
 # nothing, when a label or section belongs to the referrer), and the reverse.
@@ -142,9 +143,12 @@ def _normalise(text: str, prefix: re.Pattern[str] | None) -> str:
     return text
 
 
-def _key(normalised: str) -> tuple[str, ...]:
+def label_key(normalised: str) -> tuple[str, ...]:
     """The matching key of a normalised label: its words, singular."""
     return tuple(_singular(word) for word in normalised.split())
+
+
+_key = label_key
 
 
 def label_role(words: tuple[str, ...]) -> str | None:
@@ -167,12 +171,15 @@ class LabelMatch:
     """What a label means: a canonical field, or one part of a composite field.
 
     `part` is (group index, part index) within `FormRules.composite[field]`; `append` marks
-    a numbered or partial label ("Address line 2", "Town") whose value extends the field.
+    a numbered or partial label ("Address line 2", "Town") whose value extends the field;
+    `sided` says the label's own words or its section said whose field it is (a bare "Email"
+    outside any section is not sided).
     """
 
     field: str
     part: tuple[int, int] | None = None
     append: bool = False
+    sided: bool = False
 
 
 @dataclass(frozen=True)
@@ -233,10 +240,11 @@ class LabelMap:
                 known, append = self._address, True
         if known is None:
             return None
-        found = _apply_role(known, label_role(key) or section)
-        if found is None or not append:
-            return found
-        return replace(found, append=True)
+        role = label_role(key) or section
+        found = _apply_role(known, role)
+        if found is None:
+            return None
+        return replace(found, append=append, sided=role in (PERSON, REFERRER))
 
     def is_exact(self, label: str) -> bool:
         """True when the label is exactly a known label (after normalisation)."""
@@ -277,6 +285,8 @@ def _contains(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
 def _apply_role(known: _Known, role: str | None) -> LabelMatch | None:
     """Flip or drop a match whose field belongs to the other side of the referral."""
     field = known.match.field
+    if role == OTHER and field in _PERSON_SIDE | _REFERRER_SIDE:
+        return None  # a parent's or another agency's name, email or address
     if role == REFERRER and field in _PERSON_SIDE:
         counterpart = _COUNTERPART.get(field)
         return LabelMatch(counterpart, known.match.part) if counterpart else None

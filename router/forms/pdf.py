@@ -29,7 +29,7 @@ from pypdf import PasswordType, PdfReader
 
 from router.forms import limits
 from router.forms.collect import FieldCollector, ReadResult
-from router.forms.fields import LabelMap, LabelMatch, section_role
+from router.forms.fields import LabelMap, LabelMatch
 from router.forms.pdf_fields import PdfField, walk_fields
 from router.forms.pdf_widgets import widget_labels
 from router.forms.text import LineReader
@@ -94,7 +94,7 @@ def _decrypt_empty(reader: PdfReader) -> bool:
 
 def _field_match(field: PdfField, collector: FieldCollector) -> LabelMatch | None:
     """The canonical meaning of a field from its tooltip or name (exact matches first)."""
-    section = next((r for r in map(section_role, reversed(field.parents)) if r), None)
+    section = next((r for r in map(collector.sections.role, reversed(field.parents)) if r), None)
     label_map = collector.labels
     for label in field.labels:
         if label_map.is_exact(label):
