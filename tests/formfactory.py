@@ -290,3 +290,78 @@ def write_rules_yaml(path: Path) -> None:
     yaml.default_flow_style = False
     with path.open("w", encoding="utf-8") as handle:
         yaml.dump(FORM_RULES_DATA, handle)
+
+
+# A form as sections: (heading, [(label, value), ...]) in reading order.
+Sections = list[tuple[str, list[tuple[str, str]]]]
+SECTIONED_LAYOUTS = ("docx_table", "docx_bold_lines", "text_pdf", "fillable_pdf")
+
+
+def sectioned_form(sections: Sections, layout: str) -> tuple[bytes, AttachmentKind]:
+    """A form whose rows sit under section headings, in one of `SECTIONED_LAYOUTS`.
+
+    docx_table: one table, each heading a merged row; docx_bold_lines: a bold heading line
+    before each section's own table; text_pdf: "Label: value" lines under heading lines;
+    fillable_pdf: printed headings and labels with one AcroForm field per row, the field's
+    name and tooltip being the label (repeats numbered "Name_2", as Acrobat names them).
+    """
+    if layout == "text_pdf":
+        lines = [line for heading, rows in sections for line in [heading, *_pairs(rows)]]
+        return text_pdf(lines), AttachmentKind.PDF
+    if layout == "fillable_pdf":
+        return _sectioned_fillable(sections), AttachmentKind.PDF
+    document = docx.Document()
+    document.add_paragraph("Prevent referral form")
+    if layout == "docx_table":
+        rows = [(heading, None) for heading, _ in sections[:0]]
+        for heading, pairs in sections:
+            rows += [(heading, None), *pairs]
+        table = document.add_table(rows=len(rows), cols=2)
+        for index, (label, value) in enumerate(rows):
+            if value is None:
+                table.cell(index, 0).merge(table.cell(index, 1)).text = label
+            else:
+                table.cell(index, 0).text = label
+                table.cell(index, 1).text = value
+    else:
+        for heading, pairs in sections:
+            document.add_paragraph().add_run(heading).bold = True
+            table = document.add_table(rows=len(pairs), cols=2)
+            for index, (label, value) in enumerate(pairs):
+                table.cell(index, 0).text = label
+                table.cell(index, 1).text = value
+    return _docx_bytes(document), AttachmentKind.DOCX
+
+
+def _pairs(rows: list[tuple[str, str]]) -> list[str]:
+    """ "Label: value" lines."""
+    return [f"{label}: {value}" for label, value in rows]
+
+
+def _sectioned_fillable(sections: Sections) -> bytes:
+    """Printed headings and labels, with a text field beside each label."""
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=A4)
+    y = 800.0
+    names: dict[str, int] = {}
+    for heading, rows in sections:
+        if y < 120:
+            pdf.showPage()
+            y = 800.0
+        pdf.setFont("Helvetica-Bold", 12)
+        pdf.drawString(50, y, heading)
+        pdf.setFont("Helvetica", 10)
+        y -= 30
+        for label, value in rows:
+            if y < 60:
+                pdf.showPage()
+                y = 800.0
+            names[label] = names.get(label, 0) + 1
+            name = label if names[label] == 1 else f"{label}_{names[label]}"
+            pdf.drawString(50, y + 6, label)
+            pdf.acroForm.textfield(
+                name=name, value=value, tooltip=label, x=320, y=y, width=240, height=20
+            )
+            y -= 30
+    pdf.save()
+    return buffer.getvalue()

@@ -73,6 +73,11 @@ def _ticked_options(text: str) -> str:
     return ", ".join(chosen)
 
 
+def is_ambiguous(field: str) -> bool:
+    """True for fields that a bare label ("Name", "Email") could give to either side."""
+    return any(field in fields for fields in _AMBIGUOUS.values())
+
+
 class FieldCollector:
     """Canonical fields of one document, filled pair by pair in reading order."""
 
@@ -161,6 +166,11 @@ class FieldCollector:
             self.section = None
         return False
 
+    def saw_section(self, role: str | None) -> None:
+        """Note that the document has a section of `role` (found outside `heading`)."""
+        if role in _AMBIGUOUS:
+            self._sides_seen.add(role)
+
     def fields(self) -> dict[str, str]:
         """The canonical fields found, composites joined, in canonical order of discovery.
 
@@ -183,7 +193,9 @@ class FieldCollector:
 
     def _guessed(self, field: str) -> bool:
         """True when a bare-label value of `field` is outranked by a section of its side."""
-        return any(field in fields and side in self._sides_seen for side, fields in _AMBIGUOUS.items())
+        return any(
+            field in fields and side in self._sides_seen for side, fields in _AMBIGUOUS.items()
+        )
 
     def recognised(self) -> set[str]:
         """Canonical fields whose labels were seen, filled or not."""

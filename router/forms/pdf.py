@@ -28,9 +28,10 @@ import structlog
 from pypdf import PasswordType, PdfReader
 
 from router.forms import limits
-from router.forms.collect import FieldCollector, ReadResult
+from router.forms.collect import FieldCollector, ReadResult, is_ambiguous
 from router.forms.fields import LabelMap, LabelMatch
 from router.forms.pdf_fields import PdfField, walk_fields
+from router.forms.pdf_sections import field_sections
 from router.forms.pdf_widgets import widget_labels
 from router.forms.text import LineReader
 
@@ -92,9 +93,19 @@ def _decrypt_empty(reader: PdfReader) -> bool:
         return False
 
 
-def _field_match(field: PdfField, collector: FieldCollector) -> LabelMatch | None:
-    """The canonical meaning of a field from its tooltip or name (exact matches first)."""
-    section = next((r for r in map(collector.sections.role, reversed(field.parents)) if r), None)
+def _parent_section(field: PdfField, collector: FieldCollector) -> str | None:
+    """The section named by the field's parents ("Referrer.Name" -> REFERRER), if any."""
+    return next((r for r in map(collector.sections.role, reversed(field.parents)) if r), None)
+
+
+def _field_match(
+    field: PdfField, collector: FieldCollector, printed: str | None = None
+) -> LabelMatch | None:
+    """The canonical meaning of a field from its tooltip or name (exact matches first).
+
+    Its section comes from its parents' names, else from the heading printed above it.
+    """
+    section = _parent_section(field, collector) or printed
     label_map = collector.labels
     for label in field.labels:
         if label_map.is_exact(label):
@@ -125,7 +136,11 @@ def _read_acroform(reader: PdfReader, collector: FieldCollector) -> tuple[bool, 
     """
     filled = False
     unmatched: list[PdfField] = []
-    for field in walk_fields(reader):
+    fields = list(walk_fields(reader))
+    printed = _printed_sections(reader, fields, collector)
+    for role in {*printed.values(), *(_parent_section(f, collector) for f in fields)}:
+        collector.saw_section(role)
+    for field in fields:
         value = field.value()
         if value is None:
             continue
@@ -135,12 +150,25 @@ def _read_acroform(reader: PdfReader, collector: FieldCollector) -> tuple[bool, 
             if value == "Yes":
                 collector.add_match(*option)
             continue
-        found = _field_match(field, collector)
+        found = _field_match(field, collector, printed.get(id(field.node)))
         if found is not None:
             collector.add_match(found, value)
         elif value.strip() and not field.is_checkbox:
             unmatched.append(field)
     return filled, unmatched
+
+
+def _printed_sections(
+    reader: PdfReader, fields: list[PdfField], collector: FieldCollector
+) -> dict[int, str]:
+    """Sections from printed headings, looked up only when a bare label could be either side."""
+    for field in fields:
+        if _parent_section(field, collector) is not None or field.value() is None:
+            continue
+        found = _field_match(field, collector)
+        if found is not None and not found.sided and is_ambiguous(found.field):
+            return field_sections(reader, [f.node for f in fields], collector)
+    return {}
 
 
 def _read_by_position(

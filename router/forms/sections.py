@@ -19,15 +19,15 @@ from __future__ import annotations
 import re
 import weakref
 
-from router.forms.fields import PERSON, REFERRER, LabelMap, label_key, label_role
+from router.forms.fields import OTHER, PERSON, REFERRER, LabelMap, label_key, label_role
 from router.rules.model import SectionWordings
 
-OTHER = "other"
 _MAX_HEADING_WORDS = 12
 _NUMBERED = re.compile(
     r"^\s*(?:(?:section|part|step|stage)\s*[0-9a-z]{0,3}|[0-9]{1,2}[a-z]?|[a-h])\s*[:.)\-–—]\s*",
     re.IGNORECASE,
 )
+_FAMILY_WORDS = frozenset({"parent", "carer", "guardian", "mother", "father", "sibling", "kin"})
 _SECTION_ONLY = re.compile(r"^\s*(?:section|part|step|stage)\s*[0-9a-z]{1,3}\s*$", re.IGNORECASE)
 
 
@@ -55,11 +55,17 @@ class SectionMap:
         if not key or len(key) > _MAX_HEADING_WORDS:
             return None
         for wording, role in self._known:
-            if _contains(key, wording):
+            if key == wording:
                 return role
-        if len(key) > 10:
-            return None
-        return label_role(key)
+        if _FAMILY_WORDS.intersection(key):
+            return OTHER  # "Details of the individual's parent/carer"
+        own = label_role(key) if len(key) <= 10 else None
+        for wording, role in self._known:
+            if _contains(key, wording):
+                # "About the person making the referral" contains "About the person":
+                # the heading's own role words, where they say something else, win.
+                return own if own is not None and role != OTHER else role
+        return own
 
     def is_numbered(self, text: str) -> bool:
         """True for "Section 3", "Part B: ..." and other numbered headings."""

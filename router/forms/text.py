@@ -109,6 +109,10 @@ class LineReader:
         pair = _split_pair(text, self.collector)
         match = pair[0] if pair is not None else label_only(text, self.collector)
         if match is None:
+            if self._dropped_label(text):
+                self.finish()  # "Email: ..." in the person's section: nobody's field
+                self.continuing = None
+                return
             self._other(text)
             return
         self.finish()
@@ -117,6 +121,16 @@ class LineReader:
             self._record(match, value)
         else:
             self.pending = match
+
+    def _dropped_label(self, text: str) -> bool:
+        """True for a known label that the current section gives to nobody."""
+        if self.collector.section is None:
+            return False
+        section, self.collector.section = self.collector.section, None
+        try:
+            return is_label(text, self.collector)
+        finally:
+            self.collector.section = section
 
     def _other(self, text: str) -> None:
         """A line that holds no label: a value, a continuation or a heading."""
