@@ -365,3 +365,57 @@ def _sectioned_fillable(sections: Sections) -> bytes:
             y -= 30
     pdf.save()
     return buffer.getvalue()
+
+
+W_NS = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+WORD_PROMPT = "Click or tap here to enter text."
+EN_SPACES = "\u2002" * 5  # what Word puts in an unfilled legacy text field
+
+
+def word_control(value: str | None, control: str, default: str = "") -> str:
+    """The run-level XML of a content control ("sdt") or legacy FORMTEXT field ("formtext").
+
+    None leaves it unfilled: the sdt shows Word's prompt, the FORMTEXT its `default` text
+    (Word's five blanks when there is none).
+    """
+    if control == "sdt":
+        if value is None:
+            return (
+                "<w:sdt><w:sdtPr><w:showingPlcHdr/></w:sdtPr><w:sdtContent><w:r><w:rPr>"
+                '<w:rStyle w:val="PlaceholderText"/></w:rPr>'
+                f"<w:t>{WORD_PROMPT}</w:t></w:r></w:sdtContent></w:sdt>"
+            )
+        return (
+            f"<w:sdt><w:sdtPr/><w:sdtContent><w:r><w:t>{value}</w:t></w:r></w:sdtContent></w:sdt>"
+        )
+    result = (default or EN_SPACES) if value is None else value
+    text_input = f'<w:textInput><w:default w:val="{default}"/></w:textInput>' if default else ""
+    return (
+        '<w:r><w:fldChar w:fldCharType="begin"><w:ffData><w:name w:val="Text1"/><w:enabled/>'
+        f"{text_input or '<w:textInput/>'}</w:ffData></w:fldChar></w:r>"
+        '<w:r><w:instrText xml:space="preserve"> FORMTEXT </w:instrText></w:r>'
+        '<w:r><w:fldChar w:fldCharType="separate"/></w:r>'
+        f'<w:r><w:t xml:space="preserve">{result}</w:t></w:r>'
+        '<w:r><w:fldChar w:fldCharType="end"/></w:r>'
+    )
+
+
+def docx_controls(rows: list[tuple[str, str | None, str]], table: bool) -> bytes:
+    """A DOCX of (label, value or None, control) rows: "Label: <control>" paragraphs, or a
+    table of label | control cells (`table`)."""
+    from docx.oxml import parse_xml
+
+    document = docx.Document()
+    body = document.element.body
+    if table:
+        grid = document.add_table(rows=len(rows), cols=2)
+        for index, (label, value, control) in enumerate(rows):
+            grid.cell(index, 0).text = label
+            cell = grid.cell(index, 1)._tc
+            cell.remove(cell.find(f"{{{docx.oxml.ns.nsmap['w']}}}p"))
+            cell.append(parse_xml(f"<w:p {W_NS}>{word_control(value, control)}</w:p>"))
+        return _docx_bytes(document)
+    for label, value, control in rows:
+        paragraph = f'<w:p {W_NS}><w:r><w:t xml:space="preserve">{label}: </w:t></w:r>'
+        body.insert(len(body) - 1, parse_xml(paragraph + word_control(value, control) + "</w:p>"))
+    return _docx_bytes(document)

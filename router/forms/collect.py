@@ -37,6 +37,13 @@ _AMBIGUOUS = {
 # Leader dots or underscores at either end of a value ("...... Amira Khan", "SE13 ____").
 _LEADERS = re.compile(r"^(?:[.…_]{2,}\s*)+|(?:\s*[.…_]{2,})+$")
 
+# The prompts Word shows in an empty content control.
+_PROMPT = re.compile(
+    r"^(?:click(?: or tap)? (?:here )?to enter (?:a )?(?:text|date)|choose an item|"
+    r"enter text here|type here)\.?$",
+    re.IGNORECASE,
+)
+
 _CHECKED = "☒☑■✔✓"
 _UNCHECKED = "☐□"
 _BOXES = _CHECKED + _UNCHECKED
@@ -53,6 +60,8 @@ def clean_value(value: str) -> str:
     lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.splitlines()]
     joined = ", ".join(line for line in lines if line)
     joined = _LEADERS.sub("", joined).strip()
+    if _PROMPT.match(joined):
+        return ""  # Word's content-control prompt, left as it was
     # Only punctuation, underscores or leader dots: the box was left blank.
     return joined if re.search(r"[^\W_]", joined) else ""
 

@@ -34,6 +34,9 @@ log = structlog.get_logger(__name__)
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+# What an unfilled control or field reads as: a leader, which the line reader takes as a
+# blank answer (so the next line never becomes this label's value).
+UNFILLED = " ____ "
 _CONTAINERS = {f"{_W}sdt", f"{_W}sdtContent", f"{_W}customXml", f"{_W}smartTag"}
 
 
@@ -99,8 +102,13 @@ def _blocks(element: Any) -> Iterator[Any]:
 
 
 def paragraph_text(paragraph: Any) -> str:
-    """The visible text of a paragraph: runs joined, tabs and breaks kept, boxes as glyphs."""
+    """The visible text of a paragraph: runs joined, tabs and breaks kept, boxes as glyphs.
+
+    A content control still showing its prompt, or a legacy text field still holding its
+    default (blanks or default text), reads as `UNFILLED`: a blank answer, never a value.
+    """
     parts: list[str] = []
+    fields = _LegacyFields(parts)
     stack = [paragraph]
     while stack:
         element = stack.pop()
@@ -113,10 +121,49 @@ def paragraph_text(paragraph: Any) -> str:
             parts.append("\n")
         elif tag == f"{_W}checkBox":
             parts.append(_legacy_box(element))
+        elif tag == f"{_W}fldChar":
+            fields.mark(element)
+        elif tag == f"{_W}sdt" and _showing_prompt(element):
+            parts.append(UNFILLED)
+            continue
         if tag in (f"{_W}del", f"{_W}instrText", _MC_FALLBACK):
             continue
         stack.extend(reversed(list(element)))
     return "".join(parts)
+
+
+def _showing_prompt(control: Any) -> bool:
+    """True for a content control that still shows its placeholder prompt."""
+    properties = control.find(f"{_W}sdtPr")
+    return properties is not None and properties.find(f"{_W}showingPlcHdr") is not None
+
+
+class _LegacyFields:
+    """Tracks legacy form fields (FORMTEXT) in a paragraph, blanking unfilled ones."""
+
+    def __init__(self, parts: list[str]) -> None:
+        self.parts = parts
+        self.open: list[tuple[str | None, int | None]] = []  # (default text, result start)
+
+    def mark(self, char: Any) -> None:
+        """Follow one w:fldChar: begin, separate (the result starts) or end."""
+        kind = char.get(f"{_W}fldCharType")
+        if kind == "begin":
+            text_input = char.find(f"{_W}ffData/{_W}textInput")
+            default = None
+            if text_input is not None:
+                found = text_input.find(f"{_W}default")
+                default = "" if found is None else found.get(f"{_W}val", "")
+            self.open.append((default, None))
+        elif kind == "separate" and self.open:
+            self.open[-1] = (self.open[-1][0], len(self.parts))
+        elif kind == "end" and self.open:
+            default, start = self.open.pop()
+            if default is None or start is None:
+                return
+            result = "".join(self.parts[start:]).strip()
+            if not result or result == default.strip():
+                self.parts[start:] = [UNFILLED]
 
 
 def _legacy_box(box: Any) -> str:
