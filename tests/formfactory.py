@@ -419,3 +419,15 @@ def docx_controls(rows: list[tuple[str, str | None, str]], table: bool) -> bytes
         paragraph = f'<w:p {W_NS}><w:r><w:t xml:space="preserve">{label}: </w:t></w:r>'
         body.insert(len(body) - 1, parse_xml(paragraph + word_control(value, control) + "</w:p>"))
     return _docx_bytes(document)
+
+
+def encrypted_form(fields: dict[str, str], algorithm: str, user_password: str = "") -> bytes:
+    """A fillable PDF encrypted with pypdf (`algorithm` such as "AES-256" or "RC4-128").
+
+    An empty `user_password` is Acrobat's "restrict editing": anyone can open it.
+    """
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(fillable_pdf(fields))))
+    writer.encrypt(user_password=user_password, owner_password="owner-secret", algorithm=algorithm)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()

@@ -26,6 +26,7 @@ import warnings
 
 import structlog
 from pypdf import PasswordType, PdfReader
+from pypdf.errors import DependencyError
 
 from router.forms import limits
 from router.forms.collect import FieldCollector, ReadResult, is_ambiguous
@@ -56,6 +57,8 @@ def read_pdf(data: bytes, label_map: LabelMap) -> ReadResult:
             return _read(data, label_map)
         except RecursionError:
             return ReadResult.unreadable("corrupt PDF: RecursionError")
+        except DependencyError:  # AES without `cryptography`: encrypted, not corrupt
+            return ReadResult.unreadable("encrypted PDF (AES; cannot be decrypted here)")
         except Exception as exc:  # pypdf raises anything on hostile input
             log.info("pdf_unreadable", error=type(exc).__name__)
             return ReadResult.unreadable(f"corrupt PDF: {type(exc).__name__}")
@@ -88,6 +91,8 @@ def _decrypt_empty(reader: PdfReader) -> bool:
     """True when the PDF opens with the empty user password."""
     try:
         return bool(reader.decrypt("") != PasswordType.NOT_DECRYPTED)
+    except DependencyError:
+        raise
     except Exception as exc:  # unsupported algorithm, missing crypto backend, broken dict
         log.info("pdf_decrypt_failed", error=type(exc).__name__)
         return False
