@@ -465,3 +465,35 @@ def slow_pdf(operations: int = 400_000) -> bytes:
     out.write(b"trailer << /Size %d /Root 1 0 R >>\n" % (len(objects) + 1))
     out.write(b"startxref\n%d\n%%%%EOF\n" % xref)
     return out.getvalue()
+
+
+_TRANSITIONAL_W = b"http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+_STRICT_W = b"http://purl.oclc.org/ooxml/wordprocessingml/main"
+_TRANSITIONAL_RELS = b"http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_STRICT_RELS = b"http://purl.oclc.org/ooxml/officeDocument/relationships"
+_DOCX_MAIN = b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+_DOCM_MAIN = b"application/vnd.ms-word.document.macroEnabled.main+xml"
+
+
+def docx_variant(data: bytes, variant: str) -> bytes:
+    """A python-docx document re-saved as Word would save it macro-enabled ("docm": the
+    macro-enabled content type and a vbaProject.bin part) or as Strict Open XML ("strict":
+    the purl.oclc.org namespaces and relationship types)."""
+    import zipfile
+
+    source = zipfile.ZipFile(io.BytesIO(data))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            content = source.read(info)
+            if variant == "docm" and info.filename == "[Content_Types].xml":
+                content = content.replace(_DOCX_MAIN, _DOCM_MAIN)
+            if variant == "strict" and info.filename.endswith((".xml", ".rels")):
+                content = content.replace(_TRANSITIONAL_W, _STRICT_W)
+                content = content.replace(_TRANSITIONAL_RELS, _STRICT_RELS)
+            target.writestr(info.filename, content)
+        if variant == "docm":
+            target.writestr(
+                "word/vbaProject.bin", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600
+            )
+    return buffer.getvalue()

@@ -1,9 +1,11 @@
 """Read a Word .docx referral form: tables of label | value cells and "Label: value" text.
 
-The zip is checked before python-docx opens it (total uncompressed size, member count and
-compression ratio from the central directory), so a zip bomb is refused unread. The body
-is then walked in document order straight from the XML rather than through python-docx's
-`Paragraph.text`, so text inside content controls (`w:sdt`), legacy form fields and
+The zip is checked before it is opened (total uncompressed size, member count and
+compression ratio from the central directory), so a zip bomb is refused unread. The main
+document part is found from the package relationships and parsed here (`document_body`), so
+macro-enabled .docm files and Strict Open XML documents read like any .docx (no macro is
+ever run). The body is walked in document order straight from the XML rather than through
+python-docx's `Paragraph.text`, so text inside content controls (`w:sdt`), legacy form fields and
 hyperlinks is included, runs are joined (a label split over several runs reads whole),
 deleted revisions are left out, and tick boxes (content-control glyphs or legacy
 `w:checkBox` fields) read as ☒ / ☐ for `clean_value`.
@@ -23,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import structlog
-from docx import Document
+from docx.oxml import parse_xml
 
 from router.forms import limits
 from router.forms.collect import FieldCollector, ReadResult
@@ -32,7 +34,9 @@ from router.forms.text import LineReader, is_label, label_only
 
 log = structlog.get_logger(__name__)
 
-_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_W_URI = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+_W = "{" + _W_URI + "}"
+_STRICT_W = b"http://purl.oclc.org/ooxml/wordprocessingml/main"
 _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
 # What an unfilled control or field reads as: a leader, which the line reader takes as a
 # blank answer (so the next line never becomes this label's value).
@@ -72,7 +76,7 @@ def read_docx(data: bytes, label_map: LabelMap) -> ReadResult:
     if refused:
         return ReadResult.unreadable(refused)
     try:
-        body = Document(io.BytesIO(data)).element.body
+        body = document_body(data)
         collector = FieldCollector(label_map)
         _DocxReader(collector).read(body)
     except RecursionError:
@@ -81,6 +85,41 @@ def read_docx(data: bytes, label_map: LabelMap) -> ReadResult:
         log.info("docx_unreadable", error=type(exc).__name__)
         return ReadResult.unreadable(f"corrupt DOCX: {type(exc).__name__}")
     return ReadResult.from_collector(collector, "DOCX")
+
+
+def document_body(data: bytes) -> Any:
+    """The w:body of the main document part, whatever the package's flavour.
+
+    The part is found through the package relationships and parsed here (python-docx
+    refuses a macro-enabled .docm's content type and Strict Open XML's relationship types);
+    Strict's namespace is read as the transitional one, which it mirrors. Nothing in a .docm
+    is run: only its document XML is read.
+
+    Raises:
+        KeyError: no main document part; ValueError: no body.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        name = _main_part(archive)
+        xml = archive.read(name)
+    root = parse_xml(xml.replace(_STRICT_W, _W_URI.encode()))
+    body = root.find(f"{_W}body")
+    if body is None:
+        raise ValueError("no w:body")
+    return body
+
+
+def _main_part(archive: zipfile.ZipFile) -> str:
+    """The main document part's name from _rels/.rels ("word/document.xml" usually)."""
+    try:
+        rels = parse_xml(archive.read("_rels/.rels"))
+    except KeyError:
+        return "word/document.xml"
+    for relation in rels:
+        if str(relation.get("Type", "")).endswith("/officeDocument"):
+            target = str(relation.get("Target", "")).lstrip("/")
+            if target:
+                return target
+    return "word/document.xml"
 
 
 def _children(element: Any, wanted: str) -> Iterator[Any]:

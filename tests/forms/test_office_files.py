@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from router.models import Outcome
 from tests.cfbwriter import compound_file, embedded_msg, outlook_msg
-from tests.formfactory import complete_referral, docx_table, labelled
+from tests.formfactory import complete_referral, docx_table, docx_variant, labelled
 from tests.forms.decide import LEWISHAM_CC, MET, decide
 
 
@@ -51,3 +53,13 @@ def test_doc_is_still_legacy_word() -> None:
     decision = decide("referral.doc", compound_file({"WordDocument": b"\xec\xa5" + b"\0" * 700}))
     assert decision.outcome == Outcome.NEEDS_REVIEW
     assert "legacy Word .doc" in decision.reason
+
+
+@pytest.mark.parametrize("variant", ["docm", "strict"])
+def test_docm_and_strict_docx_are_read(variant: str) -> None:
+    """A macro-enabled .docm and a Strict Open XML .docx read like any .docx."""
+    form = docx_variant(docx_table(list(labelled(complete_referral()).items())), variant)
+    decision = decide(f"form.{variant}", form)
+    assert decision.outcome == Outcome.FORWARD
+    assert (decision.area, decision.to, decision.cc) == ("lewisham", [MET], LEWISHAM_CC)
+    assert decision.fields == complete_referral()
