@@ -497,3 +497,29 @@ def docx_variant(data: bytes, variant: str) -> bytes:
                 "word/vbaProject.bin", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600
             )
     return buffer.getvalue()
+
+
+def xfa_pdf(data_xml: str, acroform_names: list[str]) -> bytes:
+    """A LiveCycle-style PDF: empty AcroForm fields named `acroform_names`, and the typed
+    answers only in the XFA datasets packet (`data_xml` goes inside `xfa:data`)."""
+    from pypdf.generic import ArrayObject, DecodedStreamObject, NameObject, TextStringObject
+
+    blank = fillable_pdf(dict.fromkeys(acroform_names, ""))
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(blank)))
+    packets = {
+        "preamble": '<xdp:xdp xmlns:xdp="http://ns.adobe.com/xdp/">',
+        "template": '<template xmlns="http://www.xfa.org/schema/xfa-template/3.3/"/>',
+        "datasets": '<xfa:datasets xmlns:xfa="http://www.xfa.org/schema/xfa-data/1.0/">'
+        f"<xfa:data>{data_xml}</xfa:data></xfa:datasets>",
+        "postamble": "</xdp:xdp>",
+    }
+    array = ArrayObject()
+    for name, text in packets.items():
+        stream = DecodedStreamObject()
+        stream.set_data(text.encode())
+        array += [TextStringObject(name), writer._add_object(stream)]
+    acroform = writer._root_object["/AcroForm"]
+    acroform[NameObject("/XFA")] = array  # type: ignore[index]
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()

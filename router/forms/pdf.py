@@ -5,7 +5,8 @@ AcroForm fields are walked by hand (with a visited set and a cap) rather than th
 (`/T`) and its tooltip (`/TU`) are at hand. A field's label is its tooltip or its name,
 exact matches first; the names of its parent fields ("Referrer.Name") give its section.
 
-When the fields do not make a form (none, or generic names like "Text1"), the text layer
+When every AcroForm field is empty, an XFA form's answers are read from its datasets
+packet (`router.forms.pdf_xfa`). When the fields do not make a form (none, or generic names like "Text1"), the text layer
 is extracted page by page in pypdf's layout mode, which keeps the gap between the two
 columns of a table, and read as lines (`router.forms.text`). A PDF with no text at all is
 an image-only scan. An encrypted PDF that opens with the empty user password (owner
@@ -33,6 +34,7 @@ from router.forms.collect import FieldCollector, ReadResult, is_ambiguous
 from router.forms.fields import LabelMap, LabelMatch
 from router.forms.pdf_fields import PdfField, walk_fields
 from router.forms.pdf_sections import field_sections
+from router.forms.pdf_xfa import read_xfa
 from router.forms.pdf_widgets import widget_labels
 from router.forms.text import LineReader
 
@@ -71,6 +73,8 @@ def _read(data: bytes, label_map: LabelMap) -> ReadResult:
         return ReadResult.unreadable("encrypted PDF")
     collector = FieldCollector(label_map)
     filled, unmatched = _read_acroform(reader, collector)
+    if not filled and read_xfa(reader, collector):  # LiveCycle keeps answers in XFA data
+        return ReadResult.from_collector(collector, "PDF XFA form data")
     if unmatched:
         unmatched = _read_by_position(reader, unmatched, collector)
     if collector.is_form():
