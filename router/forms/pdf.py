@@ -6,11 +6,12 @@ AcroForm fields are walked by hand (with a visited set and a cap) rather than th
 exact matches first; the names of its parent fields ("Referrer.Name") give its section.
 
 When every AcroForm field is empty, an XFA form's answers are read from its datasets
-packet (`router.forms.pdf_xfa`). When the fields do not make a form (none, or generic names like "Text1"), the text layer
-is extracted page by page in pypdf's layout mode, which keeps the gap between the two
-columns of a table, and read as lines (`router.forms.text`). A PDF with no text at all is
-an image-only scan. An encrypted PDF that opens with the empty user password (owner
-restrictions only) is read normally; any other is "encrypted PDF".
+packet (`router.forms.pdf_xfa`). When the fields do not make a form (none, or generic
+names like "Text1"), the text layer is extracted page by page in pypdf's layout mode, which
+keeps the gap between the two columns of a table, and read as lines (`router.forms.text`).
+A PDF with no text at all is an image-only scan. An encrypted PDF that opens with the empty
+user password (owner restrictions only, RC4 or AES) is read normally; any other is
+"encrypted PDF".
 
 pypdf reports problems with malformed files through `warnings` and `logging`; both are
 silenced here (the messages may quote document content, and the reader records its own
@@ -34,8 +35,8 @@ from router.forms.collect import FieldCollector, ReadResult, is_ambiguous
 from router.forms.fields import LabelMap, LabelMatch
 from router.forms.pdf_fields import PdfField, walk_fields
 from router.forms.pdf_sections import field_sections
-from router.forms.pdf_xfa import read_xfa
 from router.forms.pdf_widgets import widget_labels
+from router.forms.pdf_xfa import read_xfa
 from router.forms.text import LineReader
 
 log = structlog.get_logger(__name__)

@@ -9,9 +9,11 @@ element under `xfa:data` that holds text is a field: its element name is the lab
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ElementTree  # expat: no external entities, no entity bombs
+from xml.etree.ElementTree import Element, ParseError
 
 import structlog
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
 from pypdf import PdfReader
 from pypdf.generic import ArrayObject, StreamObject
 
@@ -47,15 +49,15 @@ def read_xfa(reader: PdfReader, collector: FieldCollector) -> bool:
     if not packet or len(packet) > _MAX_XFA_BYTES:
         return False
     try:
-        root = ElementTree.fromstring(packet)
-    except ElementTree.ParseError as exc:
+        root = fromstring(packet)  # no entities, no external references, no DTD tricks
+    except (ParseError, DefusedXmlException) as exc:
         log.info("xfa_unreadable", error=type(exc).__name__)
         return False
     data = next((e for e in root.iter() if _local(e.tag) == "data"), None)
     if data is None:
         return False
     found = False
-    stack: list[tuple[ElementTree.Element, list[str]]] = [(child, []) for child in reversed(data)]
+    stack: list[tuple[Element, list[str]]] = [(child, []) for child in reversed(data)]
     seen = 0
     while stack and seen < min(_MAX_ELEMENTS, limits.MAX_PDF_FIELDS * 10):
         element, parents = stack.pop()
