@@ -100,6 +100,7 @@ class FieldCollector:
         self._parts_sided: dict[tuple[str, int], bool] = {}
         self._recognised: set[str] = set()
         self._sides_seen: set[str] = set()
+        self._doubtful: set[str] = set()  # asked twice ("Name", "Name_2"), sides unknown
         self.last_field: str | None = None
 
     def match(self, label: str) -> LabelMatch | None:
@@ -121,6 +122,12 @@ class FieldCollector:
         label or section) replaces one found under a bare label outside any section.
         """
         self._recognised.add(found.field)
+        if found.repeat:
+            # Two fields ask the same question and nothing says whose each is: neither
+            # unsided value can be trusted to be the side its label suggests.
+            self._doubtful.add(found.field)
+            self.last_field = None
+            return
         text = clean_value(value)
         if found.part is not None:
             self._add_part(found, text)
@@ -202,6 +209,8 @@ class FieldCollector:
 
     def _guessed(self, field: str) -> bool:
         """True when a bare-label value of `field` is outranked by a section of its side."""
+        if field in self._doubtful:
+            return True
         return any(
             field in fields and side in self._sides_seen for side, fields in _AMBIGUOUS.items()
         )

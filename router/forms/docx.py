@@ -205,6 +205,13 @@ class _LegacyFields:
                 self.parts[start:] = [UNFILLED]
 
 
+def _is_heading(paragraph: Any) -> bool:
+    """True for a paragraph in a Word heading or title style."""
+    style = paragraph.find(f"{_W}pPr/{_W}pStyle")
+    name = str(style.get(f"{_W}val", "")) if style is not None else ""
+    return name.lower().startswith(("heading", "title"))
+
+
 def _legacy_box(box: Any) -> str:
     """☒ or ☐ for a legacy form-field check box."""
     for name in ("checked", "default"):
@@ -235,7 +242,15 @@ class _DocxReader:
             if self.blocks > limits.MAX_DOCX_BLOCKS:
                 return
             if block.tag == f"{_W}p":
-                for line in paragraph_text(block).splitlines():
+                text = paragraph_text(block)
+                if _is_heading(block) and not is_label(_flat(text), self.collector):
+                    # A Word heading opens a section even when it names no side
+                    # ("Further information"): the rows below are no longer the last side's.
+                    self.lines.finish()
+                    self.collector.heading(_flat(text), strong=True)
+                    self.lines.feed("")
+                    continue
+                for line in text.splitlines():
                     self.lines.feed(line)
                 self.lines.feed("")  # a paragraph end stops continuation lines
             elif depth < 3:

@@ -108,6 +108,8 @@ _PERSON_WORDS = frozenset(map(_singular, _PERSON_WORDS))
 _NEUTRAL_WORDS = frozenset(map(_singular, _NEUTRAL_WORDS))
 _ROLE_OR_NEUTRAL = _NEUTRAL_WORDS | _REFERRER_WORDS | _PERSON_WORDS
 
+# Fields whose numbered labels ("Address line 2", "Concerns 2") continue the value.
+_CONTINUED = frozenset({"person_address", "concern"})
 # Parts of an address printed as their own fields; their values extend person_address.
 _ADDRESS_PARTS = frozenset({("town",), ("city",), ("town", "city"), ("county",), ("street",)})
 
@@ -198,13 +200,15 @@ class LabelMatch:
     `part` is (group index, part index) within `FormRules.composite[field]`; `append` marks
     a numbered or partial label ("Address line 2", "Town") whose value extends the field;
     `sided` says the label's own words or its section said whose field it is (a bare "Email"
-    outside any section is not sided).
+    outside any section is not sided); `repeat` marks a numbered repeat ("Name_2") with no
+    side: the form asks the question twice without saying for whom.
     """
 
     field: str
     part: tuple[int, int] | None = None
     append: bool = False
     sided: bool = False
+    repeat: bool = False  # a numbered second "Name_2" whose side nothing tells
 
 
 @dataclass(frozen=True)
@@ -255,12 +259,16 @@ class LabelMap:
         key = _key(self.normalise(label))
         if not key or len(key) > _MAX_LABEL_WORDS:
             return None
-        append = False
+        append = repeat = False
         known = self._known.get(key) or self._contained(key)
         if known is None:
             base = _numbered_base(key)
             if base is not None:
-                known, append = self._known.get(base) or self._contained(base), True
+                known = self._known.get(base) or self._contained(base)
+                # "Address 2" continues the address; "Name_2" (Acrobat's name for a second
+                # "Name" field) is the same question asked again, for someone else.
+                continued = known is not None and known.match.field in _CONTINUED
+                append, repeat = continued, not continued
             elif key in _ADDRESS_PARTS:
                 known, append = self._address, True
         if known is None:
@@ -269,7 +277,8 @@ class LabelMap:
         found = _apply_role(known, role)
         if found is None:
             return None
-        return replace(found, append=append, sided=role in (PERSON, REFERRER))
+        sided = role in (PERSON, REFERRER)
+        return replace(found, append=append, sided=sided, repeat=repeat and not sided)
 
     def is_exact(self, label: str) -> bool:
         """True when the label is exactly a known label (after normalisation)."""

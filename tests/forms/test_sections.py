@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import io
+
+import docx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from router.forms import read_attachment
-from router.models import FormReading, FormStatus
+from router.models import AttachmentKind, FormReading, FormStatus
 from router.rules.loader import load_rules
 from router.rules.model import FormRules
 from tests.conftest import ROOT
-from tests.formfactory import SECTIONED_LAYOUTS, Sections, attachment, sectioned_form
+from tests.formfactory import (
+    SECTIONED_LAYOUTS,
+    Sections,
+    attachment,
+    fillable_pdf,
+    sectioned_form,
+)
+from tests.forms.decide import decide
 
 RULES = load_rules(ROOT / "rules").forms
 
@@ -171,3 +181,40 @@ def test_bundled_section_wordings_are_not_labels() -> None:
     labels = label_map_for(RULES)
     wordings = [*RULES.sections.person, *RULES.sections.referrer, *RULES.sections.other]
     assert [text for text in wordings if labels.match(text) is not None] == []
+
+
+def test_acrobat_numbered_repeats_are_never_merged() -> None:
+    """ "Name" and "Name_2" fields with nothing saying whose: never one person's joined name,
+    never the person's email as the referrer's; the form goes to the team as incomplete."""
+    fields = {
+        "Name": "Amira Khan",
+        "Date of birth": "01/02/2001",
+        "Email": "amira@person.example",
+        "Address": "1 Example Road, London SE13 6LH",
+        "Describe your concerns": "Fictional concern for tests.",
+        "Name_2": "Sam Referrer",
+        "Email_2": "sam@school.example",
+        "Organisation": "Example Academy",
+    }
+    decision = decide("form.pdf", fillable_pdf(fields))
+    assert decision.outcome.value == "incomplete"
+    assert "Sam Referrer" not in decision.fields.values()
+    assert "amira@person.example" not in decision.fields.values()
+    assert decision.fields["person_address"] == "1 Example Road, London SE13 6LH"
+    assert {"person_name", "referrer_name", "referrer_contact"} <= set(decision.missing)
+
+
+def test_word_heading_style_ends_a_section() -> None:
+    """A Word heading that names no side ends the referrer's section: a parent's Email after
+    it is not the referrer's."""
+    document = docx.Document()
+    document.add_heading("Your details", level=1)
+    document.add_paragraph("Name: Sam Referrer")
+    document.add_heading("Further information", level=1)
+    document.add_paragraph("Email: parent@family.example")
+    document.add_paragraph("Details of the individual")
+    document.add_paragraph("Name: Amira Khan")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    reading = read_attachment(attachment(buffer.getvalue(), AttachmentKind.DOCX, "f"), RULES)
+    assert reading.fields == {"referrer_name": "Sam Referrer", "person_name": "Amira Khan"}
