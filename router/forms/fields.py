@@ -19,9 +19,10 @@ spelling variants are folded (`e-mail` -> `email`, `telephone`/`tel`/`mobile` ->
 The *role* of a label decides whose field it is. Words such as "referrer", "your",
 "referring" give the referrer role; "person", "individual", "referred", "client", "child"
 give the person role. A label without role words takes the role of the section it sits in
-(see `section_role`). A person field (name, dob, gender, address, postcode) with the
-referrer role becomes the referrer's counterpart (`person_name` -> `referrer_name`) or
-nothing; a referrer field matched through a generic label ("Phone", "Email address",
+(see `router.forms.sections`, which also reads the section wordings in the rules); in an
+OTHER section (parents, carers) person and referrer fields mean nothing. A person field
+(name, dob, gender, address, postcode) with the referrer role becomes the referrer's
+counterpart (`person_name` -> `referrer_name`) or nothing; a referrer field matched through a generic label ("Phone", "Email address",
 "Organisation") in the person's section becomes the person counterpart or nothing (the
 person's own email is not referrer contact).
 """
@@ -175,9 +176,6 @@ def label_key(normalised: str) -> tuple[str, ...]:
     return tuple(_singular(word) for word in normalised.split())
 
 
-_key = label_key
-
-
 def label_role(words: tuple[str, ...]) -> str | None:
     """The role named by a label's own words: REFERRER, PERSON, or None (none or both)."""
     if re.search(
@@ -239,7 +237,7 @@ class LabelMap:
 
     def _register(self, label: str, match: LabelMatch) -> None:
         """Add one label; the first registration of a key wins."""
-        key = _key(_normalise(label, self._prefix))
+        key = label_key(_normalise(label, self._prefix))
         if key and key not in self._known:
             self._known[key] = _Known(key, match, label_role(key))
 
@@ -256,7 +254,7 @@ class LabelMap:
 
     def match(self, label: str, section: str | None = None) -> LabelMatch | None:
         """What `label` means in a section with role `section` (REFERRER, PERSON or None)."""
-        key = _key(self.normalise(label))
+        key = label_key(self.normalise(label))
         if not key or len(key) > _MAX_LABEL_WORDS:
             return None
         append = repeat = False
@@ -282,7 +280,7 @@ class LabelMap:
 
     def is_exact(self, label: str) -> bool:
         """True when the label is exactly a known label (after normalisation)."""
-        return _key(self.normalise(label)) in self._known
+        return label_key(self.normalise(label)) in self._known
 
     def _contained(self, key: tuple[str, ...]) -> _Known | None:
         """The longest known label found inside a longer label, if unambiguous."""
@@ -331,8 +329,12 @@ def _apply_role(known: _Known, role: str | None) -> LabelMatch | None:
 
 
 def section_role(heading: str) -> str | None:
-    """The role of a section heading ("Referrer details" -> REFERRER), or None."""
-    words = _key(_normalise(heading, None))
+    """The role a heading's own words give ("Referrer details" -> REFERRER), or None.
+
+    Readers use `router.forms.sections.SectionMap`, which tries the rules' section wordings
+    first and falls back to these role words.
+    """
+    words = label_key(_normalise(heading, None))
     if not words or len(words) > 10:
         return None
     return label_role(words)
