@@ -22,9 +22,9 @@ give the person role. A label without role words takes the role of the section i
 (see `router.forms.sections`, which also reads the section wordings in the rules); in an
 OTHER section (parents, carers) person and referrer fields mean nothing. A person field
 (name, dob, gender, address, postcode) with the referrer role becomes the referrer's
-counterpart (`person_name` -> `referrer_name`) or nothing; a referrer field matched through a generic label ("Phone", "Email address",
-"Organisation") in the person's section becomes the person counterpart or nothing (the
-person's own email is not referrer contact).
+counterpart (`person_name` -> `referrer_name`) or nothing; a referrer field matched
+through a generic label ("Phone", "Email address", "Organisation") in the person's section
+becomes the person counterpart or nothing (the person's own email is not referrer contact).
 """
 
 from __future__ import annotations
