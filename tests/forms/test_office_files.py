@@ -6,7 +6,8 @@ import pytest
 
 from router.models import Outcome
 from tests.cfbwriter import compound_file, embedded_msg, outlook_msg
-from tests.formfactory import complete_referral, docx_table, docx_variant, labelled
+from tests.formfactory import complete_referral, docx_table, labelled
+from tests.formlayouts import docx_variant
 from tests.forms.decide import LEWISHAM_CC, MET, decide
 
 

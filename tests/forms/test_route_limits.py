@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from tests.conftest import ROOT
-from tests.formfactory import complete_referral, labelled, slow_pdf, text_pdf
+from tests.formfactory import complete_referral, labelled, text_pdf
+from tests.formlayouts import slow_pdf
 from tests.mailfactory import build_email
 
 

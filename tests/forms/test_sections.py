@@ -14,13 +14,8 @@ from router.models import AttachmentKind, FormReading, FormStatus
 from router.rules.loader import load_rules
 from router.rules.model import FormRules
 from tests.conftest import ROOT
-from tests.formfactory import (
-    SECTIONED_LAYOUTS,
-    Sections,
-    attachment,
-    fillable_pdf,
-    sectioned_form,
-)
+from tests.formfactory import attachment, fillable_pdf
+from tests.formlayouts import SECTIONED_LAYOUTS, Sections, sectioned_form
 from tests.forms.decide import decide
 
 RULES = load_rules(ROOT / "rules").forms

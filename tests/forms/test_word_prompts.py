@@ -9,7 +9,8 @@ import pytest
 from docx.oxml import parse_xml
 
 from router.models import Outcome
-from tests.formfactory import W_NS, docx_controls, docx_paragraphs, word_control
+from tests.formfactory import docx_paragraphs
+from tests.formlayouts import W_NS, docx_controls, word_control
 from tests.forms.decide import LEWISHAM_CC, MET, decide
 
 FILLED = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from router.models import Outcome
-from tests.formfactory import xfa_pdf
+from tests.formlayouts import xfa_pdf
 from tests.forms.decide import LEWISHAM_CC, MET, decide
 
 DATA = (
