@@ -10,6 +10,7 @@ page, top to bottom).
 from __future__ import annotations
 
 import re
+import time
 
 from pypdf import PdfReader
 from pypdf.generic import ArrayObject, DictionaryObject
@@ -40,8 +41,9 @@ def field_sections(
     wanted = {id(field) for field in fields}
     headings: list[tuple[int, float, str]] = []
     widgets: dict[int, tuple[int, float]] = {}
+    started = time.monotonic()
     for number, page in enumerate(reader.pages):
-        if number >= limits.MAX_PDF_PAGES:
+        if number >= limits.MAX_PDF_PAGES or time.monotonic() - started > limits.PDF_TEXT_SECONDS:
             break
         for owner, top in _widget_tops(page, wanted):
             widgets.setdefault(owner, (number, top))

@@ -45,7 +45,13 @@ def datasets_xml(reader: PdfReader) -> bytes | None:
 
 def read_xfa(reader: PdfReader, collector: FieldCollector) -> bool:
     """Feed the XFA data values into the collector; True when any value was found."""
-    packet = datasets_xml(reader)
+    try:
+        packet = datasets_xml(reader)
+    except RecursionError:
+        raise
+    except Exception as exc:  # pypdf's decoding limits, broken streams: the fields stand
+        log.info("xfa_unreadable", error=type(exc).__name__)
+        return False
     if not packet or len(packet) > _MAX_XFA_BYTES:
         return False
     try:
