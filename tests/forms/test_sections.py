@@ -145,15 +145,27 @@ def _section(labels: dict[str, list[str]], headings: list[str]) -> st.SearchStra
     return st.tuples(numbered, st.sampled_from(headings), rows, st.randoms())
 
 
+_OTHER_ROWS = [
+    ("Name", "Pat Guardian"),
+    ("Email", "pat@family.example"),
+    ("Telephone", "07700 900999"),
+    ("Address", "9 Other Street, Leeds LS1 1AA"),
+]
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     person=_section(_PERSON_LABELS, RULES.sections.person),
     referrer=_section(_REFERRER_LABELS, RULES.sections.referrer),
     referrer_first=st.booleans(),
     layout=st.sampled_from(SECTIONED_LAYOUTS),
+    parent=st.one_of(
+        st.none(), st.tuples(st.sampled_from(RULES.sections.other), st.integers(0, 2))
+    ),
 )
-def test_sections_never_swap_sides(person, referrer, referrer_first, layout) -> None:  # type: ignore[no-untyped-def]
-    """Generated sectioned forms: each value reaches its own canonical field or none at all."""
+def test_sections_never_swap_sides(person, referrer, referrer_first, layout, parent) -> None:  # type: ignore[no-untyped-def]
+    """Generated sectioned forms: each value reaches its own canonical field or none at all;
+    a parent/carer or other-agency section's details reach no field."""
     sections = []
     for number, heading, labels, shuffle in (person, referrer):
         rows = [(label, _VALUES[field]) for field, label in labels.items()]
@@ -161,6 +173,9 @@ def test_sections_never_swap_sides(person, referrer, referrer_first, layout) -> 
         sections.append((number + heading, rows))
     if referrer_first:
         sections.reverse()
+    if parent is not None:
+        heading, position = parent
+        sections.insert(position, (heading, _OTHER_ROWS))
     reading = read(sections, layout)
     assert reading.status == FormStatus.FORM
     for field, value in reading.fields.items():
