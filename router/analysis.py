@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from router.forms import read_attachment
 from router.mail.parse import ParsedMessage, parse_message
-from router.models import Decision, FormReading
+from router.models import AttachmentKind, Decision, FormReading, FormStatus
 from router.routing import RoutingEngine
 
 
@@ -53,3 +53,37 @@ def analyse(
         return Analysis(message, [], engine.decide(message, []))
     readings = [read_attachment(a, engine.rules.forms) for a in message.attachments]
     return Analysis(message, readings, engine.decide(message, readings))
+
+
+_HEADER_LIMIT = 256 * 1024
+
+
+def unread_analysis(
+    raw: bytes,
+    engine: RoutingEngine,
+    reason: str,
+    *,
+    router_from: str,
+    envelope_recipients: tuple[str, ...] = (),
+    trusted_authserv_ids: Sequence[str] = (),
+) -> Analysis:
+    """The analysis of a message whose reading failed (time or memory limit, dead worker).
+
+    It is decided from its headers alone (who sent it, to which inbox) with one unreadable
+    reading carrying `reason`, so it ends as `needs_review` saying why.
+    """
+    head = raw[:_HEADER_LIMIT].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0] + b"\r\n\r\n"
+    message = parse_message(
+        head,
+        envelope_recipients=envelope_recipients,
+        router_from=router_from,
+        trusted_authserv_ids=trusted_authserv_ids,
+    )
+    unreadable = FormReading(
+        attachment_index=-1,
+        filename=None,
+        kind=AttachmentKind.OTHER,
+        status=FormStatus.UNREADABLE,
+        reason=reason,
+    )
+    return Analysis(message, [], engine.decide(message, [unreadable]))

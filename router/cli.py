@@ -43,7 +43,7 @@ _load_rules = load_rules_or_fail
 
 
 def cmd_route(args: argparse.Namespace, out: TextIO) -> int:
-    from router.analysis import analyse
+    from router.dryrun import DryRun
     from router.explain import explain
     from router.routing import RoutingEngine
 
@@ -52,27 +52,25 @@ def cmd_route(args: argparse.Namespace, out: TextIO) -> int:
     rules = _load_rules(rules_dir)
     engine = RoutingEngine(rules, review_address=settings.review_address)
     status = EXIT_OK
-    for name in args.files:
-        try:
-            raw = Path(name).read_bytes()
-        except OSError as exc:
-            print(f"referral-router: cannot read {name}: {exc.strerror or exc}", file=sys.stderr)
-            status = EXIT_FAILED
-            continue
-        result = analyse(
-            raw,
-            engine,
-            router_from=settings.from_address,
-            max_attachments=settings.max_attachments,
-            trusted_authserv_ids=settings.authserv_ids,
-        )
-        if args.json:
-            for decision in result.decisions:
-                record = {"file": name, **decision.model_dump(mode="json")}
-                record["rules_version"] = rules.version
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        else:
-            out.write(explain(name, result, rules) + "\n")
+    # Read in the daemon's worker, under its time and memory limits (SPEC section 7).
+    with DryRun(settings, engine) as dry_run:
+        for name in args.files:
+            try:
+                raw = Path(name).read_bytes()
+            except OSError as exc:
+                print(
+                    f"referral-router: cannot read {name}: {exc.strerror or exc}", file=sys.stderr
+                )
+                status = EXIT_FAILED
+                continue
+            result = dry_run.analyse(raw)
+            if args.json:
+                for decision in result.decisions:
+                    record = {"file": name, **decision.model_dump(mode="json")}
+                    record["rules_version"] = rules.version
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            else:
+                out.write(explain(name, result, rules) + "\n")
     return status
 
 

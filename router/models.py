@@ -21,7 +21,9 @@ class AttachmentKind(StrEnum):
 
     PDF = "pdf"
     DOCX = "docx"
-    DOC = "doc"  # legacy OLE2 Word (and other OLE2 files)
+    DOC = "doc"  # legacy OLE2 Word (and OLE2 files whose directory cannot be read)
+    MSG = "msg"  # an Outlook message saved as a file (OLE2): opened like an attached email
+    XLS = "xls"  # a legacy Excel workbook (OLE2)
     ODT = "odt"  # OpenDocument
     ZIP = "zip"  # a zip that is neither DOCX nor ODT
     IMAGE = "image"

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from router.forms.fields import missing_fields
+from router.forms.fields import field_wording, missing_fields
 from router.mail.parse import ParsedMessage
 from router.models import Decision, FormReading, FormStatus, Outcome
 from router.rules.matcher import AreaMatcher, extract_postcode
@@ -156,7 +156,7 @@ class RoutingEngine:
             cc,
             ack_to,
             reading,
-            reason=f"required fields missing: {', '.join(missing)}; {evidence}; {policy}",
+            reason=f"required fields missing: {_worded(missing)}; {evidence}; {policy}",
             signal=finding.signal,
             missing=missing,
             flagged=flagged,
@@ -282,3 +282,8 @@ def _unique(addresses: list[str]) -> list[str]:
     for address in addresses:
         seen.setdefault(address.strip().lower(), None)
     return list(seen)
+
+
+def _worded(missing: list[str]) -> str:
+    """Missing fields in the form's words, for a reason a person reads (SPEC section 3)."""
+    return "; ".join(map(field_wording, missing))

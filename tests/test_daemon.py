@@ -86,7 +86,8 @@ async def test_incomplete_referral_goes_to_the_team_not_the_police(daemon_factor
     team = _by_recipient(captured, "prevent@lewisham.gov.uk")
     assert "INCOMPLETE" in team["Subject"]
     ack = _by_recipient(captured, "teacher@school.example")
-    assert "person_dob" in ack.get_body(preferencelist=("plain",)).get_content()
+    ack_text = ack.get_body(preferencelist=("plain",)).get_content()
+    assert "date of birth of the person referred" in ack_text  # the form's words (SPEC 3)
 
 
 async def test_transient_relay_failure_is_retried(daemon_factory, smtp_capture):

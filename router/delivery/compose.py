@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from router.forms.fields import field_wording
 from router.mail.parse import ParsedMessage
 from router.models import Attachment, AttachmentKind, Decision, FormReading, FormStatus, Outcome
 from router.rules.model import AckText, AckTexts
@@ -146,7 +147,7 @@ def compose_forward(
         f"Received: {format_datetime(datetime.now(UTC))}",
     ]
     if decision.missing:
-        lines.append("Missing required fields: " + ", ".join(decision.missing))
+        lines.append("Missing required fields: " + "; ".join(map(field_wording, decision.missing)))
     if decision.outcome is Outcome.NEEDS_REVIEW:
         lines.append("A person needs to review this referral: the router could not finish it.")
     by_index = {a.index: a for a in original.attachments}
@@ -224,7 +225,7 @@ def compose_ack(
     values = {
         "reference": reference,
         "area_name": area_name,
-        "missing": "\n".join(f"  - {field}" for field in decision.missing),
+        "missing": "\n".join(f"  - {field_wording(field)}" for field in decision.missing),
         "from_address": decision.ack_to,
     }
     body = template.format(**values).rstrip()

@@ -9,7 +9,9 @@ from the bytes by the mail parser, never from the file name):
 | DOCX | tables and paragraphs (`router.forms.docx`) |
 | TEXT | "Label: value" lines, so a form pasted into a text file counts (`router.forms.text`) |
 | IMAGE | SKIPPED when inline (logos, signatures), else UNREADABLE |
-| DOC, ODT, ZIP, OTHER | UNREADABLE with a reason that says what to send instead |
+| DOC, XLS, ODT, ZIP, OTHER | UNREADABLE with a reason that says what to send instead |
+| MSG | UNREADABLE: only a .msg that could not be opened gets here (the mail parser opens
+  the others like attached emails, `router.mail.outlook`) |
 
 FORM needs labels of at least two distinct canonical fields (see `router.forms.collect`);
 a readable attachment with fewer is SUPPORTING. Reasons never contain document content.
@@ -31,6 +33,8 @@ log = structlog.get_logger(__name__)
 
 _UNSUPPORTED = {
     AttachmentKind.DOC: "legacy Word .doc is not supported; please send PDF or .docx",
+    AttachmentKind.MSG: "Outlook message (.msg) that could not be opened",
+    AttachmentKind.XLS: "Excel spreadsheet (.xls) is not supported; please send PDF or .docx",
     AttachmentKind.ODT: "OpenDocument (.odt) is not supported; please send PDF or .docx",
     AttachmentKind.ZIP: "zip archive (not opened); please send PDF or .docx",
     AttachmentKind.OTHER: "unsupported attachment type; please send PDF or .docx",

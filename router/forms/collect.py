@@ -20,11 +20,29 @@ import re
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
-from router.forms.fields import LabelMap, LabelMatch, section_role
+from router.forms.fields import PERSON, REFERRER, LabelMap, LabelMatch
+from router.forms.sections import sections_of
 from router.models import PERSONAL_FIELDS, FormStatus
 
 FORM_THRESHOLD = 2
 MAX_VALUE_CHARS = 20_000
+
+# Fields whose generic labels ("Name", "Address", "Email", "Telephone", "Organisation") both
+# sections of a form use: outside any section their side is a guess (see `fields`).
+_AMBIGUOUS = {
+    PERSON: frozenset({"person_name", "person_address", "person_postcode"}),
+    REFERRER: frozenset({"referrer_email", "referrer_phone", "referrer_organisation"}),
+}
+
+# Leader dots or underscores at either end of a value ("...... Amira Khan", "SE13 ____").
+_LEADERS = re.compile(r"^(?:[.…_]{2,}\s*)+|(?:\s*[.…_]{2,})+$")
+
+# The prompts Word shows in an empty content control.
+_PROMPT = re.compile(
+    r"^(?:click(?: or tap)? (?:here )?to enter (?:a )?(?:text|date)|choose an item|"
+    r"enter text here|type here)\.?$",
+    re.IGNORECASE,
+)
 
 _CHECKED = "☒☑■✔✓"
 _UNCHECKED = "☐□"
@@ -40,7 +58,12 @@ def clean_value(value: str) -> str:
     if any(box in text for box in _BOXES):
         text = _ticked_options(text)
     lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.splitlines()]
-    return ", ".join(line for line in lines if line)
+    joined = ", ".join(line for line in lines if line)
+    joined = _LEADERS.sub("", joined).strip()
+    if _PROMPT.match(joined):
+        return ""  # Word's content-control prompt, left as it was
+    # Only punctuation, underscores or leader dots: the box was left blank.
+    return joined if re.search(r"[^\W_]", joined) else ""
 
 
 def _ticked_options(text: str) -> str:
@@ -59,15 +82,25 @@ def _ticked_options(text: str) -> str:
     return ", ".join(chosen)
 
 
+def is_ambiguous(field: str) -> bool:
+    """True for fields that a bare label ("Name", "Email") could give to either side."""
+    return any(field in fields for fields in _AMBIGUOUS.values())
+
+
 class FieldCollector:
     """Canonical fields of one document, filled pair by pair in reading order."""
 
     def __init__(self, label_map: LabelMap) -> None:
         self.labels = label_map
+        self.sections = sections_of(label_map)
         self.section: str | None = None
         self._fields: dict[str, str] = {}
+        self._sided: dict[str, bool] = {}
         self._parts: dict[tuple[str, int], dict[int, str]] = {}
+        self._parts_sided: dict[tuple[str, int], bool] = {}
         self._recognised: set[str] = set()
+        self._sides_seen: set[str] = set()
+        self._doubtful: set[str] = set()  # asked twice ("Name", "Name_2"), sides unknown
         self.last_field: str | None = None
 
     def match(self, label: str) -> LabelMatch | None:
@@ -83,24 +116,43 @@ class FieldCollector:
         return True
 
     def add_match(self, found: LabelMatch, value: str) -> None:
-        """Record a value for an already matched label (the first value of a field wins)."""
+        """Record a value for an already matched label.
+
+        The first value of a field wins, except that a value whose side is known (from its
+        label or section) replaces one found under a bare label outside any section.
+        """
         self._recognised.add(found.field)
-        text = clean_value(value)
-        if found.part is not None:
-            group, part = found.part
-            parts = self._parts.setdefault((found.field, group), {})
-            if text and part not in parts:
-                parts[part] = text
+        if found.repeat:
+            # Two fields ask the same question and nothing says whose each is: neither
+            # unsided value can be trusted to be the side its label suggests.
+            self._doubtful.add(found.field)
             self.last_field = None
             return
-        if text and not self._fields.get(found.field):
+        text = clean_value(value)
+        if found.part is not None:
+            self._add_part(found, text)
+            return
+        current = self._fields.get(found.field)
+        if text and (not current or (found.sided and not self._sided[found.field])):
             self._fields[found.field] = text
+            self._sided[found.field] = found.sided
             self.last_field = found.field
         elif text and found.append:
             self.extend(found.field, text)
             self.last_field = found.field
         else:
             self.last_field = None
+
+    def _add_part(self, found: LabelMatch, text: str) -> None:
+        """Record one part of a composite field (Forename(s) + Surname)."""
+        assert found.part is not None
+        group, part = found.part
+        key = (found.field, group)
+        parts = self._parts.setdefault(key, {})
+        if text and part not in parts:
+            parts[part] = text
+            self._parts_sided.setdefault(key, found.sided)
+        self.last_field = None
 
     def extend(self, field: str, more: str) -> None:
         """Append a continuation line to a field's value (wrapped address or concern)."""
@@ -111,29 +163,57 @@ class FieldCollector:
                 joined = f"{self._fields[field]} {text}"
             self._fields[field] = joined[:MAX_VALUE_CHARS]
 
-    def heading(self, text: str) -> bool:
+    def heading(self, text: str, strong: bool = False) -> bool:
         """Treat text as a possible section heading; returns True when it set a section.
 
-        A heading naming the referrer or the person sets the section; other short headings
-        that look like section titles ("Section 3", "Other agencies involved") reset it.
+        A heading naming the referrer, the person or neither (`router.forms.sections`) sets
+        the section; other headings that look like section titles ("Section 3", "Further
+        information", or any `strong` one: bold or a Word heading style) reset it.
         """
-        role = section_role(text)
+        role = self.sections.role(text)
         if role is not None:
             self.section = role
+            if role in _AMBIGUOUS:
+                self._sides_seen.add(role)
             return True
         words = self.labels.normalise(text).split()
-        if 0 < len(words) <= 8 and {"section", "part", "detail", "details"} & set(words):
+        titled = {"section", "part", "detail", "details"} & set(words)
+        if 0 < len(words) <= 8 and (titled or strong or self.sections.is_numbered(text)):
             self.section = None
         return False
 
+    def saw_section(self, role: str | None) -> None:
+        """Note that the document has a section of `role` (found outside `heading`)."""
+        if role in _AMBIGUOUS:
+            self._sides_seen.add(role)
+
     def fields(self) -> dict[str, str]:
-        """The canonical fields found, composites joined, in canonical order of discovery."""
-        result = dict(self._fields)
-        for (field, _group), parts in sorted(self._parts.items()):
+        """The canonical fields found, composites joined, in canonical order of discovery.
+
+        A value found under a bare label outside any section ("Email" above the first
+        heading) is dropped when the form has a section for that side elsewhere: its
+        owner's details are in that section, so the bare one belongs to the other side.
+        """
+        result = {
+            name: value
+            for name, value in self._fields.items()
+            if self._sided[name] or not self._guessed(name)
+        }
+        for (field, group), parts in sorted(self._parts.items()):
             if result.get(field) or not parts:
+                continue
+            if not self._parts_sided.get((field, group)) and self._guessed(field):
                 continue
             result[field] = " ".join(parts[index] for index in sorted(parts))
         return result
+
+    def _guessed(self, field: str) -> bool:
+        """True when a bare-label value of `field` is outranked by a section of its side."""
+        if field in self._doubtful:
+            return True
+        return any(
+            field in fields and side in self._sides_seen for side, fields in _AMBIGUOUS.items()
+        )
 
     def recognised(self) -> set[str]:
         """Canonical fields whose labels were seen, filled or not."""

@@ -1,9 +1,11 @@
 """Read a Word .docx referral form: tables of label | value cells and "Label: value" text.
 
-The zip is checked before python-docx opens it (total uncompressed size, member count and
-compression ratio from the central directory), so a zip bomb is refused unread. The body
-is then walked in document order straight from the XML rather than through python-docx's
-`Paragraph.text`, so text inside content controls (`w:sdt`), legacy form fields and
+The zip is checked before it is opened (total uncompressed size, member count and
+compression ratio from the central directory), so a zip bomb is refused unread. The main
+document part is found from the package relationships and parsed here (`document_body`), so
+macro-enabled .docm files and Strict Open XML documents read like any .docx (no macro is
+ever run). The body is walked in document order straight from the XML rather than through
+python-docx's `Paragraph.text`, so text inside content controls (`w:sdt`), legacy form fields and
 hyperlinks is included, runs are joined (a label split over several runs reads whole),
 deleted revisions are left out, and tick boxes (content-control glyphs or legacy
 `w:checkBox` fields) read as ☒ / ☐ for `clean_value`.
@@ -23,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import structlog
-from docx import Document
+from docx.oxml import parse_xml
 
 from router.forms import limits
 from router.forms.collect import FieldCollector, ReadResult
@@ -32,8 +34,13 @@ from router.forms.text import LineReader, is_label, label_only
 
 log = structlog.get_logger(__name__)
 
-_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_W_URI = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+_W = "{" + _W_URI + "}"
+_STRICT_W = b"http://purl.oclc.org/ooxml/wordprocessingml/main"
 _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+# What an unfilled control or field reads as: a leader, which the line reader takes as a
+# blank answer (so the next line never becomes this label's value).
+UNFILLED = " ____ "
 _CONTAINERS = {f"{_W}sdt", f"{_W}sdtContent", f"{_W}customXml", f"{_W}smartTag"}
 
 
@@ -69,7 +76,7 @@ def read_docx(data: bytes, label_map: LabelMap) -> ReadResult:
     if refused:
         return ReadResult.unreadable(refused)
     try:
-        body = Document(io.BytesIO(data)).element.body
+        body = document_body(data)
         collector = FieldCollector(label_map)
         _DocxReader(collector).read(body)
     except RecursionError:
@@ -78,6 +85,41 @@ def read_docx(data: bytes, label_map: LabelMap) -> ReadResult:
         log.info("docx_unreadable", error=type(exc).__name__)
         return ReadResult.unreadable(f"corrupt DOCX: {type(exc).__name__}")
     return ReadResult.from_collector(collector, "DOCX")
+
+
+def document_body(data: bytes) -> Any:
+    """The w:body of the main document part, whatever the package's flavour.
+
+    The part is found through the package relationships and parsed here (python-docx
+    refuses a macro-enabled .docm's content type and Strict Open XML's relationship types);
+    Strict's namespace is read as the transitional one, which it mirrors. Nothing in a .docm
+    is run: only its document XML is read.
+
+    Raises:
+        KeyError: no main document part; ValueError: no body.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        name = _main_part(archive)
+        xml = archive.read(name)
+    root = parse_xml(xml.replace(_STRICT_W, _W_URI.encode()))
+    body = root.find(f"{_W}body")
+    if body is None:
+        raise ValueError("no w:body")
+    return body
+
+
+def _main_part(archive: zipfile.ZipFile) -> str:
+    """The main document part's name from _rels/.rels ("word/document.xml" usually)."""
+    try:
+        rels = parse_xml(archive.read("_rels/.rels"))
+    except KeyError:
+        return "word/document.xml"
+    for relation in rels:
+        if str(relation.get("Type", "")).endswith("/officeDocument"):
+            target = str(relation.get("Target", "")).lstrip("/")
+            if target:
+                return target
+    return "word/document.xml"
 
 
 def _children(element: Any, wanted: str) -> Iterator[Any]:
@@ -99,8 +141,13 @@ def _blocks(element: Any) -> Iterator[Any]:
 
 
 def paragraph_text(paragraph: Any) -> str:
-    """The visible text of a paragraph: runs joined, tabs and breaks kept, boxes as glyphs."""
+    """The visible text of a paragraph: runs joined, tabs and breaks kept, boxes as glyphs.
+
+    A content control still showing its prompt, or a legacy text field still holding its
+    default (blanks or default text), reads as `UNFILLED`: a blank answer, never a value.
+    """
     parts: list[str] = []
+    fields = _LegacyFields(parts)
     stack = [paragraph]
     while stack:
         element = stack.pop()
@@ -113,10 +160,56 @@ def paragraph_text(paragraph: Any) -> str:
             parts.append("\n")
         elif tag == f"{_W}checkBox":
             parts.append(_legacy_box(element))
+        elif tag == f"{_W}fldChar":
+            fields.mark(element)
+        elif tag == f"{_W}sdt" and _showing_prompt(element):
+            parts.append(UNFILLED)
+            continue
         if tag in (f"{_W}del", f"{_W}instrText", _MC_FALLBACK):
             continue
         stack.extend(reversed(list(element)))
     return "".join(parts)
+
+
+def _showing_prompt(control: Any) -> bool:
+    """True for a content control that still shows its placeholder prompt."""
+    properties = control.find(f"{_W}sdtPr")
+    return properties is not None and properties.find(f"{_W}showingPlcHdr") is not None
+
+
+class _LegacyFields:
+    """Tracks legacy form fields (FORMTEXT) in a paragraph, blanking unfilled ones."""
+
+    def __init__(self, parts: list[str]) -> None:
+        self.parts = parts
+        self.open: list[tuple[str | None, int | None]] = []  # (default text, result start)
+
+    def mark(self, char: Any) -> None:
+        """Follow one w:fldChar: begin, separate (the result starts) or end."""
+        kind = char.get(f"{_W}fldCharType")
+        if kind == "begin":
+            text_input = char.find(f"{_W}ffData/{_W}textInput")
+            default = None
+            if text_input is not None:
+                found = text_input.find(f"{_W}default")
+                default = "" if found is None else found.get(f"{_W}val", "")
+            self.open.append((default, None))
+        elif kind == "separate" and self.open:
+            self.open[-1] = (self.open[-1][0], len(self.parts))
+        elif kind == "end" and self.open:
+            default, start = self.open.pop()
+            if default is None or start is None:
+                return
+            result = "".join(self.parts[start:]).strip()
+            if not result or result == default.strip():
+                self.parts[start:] = [UNFILLED]
+
+
+def _is_heading(paragraph: Any) -> bool:
+    """True for a paragraph in a Word heading or title style."""
+    style = paragraph.find(f"{_W}pPr/{_W}pStyle")
+    name = str(style.get(f"{_W}val", "")) if style is not None else ""
+    return name.lower().startswith(("heading", "title"))
 
 
 def _legacy_box(box: Any) -> str:
@@ -149,7 +242,15 @@ class _DocxReader:
             if self.blocks > limits.MAX_DOCX_BLOCKS:
                 return
             if block.tag == f"{_W}p":
-                for line in paragraph_text(block).splitlines():
+                text = paragraph_text(block)
+                if _is_heading(block) and not is_label(_flat(text), self.collector):
+                    # A Word heading opens a section even when it names no side
+                    # ("Further information"): the rows below are no longer the last side's.
+                    self.lines.finish()
+                    self.collector.heading(_flat(text), strong=True)
+                    self.lines.feed("")
+                    continue
+                for line in text.splitlines():
                     self.lines.feed(line)
                 self.lines.feed("")  # a paragraph end stops continuation lines
             elif depth < 3:

@@ -19,11 +19,12 @@ spelling variants are folded (`e-mail` -> `email`, `telephone`/`tel`/`mobile` ->
 The *role* of a label decides whose field it is. Words such as "referrer", "your",
 "referring" give the referrer role; "person", "individual", "referred", "client", "child"
 give the person role. A label without role words takes the role of the section it sits in
-(see `section_role`). A person field (name, dob, gender, address, postcode) with the
-referrer role becomes the referrer's counterpart (`person_name` -> `referrer_name`) or
-nothing; a referrer field matched through a generic label ("Phone", "Email address",
-"Organisation") in the person's section becomes the person counterpart or nothing (the
-person's own email is not referrer contact).
+(see `router.forms.sections`, which also reads the section wordings in the rules); in an
+OTHER section (parents, carers) person and referrer fields mean nothing. A person field
+(name, dob, gender, address, postcode) with the referrer role becomes the referrer's
+counterpart (`person_name` -> `referrer_name`) or nothing; a referrer field matched
+through a generic label ("Phone", "Email address", "Organisation") in the person's section
+becomes the person counterpart or nothing (the person's own email is not referrer contact).
 """
 
 from __future__ import annotations
@@ -34,8 +35,34 @@ from dataclasses import dataclass, replace
 from router.models import CANONICAL_FIELDS
 from router.rules.model import FormRules
 
+# How a form words each canonical field, for acknowledgments and team notices, which never
+# show canonical names (SPEC section 3). `referrer_contact` is the requirement "an email or
+# a phone number"; `person_address` is satisfied by an address or a postcode.
+FIELD_WORDING: dict[str, str] = {
+    "person_name": "name of the person referred",
+    "person_dob": "date of birth of the person referred",
+    "person_gender": "gender of the person referred",
+    "person_address": "home address or postcode of the person referred",
+    "person_postcode": "postcode of the person referred",
+    "local_authority": "local authority (council) of the person referred",
+    "concern": "your concerns (the reason for the referral)",
+    "referrer_name": "your name",
+    "referrer_organisation": "your organisation",
+    "referrer_email": "your email address",
+    "referrer_phone": "your telephone number",
+    "referrer_contact": "your email address or telephone number",
+    "consent": "whether the person is aware of the referral",
+}
+
+
+def field_wording(name: str) -> str:
+    """The form's words for a canonical field name ("person_dob" -> "date of birth of ...")."""
+    return FIELD_WORDING.get(name, name.replace("_", " "))
+
+
 REFERRER = "referrer"
 PERSON = "person"
+OTHER = "other"  # a section about neither side: parents, carers, other agencies
 
 # Fields that describe the referred person (and so flip to the referrer's counterpart, or to
 # nothing, when a label or section belongs to the referrer), and the reverse.
@@ -82,6 +109,8 @@ _PERSON_WORDS = frozenset(map(_singular, _PERSON_WORDS))
 _NEUTRAL_WORDS = frozenset(map(_singular, _NEUTRAL_WORDS))
 _ROLE_OR_NEUTRAL = _NEUTRAL_WORDS | _REFERRER_WORDS | _PERSON_WORDS
 
+# Fields whose numbered labels ("Address line 2", "Concerns 2") continue the value.
+_CONTINUED = frozenset({"person_address", "concern"})
 # Parts of an address printed as their own fields; their values extend person_address.
 _ADDRESS_PARTS = frozenset({("town",), ("city",), ("town", "city"), ("county",), ("street",)})
 
@@ -142,7 +171,7 @@ def _normalise(text: str, prefix: re.Pattern[str] | None) -> str:
     return text
 
 
-def _key(normalised: str) -> tuple[str, ...]:
+def label_key(normalised: str) -> tuple[str, ...]:
     """The matching key of a normalised label: its words, singular."""
     return tuple(_singular(word) for word in normalised.split())
 
@@ -167,12 +196,17 @@ class LabelMatch:
     """What a label means: a canonical field, or one part of a composite field.
 
     `part` is (group index, part index) within `FormRules.composite[field]`; `append` marks
-    a numbered or partial label ("Address line 2", "Town") whose value extends the field.
+    a numbered or partial label ("Address line 2", "Town") whose value extends the field;
+    `sided` says the label's own words or its section said whose field it is (a bare "Email"
+    outside any section is not sided); `repeat` marks a numbered repeat ("Name_2") with no
+    side: the form asks the question twice without saying for whom.
     """
 
     field: str
     part: tuple[int, int] | None = None
     append: bool = False
+    sided: bool = False
+    repeat: bool = False  # a numbered second "Name_2" whose side nothing tells
 
 
 @dataclass(frozen=True)
@@ -203,7 +237,7 @@ class LabelMap:
 
     def _register(self, label: str, match: LabelMatch) -> None:
         """Add one label; the first registration of a key wins."""
-        key = _key(_normalise(label, self._prefix))
+        key = label_key(_normalise(label, self._prefix))
         if key and key not in self._known:
             self._known[key] = _Known(key, match, label_role(key))
 
@@ -220,27 +254,33 @@ class LabelMap:
 
     def match(self, label: str, section: str | None = None) -> LabelMatch | None:
         """What `label` means in a section with role `section` (REFERRER, PERSON or None)."""
-        key = _key(self.normalise(label))
+        key = label_key(self.normalise(label))
         if not key or len(key) > _MAX_LABEL_WORDS:
             return None
-        append = False
+        append = repeat = False
         known = self._known.get(key) or self._contained(key)
         if known is None:
             base = _numbered_base(key)
             if base is not None:
-                known, append = self._known.get(base) or self._contained(base), True
+                known = self._known.get(base) or self._contained(base)
+                # "Address 2" continues the address; "Name_2" (Acrobat's name for a second
+                # "Name" field) is the same question asked again, for someone else.
+                continued = known is not None and known.match.field in _CONTINUED
+                append, repeat = continued, not continued
             elif key in _ADDRESS_PARTS:
                 known, append = self._address, True
         if known is None:
             return None
-        found = _apply_role(known, label_role(key) or section)
-        if found is None or not append:
-            return found
-        return replace(found, append=True)
+        role = label_role(key) or section
+        found = _apply_role(known, role)
+        if found is None:
+            return None
+        sided = role in (PERSON, REFERRER)
+        return replace(found, append=append, sided=sided, repeat=repeat and not sided)
 
     def is_exact(self, label: str) -> bool:
         """True when the label is exactly a known label (after normalisation)."""
-        return _key(self.normalise(label)) in self._known
+        return label_key(self.normalise(label)) in self._known
 
     def _contained(self, key: tuple[str, ...]) -> _Known | None:
         """The longest known label found inside a longer label, if unambiguous."""
@@ -277,6 +317,8 @@ def _contains(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
 def _apply_role(known: _Known, role: str | None) -> LabelMatch | None:
     """Flip or drop a match whose field belongs to the other side of the referral."""
     field = known.match.field
+    if role == OTHER and field in _PERSON_SIDE | _REFERRER_SIDE:
+        return None  # a parent's or another agency's name, email or address
     if role == REFERRER and field in _PERSON_SIDE:
         counterpart = _COUNTERPART.get(field)
         return LabelMatch(counterpart, known.match.part) if counterpart else None
@@ -287,8 +329,12 @@ def _apply_role(known: _Known, role: str | None) -> LabelMatch | None:
 
 
 def section_role(heading: str) -> str | None:
-    """The role of a section heading ("Referrer details" -> REFERRER), or None."""
-    words = _key(_normalise(heading, None))
+    """The role a heading's own words give ("Referrer details" -> REFERRER), or None.
+
+    Readers use `router.forms.sections.SectionMap`, which tries the rules' section wordings
+    first and falls back to these role words.
+    """
+    words = label_key(_normalise(heading, None))
     if not words or len(words) > 10:
         return None
     return label_role(words)
@@ -333,11 +379,13 @@ def missing_fields(fields: dict[str, str], form_rules: FormRules) -> list[str]:
 
 __all__ = [
     "CANONICAL_FIELDS",
+    "FIELD_WORDING",
     "PERSON",
     "REFERRER",
     "LabelMap",
     "LabelMatch",
     "clean_fields",
+    "field_wording",
     "is_placeholder",
     "label_role",
     "missing_fields",

@@ -5,11 +5,13 @@ AcroForm fields are walked by hand (with a visited set and a cap) rather than th
 (`/T`) and its tooltip (`/TU`) are at hand. A field's label is its tooltip or its name,
 exact matches first; the names of its parent fields ("Referrer.Name") give its section.
 
-When the fields do not make a form (none, or generic names like "Text1"), the text layer
-is extracted page by page in pypdf's layout mode, which keeps the gap between the two
-columns of a table, and read as lines (`router.forms.text`). A PDF with no text at all is
-an image-only scan. An encrypted PDF that opens with the empty user password (owner
-restrictions only) is read normally; any other is "encrypted PDF".
+When every AcroForm field is empty, an XFA form's answers are read from its datasets
+packet (`router.forms.pdf_xfa`). When the fields do not make a form (none, or generic
+names like "Text1"), the text layer is extracted page by page in pypdf's layout mode, which
+keeps the gap between the two columns of a table, and read as lines (`router.forms.text`).
+A PDF with no text at all is an image-only scan. An encrypted PDF that opens with the empty
+user password (owner restrictions only, RC4 or AES) is read normally; any other is
+"encrypted PDF".
 
 pypdf reports problems with malformed files through `warnings` and `logging`; both are
 silenced here (the messages may quote document content, and the reader records its own
@@ -26,12 +28,15 @@ import warnings
 
 import structlog
 from pypdf import PasswordType, PdfReader
+from pypdf.errors import DependencyError
 
 from router.forms import limits
-from router.forms.collect import FieldCollector, ReadResult
-from router.forms.fields import LabelMap, LabelMatch, section_role
+from router.forms.collect import FieldCollector, ReadResult, is_ambiguous
+from router.forms.fields import LabelMap, LabelMatch
 from router.forms.pdf_fields import PdfField, walk_fields
+from router.forms.pdf_sections import field_sections
 from router.forms.pdf_widgets import widget_labels
+from router.forms.pdf_xfa import read_xfa
 from router.forms.text import LineReader
 
 log = structlog.get_logger(__name__)
@@ -55,6 +60,8 @@ def read_pdf(data: bytes, label_map: LabelMap) -> ReadResult:
             return _read(data, label_map)
         except RecursionError:
             return ReadResult.unreadable("corrupt PDF: RecursionError")
+        except DependencyError:  # AES without `cryptography`: encrypted, not corrupt
+            return ReadResult.unreadable("encrypted PDF (AES; cannot be decrypted here)")
         except Exception as exc:  # pypdf raises anything on hostile input
             log.info("pdf_unreadable", error=type(exc).__name__)
             return ReadResult.unreadable(f"corrupt PDF: {type(exc).__name__}")
@@ -67,6 +74,8 @@ def _read(data: bytes, label_map: LabelMap) -> ReadResult:
         return ReadResult.unreadable("encrypted PDF")
     collector = FieldCollector(label_map)
     filled, unmatched = _read_acroform(reader, collector)
+    if not filled and read_xfa(reader, collector):  # LiveCycle keeps answers in XFA data
+        return ReadResult.from_collector(collector, "PDF XFA form data")
     if unmatched:
         unmatched = _read_by_position(reader, unmatched, collector)
     if collector.is_form():
@@ -87,14 +96,26 @@ def _decrypt_empty(reader: PdfReader) -> bool:
     """True when the PDF opens with the empty user password."""
     try:
         return bool(reader.decrypt("") != PasswordType.NOT_DECRYPTED)
+    except DependencyError:
+        raise
     except Exception as exc:  # unsupported algorithm, missing crypto backend, broken dict
         log.info("pdf_decrypt_failed", error=type(exc).__name__)
         return False
 
 
-def _field_match(field: PdfField, collector: FieldCollector) -> LabelMatch | None:
-    """The canonical meaning of a field from its tooltip or name (exact matches first)."""
-    section = next((r for r in map(section_role, reversed(field.parents)) if r), None)
+def _parent_section(field: PdfField, collector: FieldCollector) -> str | None:
+    """The section named by the field's parents ("Referrer.Name" -> REFERRER), if any."""
+    return next((r for r in map(collector.sections.role, reversed(field.parents)) if r), None)
+
+
+def _field_match(
+    field: PdfField, collector: FieldCollector, printed: str | None = None
+) -> LabelMatch | None:
+    """The canonical meaning of a field from its tooltip or name (exact matches first).
+
+    Its section comes from its parents' names, else from the heading printed above it.
+    """
+    section = _parent_section(field, collector) or printed
     label_map = collector.labels
     for label in field.labels:
         if label_map.is_exact(label):
@@ -125,7 +146,11 @@ def _read_acroform(reader: PdfReader, collector: FieldCollector) -> tuple[bool, 
     """
     filled = False
     unmatched: list[PdfField] = []
-    for field in walk_fields(reader):
+    fields = list(walk_fields(reader))
+    printed = _printed_sections(reader, fields, collector)
+    for role in {*printed.values(), *(_parent_section(f, collector) for f in fields)}:
+        collector.saw_section(role)
+    for field in fields:
         value = field.value()
         if value is None:
             continue
@@ -135,12 +160,25 @@ def _read_acroform(reader: PdfReader, collector: FieldCollector) -> tuple[bool, 
             if value == "Yes":
                 collector.add_match(*option)
             continue
-        found = _field_match(field, collector)
+        found = _field_match(field, collector, printed.get(id(field.node)))
         if found is not None:
             collector.add_match(found, value)
         elif value.strip() and not field.is_checkbox:
             unmatched.append(field)
     return filled, unmatched
+
+
+def _printed_sections(
+    reader: PdfReader, fields: list[PdfField], collector: FieldCollector
+) -> dict[int, str]:
+    """Sections from printed headings, looked up only when a bare label could be either side."""
+    for field in fields:
+        if _parent_section(field, collector) is not None or field.value() is None:
+            continue
+        found = _field_match(field, collector)
+        if found is not None and not found.sided and is_ambiguous(found.field):
+            return field_sections(reader, [f.node for f in fields], collector)
+    return {}
 
 
 def _read_by_position(

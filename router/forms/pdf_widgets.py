@@ -42,7 +42,7 @@ def widget_labels(reader: PdfReader, fields: list[DictionaryObject]) -> dict[int
         boxes = _widget_boxes(page, wanted, labels)
         if not boxes:
             continue
-        runs = _text_runs(page)
+        runs = text_runs(page)
         for owner, box in boxes:
             label = _nearest_label(runs, box)
             if label and owner not in labels:
@@ -74,7 +74,7 @@ def _widget_boxes(
     return boxes
 
 
-def _text_runs(page: DictionaryObject) -> list[_Run]:
+def text_runs(page: DictionaryObject) -> list[_Run]:
     """The page's text fragments with positions, merged into runs along each baseline."""
     fragments: list[_Run] = []
 

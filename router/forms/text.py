@@ -24,12 +24,19 @@ import re
 from collections.abc import Iterable
 
 from router.forms.collect import FieldCollector, ReadResult
-from router.forms.fields import LabelMap, LabelMatch, section_role
+from router.forms.fields import LabelMap, LabelMatch
 from router.forms.limits import MAX_TEXT_CHARS
+from router.forms.sections import strip_number
 
 # Fields whose values often run over several lines.
 _MULTILINE = frozenset({"person_address", "concern"})
 _COLUMNS = re.compile(r"\t+|\s{2,}")
+# Leaders between a label and its answer, or standing for a blank answer: "........",
+# "……", "_____", ". . . .", "------".
+_LEADER = re.compile(r"[ \t]*(?:\.{3,}|…+|_{3,}|(?:\. ){2,}\.|-{4,})[ \t]*")
+_TRAILING_LEADER = re.compile(r"(?:\.{3,}|…+|_{3,}|(?:\. ){2,}\.|-{4,})[ \t]*$")
+# "Name   :   Bethany Cole": a colon set apart from its label by spaces.
+_SPACED_COLON = re.compile(r"(?<=\S)[ \t]+:(?=[ \t]|$)")
 _MAX_LABEL_CHARS = 160
 
 
@@ -88,8 +95,11 @@ class LineReader:
 
     def feed(self, line: str) -> None:
         """Read one line."""
-        text = line.strip()
+        text = _SPACED_COLON.sub(":", line.strip())
+        blank = bool(_TRAILING_LEADER.search(text))  # "Address ........" has no answer
+        text = _LEADER.sub("\t", text).strip()
         if not text:
+            self.finish()  # a line of leaders or blanks answers nothing
             self.continuing = None
             return
         columns = [part for part in _COLUMNS.split(text) if part]
@@ -97,31 +107,43 @@ class LineReader:
             return
         text = " ".join(columns)
         pair = _split_pair(text, self.collector)
-        if pair is not None:
-            self.finish()
-            match, value = pair
-            if value:
-                self._record(match, value)
-            else:
-                self.pending = match
+        match = pair[0] if pair is not None else label_only(text, self.collector)
+        if match is None:
+            if self._dropped_label(text):
+                self.finish()  # "Email: ..." in the person's section: nobody's field
+                self.continuing = None
+                return
+            self._other(text)
             return
-        alone = label_only(text, self.collector)
-        if alone is not None:
-            self.finish()
-            self.pending = alone
-            return
-        self._other(text)
+        self.finish()
+        value = pair[1] if pair is not None else ""
+        if value or blank:
+            self._record(match, value)
+        else:
+            self.pending = match
+
+    def _dropped_label(self, text: str) -> bool:
+        """True for a known label that the current section gives to nobody."""
+        if self.collector.section is None:
+            return False
+        section, self.collector.section = self.collector.section, None
+        try:
+            return is_label(text, self.collector)
+        finally:
+            self.collector.section = section
 
     def _other(self, text: str) -> None:
         """A line that holds no label: a value, a continuation or a heading."""
+        # "Label: value" is no heading, but "Section 2: Referrer details" is.
+        heading = self.headings and not re.search(r":\s*\S", strip_number(text))
+        if heading and self.collector.sections.role(text) is not None:
+            self.finish()  # a label left blank just above the next section
+            self.continuing = None
+            self.collector.heading(text)
+            return
         if self.pending is not None:
             pending, self.pending = self.pending, None
             self._record(pending, text)
-            return
-        heading = self.headings and not re.search(r":\s*\S", text)  # "Label: value" is no heading
-        if heading and section_role(text) is not None:
-            self.continuing = None
-            self.collector.heading(text)
             return
         if self.continuing is not None:
             self.collector.extend(self.continuing, text)
@@ -145,6 +167,9 @@ class LineReader:
                 self.finish()
             found = True
             value = pair[1] if pair else ""
+            if following is not None and not re.search(r"[^\W_]", following):
+                index += 1  # a stray ":" or "-" column between a label and nothing
+                following = None
             if not value and following is not None and not is_label(following, self.collector):
                 value = following
                 index += 1

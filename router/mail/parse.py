@@ -22,6 +22,7 @@ from router.mail import headers
 from router.mail.auth import dmarc_failed
 from router.mail.automatic import AutomaticVerdict, classify
 from router.mail.headers import RawHeaders
+from router.mail.outlook import msg_as_email
 from router.mail.sniff import sniff
 from router.models import Attachment, AttachmentKind
 
@@ -271,8 +272,9 @@ def _leaf(part: Message, content_type: str, parent_type: str, walk: _Walk) -> Me
     """Add a leaf part to the attachments when it is not the message body.
 
     Returns:
-        The parsed email when the leaf is an attached .eml file sent with a generic type
-        (its attachments are collected like a message/rfc822 part's), else None.
+        The parsed email when the leaf is an attached .eml file sent with a generic type,
+        or an Outlook .msg (its attachments are collected like a message/rfc822 part's),
+        else None.
     """
     part_headers = RawHeaders(part)
     view = _HeaderView(part_headers)
@@ -294,6 +296,10 @@ def _leaf(part: Message, content_type: str, parent_type: str, walk: _Walk) -> Me
         if inner is not None:
             return inner
     kind = sniff(data)
+    if kind is AttachmentKind.MSG:
+        converted = msg_as_email(data)  # an Outlook item: examined like an attached email
+        if converted is not None:
+            return converted
     looks_image = kind is AttachmentKind.IMAGE or (
         kind is AttachmentKind.OTHER and maintype == "image"
     )

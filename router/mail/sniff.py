@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import logging
 import zipfile
 import zlib
+
+import olefile
 
 from router.models import AttachmentKind
 
@@ -13,6 +16,9 @@ _TEXT_WINDOW = 4096
 _ZIP_MAX_ENTRIES = 5000  # a zip with more members is not an office document we read
 _ZIP_MAX_MEMBER_READ = 64 * 1024
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_OLE_MAX_ENTRIES = 10_000
+# olefile reports damaged containers through logging, which may quote names: keep it quiet.
+logging.getLogger("olefile").setLevel(logging.CRITICAL)
 _BMP_HEADER_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 _WORD_CONTENT_TYPE = b"wordprocessingml.document.main"
 _ODF_MIMETYPE_PREFIX = b"application/vnd.oasis.opendocument."
@@ -48,7 +54,7 @@ def sniff(data: bytes) -> AttachmentKind:
     if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
         return _sniff_zip(data)
     if data.startswith(_OLE2_MAGIC):
-        return AttachmentKind.DOC
+        return _sniff_ole(data)
     if _is_image(data):
         return AttachmentKind.IMAGE
     if b"%PDF-" in data[:_PDF_WINDOW]:
@@ -95,6 +101,30 @@ def _sniff_zip(data: bytes) -> AttachmentKind:
     except _ZIP_ERRORS:
         return AttachmentKind.ZIP
     return AttachmentKind.ZIP
+
+
+def _sniff_ole(data: bytes) -> AttachmentKind:
+    """Tell an Outlook .msg, an Excel .xls and a Word .doc apart by their OLE2 directory.
+
+    A Word document has a "WordDocument" stream, a workbook "Workbook" (or "Book", Excel
+    5), a message "__properties_version1.0" beside "__substg1.0_*" streams. Anything else
+    that is OLE2 (or whose directory cannot be read) stays DOC, so it is reported as a
+    legacy Office file, as before.
+    """
+    try:
+        with olefile.OleFileIO(io.BytesIO(data)) as ole:
+            names = {
+                path[0] for path in ole.listdir(streams=True, storages=True)[:_OLE_MAX_ENTRIES]
+            }
+    except Exception:  # olefile raises many types on damaged containers
+        return AttachmentKind.DOC
+    if "WordDocument" in names:
+        return AttachmentKind.DOC
+    if "__properties_version1.0" in names and any(n.startswith("__substg1.0_") for n in names):
+        return AttachmentKind.MSG
+    if names & {"Workbook", "Book"}:
+        return AttachmentKind.XLS
+    return AttachmentKind.DOC
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:

@@ -76,6 +76,14 @@ class Area(Strict):
     notes: str = ""
 
 
+class SectionWordings(Strict):
+    """Headings that open a section of a form, by whose details the section holds."""
+
+    person: list[str] = Field(default_factory=list)  # the individual referred
+    referrer: list[str] = Field(default_factory=list)  # the person making the referral
+    other: list[str] = Field(default_factory=list)  # parents, carers, other agencies: neither
+
+
 class FormRules(Strict):
     """How form labels map to canonical fields, and what counts as complete."""
 
@@ -90,6 +98,8 @@ class FormRules(Strict):
     # `person_address` is satisfied by an address or a postcode.
     required: list[str]
     placeholders: list[str] = Field(default_factory=list)
+    # section headings ("Referrer details") that say whose Name / Email / Telephone follow
+    sections: SectionWordings = Field(default_factory=SectionWordings)
 
 
 class AckText(Strict):

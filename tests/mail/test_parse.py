@@ -282,3 +282,29 @@ def test_report_does_not_collect_the_returned_original() -> None:
     parsed = parse_message(raw)
     assert parsed.attachments == []
     assert parsed.automatic.kind == "bounce"
+
+
+def test_outlook_msg_is_opened_like_an_attached_message() -> None:
+    """A .msg attachment's body and attachments (and those of a .msg inside it) are examined."""
+    from tests.cfbwriter import embedded_msg, outlook_msg
+
+    inner = embedded_msg("Fwd", "inner body", [("inner-form.docx", b"PK\x03\x04 inner")])
+    msg = outlook_msg("Referral", "Name: Amira Khan", [("form.pdf", PDF), ("Fwd: referral", inner)])
+    parsed = parse_message(
+        build_email(attachments=[("referral.msg", msg, "application/vnd.ms-outlook")])
+    )
+    found = [(a.filename, a.kind, a.data) for a in parsed.attachments]
+    assert ("form.pdf", AttachmentKind.PDF, PDF) in found
+    assert ("inner-form.docx", AttachmentKind.ZIP, b"PK\x03\x04 inner") in found
+    body = [a for a in parsed.attachments if a.kind is AttachmentKind.TEXT]
+    assert [a.data.decode().strip() for a in body] == ["Name: Amira Khan", "inner body"]
+    assert not [a for a in parsed.attachments if a.kind in (AttachmentKind.DOC, AttachmentKind.MSG)]
+
+
+def test_damaged_msg_stays_one_unreadable_attachment() -> None:
+    """A .msg cut short is kept as one MSG attachment (read later as unreadable), no crash."""
+    from tests.cfbwriter import outlook_msg
+
+    msg = outlook_msg("Referral", "body", [("form.pdf", PDF * 200)])
+    parsed = parse_message(build_email(attachments=[("referral.msg", msg[:1600], "x/y")]))
+    assert [a.kind for a in parsed.attachments] in ([AttachmentKind.MSG], [AttachmentKind.DOC])

@@ -106,3 +106,32 @@ def test_pdf_marker_beyond_first_kilobyte_is_not_pdf() -> None:
 def test_utf8_cut_at_window_is_text() -> None:
     """Long UTF-8 text whose sniff window splits a character is still TEXT."""
     assert sniff(b"a" * 4095 + "é".encode() * 10) is AttachmentKind.TEXT
+
+
+@pytest.mark.parametrize(
+    ("streams", "kind"),
+    [
+        ({"WordDocument": b"w" * 600, "1Table": b"t" * 100}, AttachmentKind.DOC),
+        ({"Workbook": b"x" * 600}, AttachmentKind.XLS),
+        ({"Book": b"x" * 600}, AttachmentKind.XLS),
+        (
+            {"__properties_version1.0": b"\0" * 32, "__substg1.0_0037001F": b"S\0"},
+            AttachmentKind.MSG,
+        ),
+        ({"EncryptionInfo": b"i" * 80, "EncryptedPackage": b"p" * 900}, AttachmentKind.DOC),
+    ],
+)
+def test_ole2_directory_tells_doc_xls_and_msg_apart(
+    streams: dict[str, bytes], kind: AttachmentKind
+) -> None:
+    """Word, Excel and Outlook files share one container; their streams say which is which."""
+    from tests.cfbwriter import compound_file
+
+    assert sniff(compound_file(streams)) is kind  # type: ignore[arg-type]
+
+
+def test_outlook_msg_is_not_a_word_document() -> None:
+    """An Outlook item saved as a file (what "attach item" sends) sniffs as MSG."""
+    from tests.cfbwriter import outlook_msg
+
+    assert sniff(outlook_msg("Referral", "See attached.", [("a.txt", b"x")])) is AttachmentKind.MSG
