@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 import sys
 import time
 from typing import Protocol
@@ -14,6 +15,8 @@ import structlog
 from router.aio import wait_any
 from router.delivery.relay import Relay, make_relay
 from router.http import OpsServer, RelayHealth
+from router.journal.dedupe import recent_copy
+from router.journal.orphans import ORPHAN_GRACE_SECONDS, remove_orphans
 from router.journal.store import Journal
 from router.metrics import Metrics
 from router.pipeline import Pipeline
@@ -22,6 +25,7 @@ from router.routing import RoutingEngine
 from router.rules.model import Rules
 from router.sandbox import AnalysisSandbox
 from router.settings import Settings
+from router.supervise import Supervisor
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +67,7 @@ class Daemon:
         self.wake = asyncio.Event()
         self.stop_event = asyncio.Event()
         self.inbox: Inbox | None = None
+        self.supervisor = Supervisor(self.metrics, self.stop_event)
         self._tasks: list[asyncio.Task[None]] = []
         self._last_purge = 0.0
         # --- operations (router/http.py, router/reload.py) ---
@@ -85,23 +90,36 @@ class Daemon:
         """Swap in a new rules version; decisions already made keep the version they used."""
         self.pipeline.engine = RoutingEngine(rules, review_address=self.settings.review_address)
 
+    async def _find_copy(self, raw: bytes) -> str | None:
+        """A message the SMTP inbox stored recently with the same Message-ID and bytes."""
+        return await asyncio.to_thread(recent_copy, self.journal, raw)
+
     def _stored(self) -> None:
         self.metrics.received.labels(self.settings.inbox_endpoint.scheme).inc()
         self.wake.set()
 
     async def start(self) -> None:
-        """Open the inbox. Raises OSError when the listener cannot bind."""
+        """Open the inbox.
+
+        Raises:
+            OSError: the listener cannot bind.
+            ValueError: the listener's settings are unsafe or unreadable (TLS, allow-list).
+        """
+        self._remove_orphans(time.time())  # nothing is being stored yet: every orphan is one
         await self._start_operations()
         endpoint = self.settings.inbox_endpoint
         if endpoint.scheme == "smtp":
-            from router.inbox.smtp import SmtpInbox
+            from router.inbox.smtp import SmtpInbox, listener_options
 
             smtp = SmtpInbox(
                 endpoint.host,
                 endpoint.port,
                 self.journal,
-                max_message_bytes=self.settings.max_message_bytes,
+                options=listener_options(self.settings),
+                allow=self.settings.inbox_allow,
                 on_stored=self._stored,
+                find_copy=self._find_copy,
+                metrics=self.metrics,
             )
             await smtp.start()
             self.inbox = smtp
@@ -117,7 +135,7 @@ class Daemon:
             )
             self.pipeline.on_decided = imap.notify_settle
             self.inbox = imap
-            self._tasks.append(asyncio.create_task(imap.run(self.stop_event), name="imap"))
+            self._tasks.append(self.supervisor.start("imap", lambda: imap.run(self.stop_event)))
 
     # --- operations (router/http.py, router/reload.py) ---
     async def _start_operations(self) -> None:
@@ -126,7 +144,7 @@ class Daemon:
         if bind is not None:
             self.http = OpsServer(self, *bind)
             await self.http.start()
-        watcher = asyncio.create_task(self.rules_watcher.run(self.stop_event), name="rules")
+        watcher = self.supervisor.start("rules", lambda: self.rules_watcher.run(self.stop_event))
         self._tasks.append(watcher)
 
     def refresh_gauges(self) -> None:
@@ -145,12 +163,17 @@ class Daemon:
         await self.pipeline.run_once()
         self._update_gauges()
 
+    def start_pipeline(self) -> asyncio.Task[None]:
+        """Run the pipeline under the supervisor (restarted with backoff after any error)."""
+        return self.supervisor.start("pipeline", self.run)
+
     async def run(self) -> None:
         """Work until `stop_event` is set: wake on new mail or when a retry falls due."""
         while not self.stop_event.is_set():
             self.wake.clear()
             await self.run_once()
             self._maybe_purge()
+            self.supervisor.ok("pipeline")
             due = self.journal.next_due()
             timeout = _IDLE_WAKE_SECONDS if due is None else max(0.05, due - time.time())
             await wait_any(self.wake, self.stop_event, seconds=min(timeout, _IDLE_WAKE_SECONDS))
@@ -158,11 +181,24 @@ class Daemon:
     def _update_gauges(self) -> None:
         rows = self.journal.query(
             "SELECT (SELECT COUNT(*) FROM messages WHERE state = 'quarantined') AS q,"
-            " (SELECT MIN(created_at) FROM outbox WHERE state = 'pending') AS oldest"
+            " (SELECT MIN(created_at) FROM outbox WHERE state = 'pending') AS oldest,"
+            " (SELECT MIN(received_at) FROM messages WHERE state = 'received') AS undecided"
         )
+        now = time.time()
         self.metrics.quarantine_size.set(rows[0]["q"])
-        oldest = rows[0]["oldest"]
-        self.metrics.oldest_undelivered.set(0 if oldest is None else time.time() - oldest)
+        oldest, undecided = rows[0]["oldest"], rows[0]["undecided"]
+        self.metrics.oldest_undelivered.set(0 if oldest is None else now - oldest)
+        self.metrics.oldest_undecided.set(0 if undecided is None else max(0.0, now - undecided))
+
+    def _remove_orphans(self, older_than: float) -> None:
+        """Delete stored files that no journal row names (left by a crash or a failed store)."""
+        try:
+            removed = remove_orphans(self.journal, older_than=older_than)
+        except (OSError, sqlite3.Error) as exc:  # housekeeping: try again at the next purge
+            log.warning("orphans_not_removed", error=type(exc).__name__)
+            return
+        if removed:
+            log.info("orphans_removed", files=removed)
 
     def _maybe_purge(self) -> None:
         now = time.time()
@@ -172,6 +208,7 @@ class Daemon:
         purged = self.journal.purge(now - self.settings.retention_days * 86400)
         if purged:
             log.info("purged", messages=purged, retention_days=self.settings.retention_days)
+        self._remove_orphans(now - ORPHAN_GRACE_SECONDS)
 
     async def close(self) -> None:
         """Stop intake, let in-flight work end (bounded), release everything."""
@@ -213,7 +250,7 @@ async def _serve(settings: Settings, rules: Rules) -> int:
         rules=rules.version[:12],
         areas=len(rules.areas),
     )
-    worker = asyncio.create_task(daemon.run(), name="pipeline")
+    worker = daemon.start_pipeline()
     await daemon.stop_event.wait()
     log.info("stopping")
     if daemon.inbox is not None and hasattr(daemon.inbox, "stop"):

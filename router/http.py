@@ -31,6 +31,9 @@ READY_INBOX_STATES = frozenset({"listening", "connected", "idle"})
 RELAY_GRACE_SECONDS = 300.0
 # A journal that cannot take a tiny write within this long is "not healthy".
 JOURNAL_TIMEOUT_SECONDS = 3.0
+# A stored message still undecided after this long means the pipeline is not keeping up
+# (analysis takes at most ROUTER_PARSE_TIMEOUT_SECONDS a try, three tries): "not ready".
+UNDECIDED_GRACE_SECONDS = 600.0
 _REQUEST_TIMEOUT_SECONDS = 5.0
 _MAX_REQUEST_HEAD = 8192
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
@@ -131,6 +134,7 @@ class OpsServer:
         self.requested_port = port
         self.relay_grace = RELAY_GRACE_SECONDS
         self.journal_timeout = JOURNAL_TIMEOUT_SECONDS
+        self.undecided_grace = UNDECIDED_GRACE_SECONDS
         self.routes: dict[str, Route] = {
             "/metrics": self.metrics,
             "/healthz": self.healthz,
@@ -181,20 +185,56 @@ class OpsServer:
         return Response(200, body, CONTENT_TYPE_LATEST)
 
     async def healthz(self) -> Response:
-        """Alive, and the journal takes a write."""
-        return _verdict({"journal": await self.journal_check()})
+        """Alive: the journal takes a write and no long-running loop is failing."""
+        return _verdict({"journal": await self.journal_check(), "tasks": self.tasks_check()})
 
     async def readyz(self) -> Response:
-        """Ready to take and deliver mail: journal writable, inbox connected, relay reached."""
+        """Ready to take and deliver mail: journal writable, loops running, inbox connected,
+        relay reached, and no stored message waiting too long for its decision."""
         inbox = self.daemon.inbox
         state = inbox.state if inbox is not None else "none"
         return _verdict(
             {
                 "journal": await self.journal_check(),
+                "tasks": self.tasks_check(),
                 "inbox": Check(state in READY_INBOX_STATES, {"state": state}),
                 "relay": self.daemon.relay_health.check(self.relay_grace),
+                "undecided": await self.undecided_check(),
             }
         )
+
+    def tasks_check(self) -> Check:
+        """OK unless a supervised loop failed and has not finished a round since."""
+        supervisor = self.daemon.supervisor
+        now = supervisor.clock()
+        failing = {
+            name: {
+                "error": health.error,
+                "where": health.where,
+                "restarts": health.restarts,
+                "failing_for_seconds": _age(health.failing_since, now),
+            }
+            for name, health in supervisor.failing().items()
+        }
+        return Check(not failing, {"failing": failing} if failing else {})
+
+    async def undecided_check(self) -> Check:
+        """OK unless the oldest stored, undecided message is older than `undecided_grace`."""
+        try:
+            rows = await asyncio.wait_for(
+                asyncio.to_thread(
+                    self.daemon.journal.query,
+                    "SELECT MIN(received_at) AS t FROM messages WHERE state = 'received'",
+                ),
+                self.journal_timeout,
+            )
+        except TimeoutError:
+            return Check(False, {"error": f"no answer within {self.journal_timeout:g} s"})
+        except (sqlite3.Error, OSError) as exc:
+            return Check(False, {"error": type(exc).__name__})
+        oldest = _age(rows[0]["t"], time.time())
+        ok = oldest is None or oldest <= self.undecided_grace
+        return Check(ok, {"oldest_seconds": oldest, "bound_seconds": self.undecided_grace})
 
     async def journal_check(self) -> Check:
         """A tiny durable write to the journal and to its state directory, in bounded time."""

@@ -27,6 +27,7 @@ from router.models import AttachmentKind, Decision, FormReading, FormStatus, Out
 from router.routing import RoutingEngine
 from router.sandbox import AnalysisFailed, AnalysisSandbox
 from router.settings import Settings
+from router.supervise import is_environmental
 
 log = structlog.get_logger(__name__)
 
@@ -88,6 +89,8 @@ class Pipeline:
                 await self.process(stored)
                 count += 1
             except Exception as exc:
+                if is_environmental(exc):
+                    raise  # the journal or the disk, not this message: the supervisor retries
                 self._failed_this_round.add(stored.id)
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 log.error("processing_failed", message=stored.id, error=type(exc).__name__)

@@ -100,8 +100,9 @@ async def test_healthz_and_readyz_report_their_checks(daemon_factory, smtp_captu
     status, headers, body = await fetch(daemon, "/healthz")
     assert status == 200 and headers["Content-Type"] == "application/json"
     report = json.loads(body)
-    assert report["status"] == "ok" and set(report["checks"]) == {"journal"}
+    assert report["status"] == "ok" and set(report["checks"]) == {"journal", "tasks"}
     assert report["checks"]["journal"]["ok"] is True
+    assert report["checks"]["tasks"] == {"ok": True}
 
     status, _, body = await fetch(daemon, "/readyz")
     report = json.loads(body)
@@ -109,6 +110,8 @@ async def test_healthz_and_readyz_report_their_checks(daemon_factory, smtp_captu
     assert report["checks"]["inbox"] == {"ok": True, "state": "listening"}
     assert report["checks"]["relay"]["ok"] is True
     assert report["checks"]["relay"]["last_success_seconds_ago"] is not None
+    assert report["checks"]["undecided"]["ok"] is True
+    assert report["checks"]["undecided"]["oldest_seconds"] is None
 
 
 async def test_readyz_fails_while_the_relay_keeps_failing(daemon_factory, smtp_capture):

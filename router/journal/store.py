@@ -126,10 +126,13 @@ class Journal:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # Also after a failed COMMIT (a full disk): a transaction left open would
+                # make every later BEGIN fail. SQLite may have rolled back already.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -155,20 +158,25 @@ class Journal:
         message_id = new_message_id()
         write_durably(self.raw_path(message_id), raw, tmp_dir=self.tmp_dir)
         header = message_id_header(raw)
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO messages (id, received_at, source_key, message_id_header, sha256,"
-                " size, envelope_rcpts, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'received')",
-                (
-                    message_id,
-                    time.time(),
-                    source_key,
-                    header,
-                    hashlib.sha256(raw).hexdigest(),
-                    len(raw),
-                    json.dumps([r.lower() for r in envelope_recipients]),
-                ),
-            )
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO messages (id, received_at, source_key, message_id_header,"
+                    " sha256, size, envelope_rcpts, state)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'received')",
+                    (
+                        message_id,
+                        time.time(),
+                        source_key,
+                        header,
+                        hashlib.sha256(raw).hexdigest(),
+                        len(raw),
+                        json.dumps([r.lower() for r in envelope_recipients]),
+                    ),
+                )
+        except BaseException:
+            self.raw_path(message_id).unlink(missing_ok=True)  # no row: keep no copy either
+            raise
         return message_id
 
     async def accept(
