@@ -21,9 +21,11 @@ from router.delivery.relay import (
     TransientDeliveryError,
 )
 from router.journal.store import Journal, NewMail, OutboxItem, StoredMessage
+from router.mail.headers import mailbox_key
 from router.mail.parse import parse_message
 from router.metrics import Metrics
 from router.models import AttachmentKind, Decision, FormReading, FormStatus, Outcome
+from router.redaction import redact
 from router.routing import RoutingEngine
 from router.sandbox import AnalysisFailed, AnalysisSandbox
 from router.settings import Settings
@@ -183,7 +185,7 @@ class Pipeline:
         kind = "forward" if decision.outcome is not Outcome.NEEDS_REVIEW else "review"
         mails.append(_new_mail(kind, reference, forward))
         limit = self.engine.rules.acknowledgments.daily_limit_per_sender
-        if decision.ack_to and self.journal.count_ack(decision.ack_to, limit):
+        if decision.ack_to and self.journal.count_ack(mailbox_key(decision.ack_to), limit):
             area = next((a for a in self.engine.rules.areas if a.id == decision.area), None)
             ack = compose_ack(
                 decision,
@@ -293,7 +295,7 @@ class Pipeline:
             kind=item.kind,
             attempts=item.attempts + 1,
             retry_in=round(delay, 1),
-            error=_describe(exc),
+            error=redact(_describe(exc)),  # the relay's reply may quote a referrer's address
         )
         if item.attempts + 1 == self.settings.max_attempts and item.kind != "alert":
             alert = compose_alert(
@@ -308,7 +310,12 @@ class Pipeline:
     def _failed(self, item: OutboxItem, exc: DeliveryError, data: bytes) -> None:
         self.journal.mark_failed(item.id, _describe(exc))
         self.metrics.failed.labels(item.kind).inc()
-        log.error("delivery_failed", reference=item.reference, kind=item.kind, error=_describe(exc))
+        log.error(
+            "delivery_failed",
+            reference=item.reference,
+            kind=item.kind,
+            error=redact(_describe(exc)),
+        )
         if item.kind == "ack":
             return  # a referrer's address that refuses mail: nothing more to do
         if item.kind != "alert":
