@@ -19,6 +19,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from router.delivery.relay import PermanentDeliveryError, Relay, TransientDeliveryError
+from router.loop_thread import LoopThread
 
 if TYPE_CHECKING:
     from router.daemon import Daemon
@@ -34,6 +35,8 @@ JOURNAL_TIMEOUT_SECONDS = 3.0
 # A stored message still undecided after this long means the pipeline is not keeping up
 # (analysis takes at most ROUTER_PARSE_TIMEOUT_SECONDS a try, three tries): "not ready".
 UNDECIDED_GRACE_SECONDS = 600.0
+# The daemon's event loop not turning for this long (a blocking call) is "not healthy".
+LOOP_STALL_SECONDS = 5.0
 _REQUEST_TIMEOUT_SECONDS = 5.0
 _MAX_REQUEST_HEAD = 8192
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
@@ -140,6 +143,10 @@ class OpsServer:
             "/healthz": self.healthz,
             "/readyz": self.readyz,
         }
+        self.loop_stall = LOOP_STALL_SECONDS
+        self.last_beat = time.monotonic()
+        self._heartbeat: asyncio.TimerHandle | None = None
+        self._thread = LoopThread("router-http")
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
 
@@ -151,30 +158,48 @@ class OpsServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        """Listen.
+        """Listen, in a thread of its own: the endpoint answers (and says what is wrong)
+        even while the daemon's event loop is stuck.
 
         Raises:
             OSError: the address cannot be bound; the message names the HTTP endpoint.
         """
+        self._thread.start()
         try:
-            self._server = await asyncio.start_server(
-                self._handle, self.host, self.requested_port, limit=_MAX_REQUEST_HEAD
+            self._server = await self._thread.run(
+                lambda: asyncio.start_server(
+                    self._handle, self.host, self.requested_port, limit=_MAX_REQUEST_HEAD
+                )
             )
         except OSError as exc:
+            await self._thread.stop()
             raise OSError(
                 exc.errno, f"HTTP endpoint {self.host}:{self.requested_port}: {exc.strerror}"
             ) from exc
+        self._beat()
         log.info("http_listening", host=self.host, port=self.port)
 
     async def stop(self) -> None:
-        """Stop listening and close open connections."""
+        """Stop listening, close open connections, end the endpoint's thread."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         server, self._server = self._server, None
         if server is None:
             return
-        server.close()
-        for writer in list(self._connections):
-            writer.close()
-        await server.wait_closed()
+
+        async def close() -> None:
+            server.close()
+            for writer in list(self._connections):
+                writer.close()
+            await server.wait_closed()
+
+        await self._thread.run(close)
+        await self._thread.stop()
+
+    def _beat(self) -> None:
+        """Runs on the daemon's loop every second: how long since shows whether it is stuck."""
+        self.last_beat = time.monotonic()
+        self._heartbeat = asyncio.get_running_loop().call_later(1.0, self._beat)
 
     # --- routes -------------------------------------------------------------------------
 
@@ -185,8 +210,14 @@ class OpsServer:
         return Response(200, body, CONTENT_TYPE_LATEST)
 
     async def healthz(self) -> Response:
-        """Alive: the journal takes a write and no long-running loop is failing."""
-        return _verdict({"journal": await self.journal_check(), "tasks": self.tasks_check()})
+        """Alive: the event loop turns, the journal takes a write, no supervised loop fails."""
+        return _verdict(
+            {
+                "event_loop": self.loop_check(),
+                "journal": await self.journal_check(),
+                "tasks": self.tasks_check(),
+            }
+        )
 
     async def readyz(self) -> Response:
         """Ready to take and deliver mail: journal writable, loops running, inbox connected,
@@ -195,6 +226,7 @@ class OpsServer:
         state = inbox.state if inbox is not None else "none"
         return _verdict(
             {
+                "event_loop": self.loop_check(),
                 "journal": await self.journal_check(),
                 "tasks": self.tasks_check(),
                 "inbox": Check(state in READY_INBOX_STATES, {"state": state}),
@@ -202,6 +234,11 @@ class OpsServer:
                 "undecided": await self.undecided_check(),
             }
         )
+
+    def loop_check(self) -> Check:
+        """OK unless the daemon's event loop has not turned for `loop_stall` seconds."""
+        stalled = round(max(0.0, time.monotonic() - self.last_beat - 1.0), 1)
+        return Check(stalled < self.loop_stall, {"stalled_seconds": stalled})
 
     def tasks_check(self) -> Check:
         """OK unless a supervised loop failed and has not finished a round since."""

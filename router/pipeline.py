@@ -7,6 +7,7 @@ daemon can be killed at any moment and carry on where it was.
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -92,7 +93,10 @@ class Pipeline:
                 count += 1
             except Exception as exc:
                 if is_environmental(exc):
-                    raise  # the journal or the disk, not this message: the supervisor retries
+                    # The journal or the disk failed, not this message: the attempt does
+                    # not count against it, and the supervisor retries the whole round.
+                    self._give_back_attempt(stored)
+                    raise
                 self._failed_this_round.add(stored.id)
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 log.error("processing_failed", message=stored.id, error=type(exc).__name__)
@@ -100,6 +104,17 @@ class Pipeline:
                     self.quarantine(stored, error, summary=type(exc).__name__)
                     count += 1
         return count
+
+    def _give_back_attempt(self, stored: StoredMessage) -> None:
+        """Undo `claim`'s count for an attempt cut short (if the claim was recorded)."""
+        try:
+            with self.journal.transaction() as db:
+                db.execute(
+                    "UPDATE messages SET attempts = ? WHERE id = ? AND attempts = ?",
+                    (stored.attempts, stored.id, stored.attempts + 1),
+                )
+        except (OSError, sqlite3.Error) as exc:  # still failing: the attempt stays counted
+            log.warning("attempt_not_returned", message=stored.id, error=type(exc).__name__)
 
     async def process(self, stored: StoredMessage) -> None:
         """Decide one stored message and record its decisions with the mail they cause."""

@@ -35,3 +35,6 @@ def log_capture() -> Iterator[Callable[[str], io.StringIO]]:
 
     yield capture
     configure_logging("info", "json")
+
+
+from tests.hardening.serve import serve  # noqa: E402, F401  (fixture: a real `serve` process)
