@@ -69,6 +69,13 @@ class ServeProcess(RouterProcess):
                     assert time.monotonic() < deadline, "daemon did not start listening"
                     time.sleep(0.05)  # polling a port that is not open yet
 
+    def stop(self) -> None:
+        super().stop()
+        if self._copier is not None:
+            self._copier.join(10)
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+
     def _copy_output(self) -> None:
         assert self.process is not None and self.process.stdout is not None
         with self.log.open("ab") as log:
