@@ -90,6 +90,8 @@ def test_journal_locked_longer_than_the_busy_timeout(
     _wait_for(lambda: router.health()[0] == 200, 15, "/healthz to recover")
     log = router.log_text()
     assert '"task_failed"' in log and '"task_recovered"' in log
+    assert '"store_failed"' in log  # a 451 was given while the lock held
+    _assert_every_copy_has_its_row(router)
 
 
 def test_full_disk_for_a_few_seconds_under_load(
@@ -116,5 +118,14 @@ def test_full_disk_for_a_few_seconds_under_load(
     counts = wait_for_forwards(capture, range(7), timeout=60)
     assert set(counts) == {f"<referral-{n}@school.example>" for n in range(7)}
     assert router.metric("router_quarantine_size") == 0
+    _assert_every_copy_has_its_row(router)
     assert router.process is not None and router.process.poll() is None
     _wait_for(lambda: router.health()[0] == 200, 15, "/healthz to recover")
+
+
+def _assert_every_copy_has_its_row(router: ServeProcess) -> None:
+    """A message refused with 451 left no stored copy behind."""
+    with sqlite3.connect(router.cwd / "state" / "journal.sqlite3") as db:
+        ids = {row[0] for row in db.execute("SELECT id FROM messages")}
+    stored = {path.stem for path in (router.cwd / "state" / "messages").glob("*.eml")}
+    assert stored <= ids
