@@ -45,9 +45,7 @@ def test_resent_message_is_recorded_once(serve: tuple[ServeProcess, CaptureServe
     assert first == again and first.startswith("2.0.0 Stored as ")
     _wait_until_done(router, 1)
     assert _journal(router, "SELECT COUNT(*) FROM messages") == [(1,)]
-    assert wait_for_forwards(capture, range(1, 2), timeout=10) == {
-        "<referral-1@school.example>": 1
-    }
+    assert wait_for_forwards(capture, range(1, 2), timeout=10) == {"<referral-1@school.example>": 1}
 
 
 def test_quoted_variants_share_one_acknowledgment_cap(
