@@ -269,9 +269,11 @@ class OpsServer:
             return Check(False, {"error": f"no answer within {self.journal_timeout:g} s"})
         except (sqlite3.Error, OSError) as exc:
             return Check(False, {"error": type(exc).__name__})
-        oldest = _age(rows[0]["t"], time.time())
-        ok = oldest is None or oldest <= self.undecided_grace
-        return Check(ok, {"oldest_seconds": oldest, "bound_seconds": self.undecided_grace})
+        received = rows[0]["t"]
+        age = None if received is None else max(0.0, time.time() - received)
+        ok = age is None or age <= self.undecided_grace
+        shown = None if age is None else round(age, 1)
+        return Check(ok, {"oldest_seconds": shown, "bound_seconds": self.undecided_grace})
 
     async def journal_check(self) -> Check:
         """A tiny durable write to the journal and to its state directory, in bounded time."""
