@@ -97,22 +97,25 @@ def test_journal_locked_longer_than_the_busy_timeout(
 def test_full_disk_for_a_few_seconds_under_load(
     serve: tuple[ServeProcess, CaptureServer],
 ) -> None:
-    """No file of the daemon may grow (a file-size limit, as on a full disk) for 4 s while
-    referrals arrive: they are answered 451 or stored, /healthz says the disk fails, and
-    every one is forwarded, none quarantined, once space returns."""
+    """No file of the daemon may grow (a file-size limit, as on a full disk) for 8 s while
+    a referral is being decided, the relay defers and more referrals arrive: they are
+    answered 451 or stored, /healthz says so, and every one is forwarded, none
+    quarantined, once space returns."""
     router, capture = serve
     router.start()
+    capture.fail_with(451, "4.3.0 try again later", at="MAIL")  # the pipeline keeps waking
     deadline = time.monotonic() + 100
     send_until_stored(router.port, referral(0), sender=SENDER, deadline=deadline)
-    sender = _send_in_background(router, range(1, 7), deadline)
-    _wait_for(lambda: router.metric("router_messages_received_total", inbox="smtp") >= 2, 30, "")
-
-    router.limit(resource.RLIMIT_FSIZE, 0)
-    full_until = time.monotonic() + 4
+    _wait_for(lambda: router.metric("router_mail_retries_total") >= 1, 30, "a deferral")
+    send_until_stored(router.port, referral(1), sender=SENDER, deadline=deadline)
+    router.limit(resource.RLIMIT_FSIZE, 0)  # while referral 1 is being decided
+    full_until = time.monotonic() + 8
+    sender = _send_in_background(router, range(2, 7), deadline)
     status, report, _ = router.health()
     assert status == 503 and report["checks"]["journal"]["ok"] is False  # type: ignore[index]
-    time.sleep(max(0.0, full_until - time.monotonic()))  # the disk stays full for 4 s
+    time.sleep(max(0.0, full_until - time.monotonic()))  # the disk stays full for 8 s
     router.limit(resource.RLIMIT_FSIZE, resource.RLIM_INFINITY)
+    capture.reset()
 
     _join(sender)
     counts = wait_for_forwards(capture, range(7), timeout=60)
