@@ -139,7 +139,7 @@ def addresses(values: Iterable[str]) -> list[str]:
     Returns:
         The valid addresses; groups, empty entries and garbage are dropped.
     """
-    found: list[str] = []
+    found: dict[str, None] = {}  # ordered and de-duplicated in linear time
     for value in values:
         try:
             pairs = getaddresses([clean_text(value)])
@@ -147,9 +147,9 @@ def addresses(values: Iterable[str]) -> list[str]:
             continue
         for _name, addr in pairs:
             bare = normalise_address(addr)
-            if bare is not None and bare not in found:
-                found.append(bare)
-    return found
+            if bare is not None:
+                found[bare] = None
+    return list(found)
 
 
 def normalise_address(addr: str) -> str | None:
