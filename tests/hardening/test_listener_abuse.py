@@ -59,8 +59,8 @@ def _session(source: str, port: int) -> tuple[socket.socket, socket.SocketIO]:
 
 def test_thousands_of_idle_connections(serve: tuple[ServeProcess, CaptureServer]) -> None:
     """2,000 idle connections from one address (the daemon allowed 1,024 descriptors): the
-    daemon holds few of them, /healthz answers within a second, a referral from another
-    address is forwarded."""
+    daemon holds few of them, /healthz and the SMTP greeting come within a second, and a
+    referral from another address is forwarded."""
     router, capture = serve
     router.start()
     router.limit(resource.RLIMIT_NOFILE, 1024)
@@ -80,6 +80,7 @@ def test_thousands_of_idle_connections(serve: tuple[ServeProcess, CaptureServer]
             for sock in idle:
                 sock.close()
     assert sampler.slowest < 1.0 and not sampler.failures
+    assert sampler.slowest_greeting < 1.0
     assert router.metric("router_smtp_connections_refused_total", reason="too_many_from_client")
 
 
@@ -143,7 +144,8 @@ def test_hostile_sizes_keep_the_daemon_small_and_responsive(
 ) -> None:
     """100,000 RCPT TO, a 20 MB message of empty lines and ten 24 MB EHLO lines at once:
     recipients are capped and the client cut off, the EHLOs refused, the message stored;
-    /healthz answers within a second throughout and the daemon stays under 300 MB."""
+    /healthz and the SMTP greeting come within a second throughout, and the daemon stays
+    under 300 MB."""
     router, _capture = serve
     router.start()
     results: dict[str, object] = {}
@@ -161,8 +163,9 @@ def test_hostile_sizes_keep_the_daemon_small_and_responsive(
         results["data"] = _empty_lines_message(router.port)
     replies = bytes(results["rcpt"]).splitlines()  # type: ignore[arg-type]
     assert sum(reply.startswith(b"250 2.1.5") for reply in replies) == 100
-    assert replies[-1].startswith(b"421")
+    assert len(replies) < 10_000  # cut off long before the end (its last replies may be lost)
     assert all(bytes(results[f"ehlo{n}"]).startswith(b"500") for n in range(10))  # type: ignore[arg-type]
     assert bytes(results["data"]).startswith(b"250")  # type: ignore[arg-type]
     assert sampler.slowest < 1.0 and not sampler.failures
+    assert sampler.slowest_greeting < 1.0
     assert sampler.peak_rss < MAX_RSS, sampler.peak_rss
