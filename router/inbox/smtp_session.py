@@ -21,6 +21,9 @@ log = structlog.get_logger(__name__)
 # unread. RFC 5321 allows 512 octets (aiosmtpd checks that per command); RFC 4954 lets an
 # AUTH line reach 12288. DATA is read in pieces of this size, whatever its line lengths.
 COMMAND_READ_LIMIT = 16384
+# Outside DATA, this many octets without a line end is no SMTP client: the connection is
+# closed rather than read to the end (a 24 MB EHLO would otherwise be drained through Python).
+_COMMAND_LINE_CUTOFF = 1024 * 1024
 # After this many refused RCPTs in one session the client is cut off: it is not a mail
 # server delivering a message, and answering it costs the daemon time.
 _EXCESS_RCPT_LIMIT = 1000
@@ -74,6 +77,8 @@ class ListenerSMTP(SMTP):
         self._admitted_peer: Any = None
         self._refused = False
         self._excess_rcpt = 0
+        self._in_data = False
+        self._line_octets = 0  # outside DATA: octets received since the last line end
         self._lifetime: asyncio.TimerHandle | None = None
 
     # --- admission ----------------------------------------------------------------------
@@ -107,8 +112,20 @@ class ListenerSMTP(SMTP):
         super().connection_lost(error)
 
     def data_received(self, data: bytes) -> None:
-        if not self._refused:
-            super().data_received(data)
+        if self._refused:
+            return
+        if not self._in_data:
+            line_end = data.rfind(b"\n")
+            self._line_octets = (
+                len(data) - line_end - 1 if line_end >= 0 else self._line_octets + len(data)
+            )
+            if self._line_octets > _COMMAND_LINE_CUTOFF and self.transport is not None:
+                log.warning("smtp_line_too_long", octets=self._line_octets)
+                assert isinstance(self.transport, asyncio.WriteTransport)
+                self.transport.write(b"500 5.5.2 Line too long; closing the connection\r\n")
+                self.transport.close()
+                return
+        super().data_received(data)
 
     def eof_received(self) -> bool | None:
         if self._refused:
@@ -146,7 +163,11 @@ class ListenerSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        content = await self._read_data()
+        self._in_data = True
+        try:
+            content = await self._read_data()
+        finally:
+            self._in_data, self._line_octets = False, 0
         if content is None:
             await self.push("552 5.3.4 Message too big for this system")
             self._set_post_data_state()  # type: ignore[no-untyped-call]

@@ -125,14 +125,16 @@ def _empty_lines_message(port: int) -> bytes:
 
 
 def _huge_ehlo(port: int) -> bytes:
-    """EHLO with a 24 MB name; returns the reply."""
+    """EHLO with a 24 MB name; returns the reply, or b"closed" when the server cut the
+    connection before the line ended."""
     sock = _connect_from("127.0.0.5", port)
     reader = sock.makefile("rb")
     reader.readline()
-    answer = b""
-    with contextlib.suppress(OSError):
+    try:
         sock.sendall(b"EHLO " + b"a" * (24 * 1024 * 1024) + b"\r\n")
         answer = reader.readline()
+    except OSError:
+        answer = b"closed"
     reader.close()
     sock.close()
     return answer
@@ -164,7 +166,8 @@ def test_hostile_sizes_keep_the_daemon_small_and_responsive(
     replies = bytes(results["rcpt"]).splitlines()  # type: ignore[arg-type]
     assert sum(reply.startswith(b"250 2.1.5") for reply in replies) == 100
     assert len(replies) < 10_000  # cut off long before the end (its last replies may be lost)
-    assert all(bytes(results[f"ehlo{n}"]).startswith(b"500") for n in range(10))  # type: ignore[arg-type]
+    ehlo_answers = {bytes(results[f"ehlo{n}"])[:3] for n in range(10)}  # type: ignore[arg-type]
+    assert ehlo_answers <= {b"500", b"clo"}
     assert bytes(results["data"]).startswith(b"250")  # type: ignore[arg-type]
     assert sampler.slowest < 1.0 and not sampler.failures
     assert sampler.slowest_greeting < 1.0
