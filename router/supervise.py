@@ -106,13 +106,15 @@ class Supervisor:
 
     def _failed(self, name: str, health: TaskHealth, error: str, where: str | None) -> None:
         health.restarts += 1
+        self.metrics.task_restarts.labels(name).inc()
+        # Logged once per streak and error class (repeats go to debug, `task_recovered`
+        # ends the streak), with the class and place only: an exception's text can quote
+        # a referral.
+        repeated = health.failing_since is not None and health.error == error
         if health.failing_since is None:
             health.failing_since = self.clock()
         health.error, health.where = error, where
-        self.metrics.task_restarts.labels(name).inc()
-        # One line per failure, the class and place only: an exception's text can quote a
-        # referral, and the backoff keeps a persistent fault from flooding the log.
-        log.error(
+        (log.debug if repeated else log.error)(
             "task_failed",
             task=name,
             error=error,
