@@ -22,14 +22,13 @@ from router.journal.sqlite import JOURNAL_FILE, SqliteJournal
 from router.journal.store import open_journal as open_configured_journal
 from router.kinds import ALERT, MAIL_KINDS
 from router.oauth.sources import format_health, recorded_health
+from router.redaction import redact
 from router.settings import Settings
 
 MESSAGE_STATES = ("received", "decided", "done", "quarantined")
 OUTCOMES = ("forward", "incomplete", "needs_review", "ignored")
 _MESSAGE_ID = re.compile(r"^(\d{8}-[0-9A-F]{8})$", re.IGNORECASE)
 _REFERENCE = re.compile(r"^PR-(\d{8}-[0-9A-F]{8})-\d+$", re.IGNORECASE)
-_ADDRESS = re.compile(r"[\w.+'=-]+@([\w-]+(?:\.[\w-]+)+)")
-_REASON_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -177,13 +176,6 @@ def _quarantine(journal: Journal) -> list[Quarantined]:
         )
         for row in rows
     ]
-
-
-def redact(text: str) -> str:
-    """One line of an error text, addresses reduced to their domain (`...@met.pnn.police.uk`)."""
-    line = " ".join(text.split())
-    line = _ADDRESS.sub(lambda match: f"...@{match.group(1)}", line)
-    return line if len(line) <= _REASON_LIMIT else line[: _REASON_LIMIT - 3] + "..."
 
 
 def status(settings: Settings, out: TextIO, *, as_json: bool = False) -> int:

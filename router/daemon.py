@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 import sys
 import time
 from typing import Protocol
@@ -15,9 +16,12 @@ from router.aio import wait_any
 from router.delivery.probe import RelayProbe
 from router.delivery.relay import Relay, make_relay
 from router.http import OpsServer, RelayHealth
+from router.journal.dedupe import recent_copy
 from router.journal.files import ensure_dir
+from router.journal.orphans import ORPHAN_GRACE_SECONDS, remove_orphans
 from router.journal.owner import OwnerLock, StateDirInUse
 from router.journal.records import JournalUnavailable
+from router.journal.sqlite import SqliteJournal
 from router.journal.store import open_journal
 from router.metrics import Metrics
 from router.oauth.sources import OAuthSources
@@ -27,12 +31,12 @@ from router.routing import RoutingEngine
 from router.rules.model import Rules
 from router.sandbox import AnalysisSandbox
 from router.settings import Settings
+from router.supervise import Supervisor
 
 log = structlog.get_logger(__name__)
 
 _IDLE_WAKE_SECONDS = 30.0
 _PURGE_EVERY_SECONDS = 3600.0
-_JOURNAL_RETRY_SECONDS = 1.0
 
 
 class Inbox(Protocol):
@@ -69,6 +73,7 @@ class Daemon:
         self.wake = asyncio.Event()
         self.stop_event = asyncio.Event()
         self.inbox: Inbox | None = None
+        self.supervisor = Supervisor(self.metrics, self.stop_event)
         self._tasks: list[asyncio.Task[None]] = []
         self._last_purge = 0.0
         # --- operations (router/http.py, router/reload.py) ---
@@ -92,24 +97,37 @@ class Daemon:
         """Swap in a new rules version; decisions already made keep the version they used."""
         self.pipeline.engine = RoutingEngine(rules, review_address=self.settings.review_address)
 
+    async def _find_copy(self, raw: bytes) -> str | None:
+        """A message the SMTP inbox stored recently with the same Message-ID and bytes."""
+        return await asyncio.to_thread(recent_copy, self.journal, raw)
+
     def _stored(self) -> None:
         self.metrics.received.labels(self.settings.inbox_endpoint.scheme).inc()
         self.wake.set()
 
     async def start(self) -> None:
-        """Open the inbox. Raises OSError when the listener cannot bind."""
+        """Open the inbox.
+
+        Raises:
+            OSError: the listener cannot bind.
+            ValueError: the listener's settings are unsafe or unreadable (TLS, allow-list).
+        """
         self.journal.start_heartbeat()
+        self._remove_orphans(time.time())  # nothing is being stored yet: every orphan is one
         await self._start_operations()
         endpoint = self.settings.inbox_endpoint
         if endpoint.scheme == "smtp":
-            from router.inbox.smtp import SmtpInbox
+            from router.inbox.smtp import SmtpInbox, listener_options
 
             smtp = SmtpInbox(
                 endpoint.host,
                 endpoint.port,
                 self.journal,
-                max_message_bytes=self.settings.max_message_bytes,
+                options=listener_options(self.settings),
+                allow=self.settings.inbox_allow,
                 on_stored=self._stored,
+                find_copy=self._find_copy,
+                metrics=self.metrics,
             )
             await smtp.start()
             self.inbox = smtp
@@ -132,7 +150,7 @@ class Daemon:
             lease = MailboxLease(self.journal, self.settings.inbox, inner_state=lambda: imap.state)
             self.inbox = lease
             self._tasks.append(
-                asyncio.create_task(lease.run(imap.run, self.stop_event), name="imap")
+                self.supervisor.start("imap", lambda: lease.run(imap.run, self.stop_event))
             )
 
     # --- operations (router/http.py, router/reload.py) ---
@@ -142,7 +160,7 @@ class Daemon:
         if bind is not None:
             self.http = OpsServer(self, *bind)
             await self.http.start()
-        watcher = asyncio.create_task(self.rules_watcher.run(self.stop_event), name="rules")
+        watcher = self.supervisor.start("rules", lambda: self.rules_watcher.run(self.stop_event))
         self._tasks.append(watcher)
         probe = asyncio.create_task(self.relay_probe.run(self.stop_event), name="relay-probe")
         self._tasks.append(probe)
@@ -170,32 +188,45 @@ class Daemon:
         await self.pipeline.run_once()
         self._update_gauges()
 
+    def start_pipeline(self) -> asyncio.Task[None]:
+        """Run the pipeline under the supervisor (restarted with backoff after any error)."""
+        return self.supervisor.start("pipeline", self.run)
+
     async def run(self) -> None:
         """Work until `stop_event` is set: wake on new mail or when a retry falls due."""
         while not self.stop_event.is_set():
             self.wake.clear()
-            try:
-                await self.run_once()
-                self._maybe_purge()
-                due = self.journal.next_due()
-            except JournalUnavailable as exc:
-                # The shared database is down or restarting: nothing is lost (it is all
-                # there), so wait and try again; /readyz says so meanwhile.
-                log.warning("journal_unavailable", error=str(exc))
-                await wait_any(self.stop_event, seconds=_JOURNAL_RETRY_SECONDS)
-                continue
+            await self.run_once()
+            self._maybe_purge()
+            self.supervisor.ok("pipeline")
+            due = self.journal.next_due()
             timeout = _IDLE_WAKE_SECONDS if due is None else max(0.05, due - time.time())
             await wait_any(self.wake, self.stop_event, seconds=min(timeout, _IDLE_WAKE_SECONDS))
 
     def _update_gauges(self) -> None:
         rows = self.journal.query(
             "SELECT (SELECT COUNT(*) FROM messages WHERE state = 'quarantined') AS q,"
-            " (SELECT MIN(created_at) FROM outbox WHERE state = 'pending') AS oldest"
+            " (SELECT MIN(created_at) FROM outbox WHERE state = 'pending') AS oldest,"
+            " (SELECT MIN(received_at) FROM messages WHERE state = 'received') AS undecided"
         )
+        now = time.time()
         self.metrics.quarantine_size.set(rows[0]["q"])
         self._update_node_gauges()
-        oldest = rows[0]["oldest"]
-        self.metrics.oldest_undelivered.set(0 if oldest is None else time.time() - oldest)
+        oldest, undecided = rows[0]["oldest"], rows[0]["undecided"]
+        self.metrics.oldest_undelivered.set(0 if oldest is None else now - oldest)
+        self.metrics.oldest_undecided.set(0 if undecided is None else max(0.0, now - undecided))
+
+    def _remove_orphans(self, older_than: float) -> None:
+        """Delete stored files that no journal row names (left by a crash or a failed store)."""
+        if not isinstance(self.journal, SqliteJournal):
+            return  # PostgreSQL keeps the bytes in the row's transaction: no orphans
+        try:
+            removed = remove_orphans(self.journal, older_than=older_than)
+        except (OSError, sqlite3.Error) as exc:  # housekeeping: try again at the next purge
+            log.warning("orphans_not_removed", error=type(exc).__name__)
+            return
+        if removed:
+            log.info("orphans_removed", files=removed)
 
     def _update_node_gauges(self) -> None:
         """What this node holds (several routers on one journal): labelled with its name."""
@@ -220,6 +251,7 @@ class Daemon:
         purged = self.journal.purge(now - self.settings.retention_days * 86400)
         if purged:
             log.info("purged", messages=purged, retention_days=self.settings.retention_days)
+        self._remove_orphans(now - ORPHAN_GRACE_SECONDS)
 
     async def close(self) -> None:
         """Stop intake, let in-flight work end (bounded), release everything."""
@@ -261,7 +293,7 @@ async def _serve(settings: Settings, rules: Rules) -> int:
         rules=rules.version[:12],
         areas=len(rules.areas),
     )
-    worker = asyncio.create_task(daemon.run(), name="pipeline")
+    worker = daemon.start_pipeline()
     await daemon.stop_event.wait()
     log.info("stopping")
     if daemon.inbox is not None and hasattr(daemon.inbox, "stop"):

@@ -19,12 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from router.delivery.relay import PermanentDeliveryError, Relay, TransientDeliveryError
 from router.journal.records import JournalUnavailable
+from router.loop_thread import LoopThread
 
 if TYPE_CHECKING:
     from router.delivery.probe import RelayProbe
     from router.journal.protocol import Journal
     from router.metrics import Metrics
     from router.oauth.sources import OAuthSources
+    from router.supervise import Supervisor
 
 
 class InboxState(Protocol):
@@ -43,6 +45,7 @@ class Operated(Protocol):
     relay_health: RelayHealth
     relay_probe: RelayProbe
     oauth: OAuthSources
+    supervisor: Supervisor
 
     def refresh_gauges(self) -> None: ...
 
@@ -57,6 +60,11 @@ READY_INBOX_STATES = frozenset(
 RELAY_GRACE_SECONDS = 300.0
 # A journal that cannot take a tiny write within this long is "not healthy".
 JOURNAL_TIMEOUT_SECONDS = 3.0
+# A stored message still undecided after this long means the pipeline is not keeping up
+# (analysis takes at most ROUTER_PARSE_TIMEOUT_SECONDS a try, three tries): "not ready".
+UNDECIDED_GRACE_SECONDS = 600.0
+# The daemon's event loop not turning for this long (a blocking call) is "not healthy".
+LOOP_STALL_SECONDS = 5.0
 _REQUEST_TIMEOUT_SECONDS = 5.0
 _MAX_REQUEST_HEAD = 8192
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
@@ -157,11 +165,16 @@ class OpsServer:
         self.requested_port = port
         self.relay_grace = RELAY_GRACE_SECONDS
         self.journal_timeout = JOURNAL_TIMEOUT_SECONDS
+        self.undecided_grace = UNDECIDED_GRACE_SECONDS
         self.routes: dict[str, Route] = {
             "/metrics": self.metrics,
             "/healthz": self.healthz,
             "/readyz": self.readyz,
         }
+        self.loop_stall = LOOP_STALL_SECONDS
+        self.last_beat = time.monotonic()
+        self._heartbeat: asyncio.TimerHandle | None = None
+        self._thread = LoopThread("router-http")
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
 
@@ -173,30 +186,48 @@ class OpsServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        """Listen.
+        """Listen, in a thread of its own: the endpoint answers (and says what is wrong)
+        even while the daemon's event loop is stuck.
 
         Raises:
             OSError: the address cannot be bound; the message names the HTTP endpoint.
         """
+        self._thread.start()
         try:
-            self._server = await asyncio.start_server(
-                self._handle, self.host, self.requested_port, limit=_MAX_REQUEST_HEAD
+            self._server = await self._thread.run(
+                lambda: asyncio.start_server(
+                    self._handle, self.host, self.requested_port, limit=_MAX_REQUEST_HEAD
+                )
             )
         except OSError as exc:
+            await self._thread.stop()
             raise OSError(
                 exc.errno, f"HTTP endpoint {self.host}:{self.requested_port}: {exc.strerror}"
             ) from exc
+        self._beat()
         log.info("http_listening", host=self.host, port=self.port)
 
     async def stop(self) -> None:
-        """Stop listening and close open connections."""
+        """Stop listening, close open connections, end the endpoint's thread."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         server, self._server = self._server, None
         if server is None:
             return
-        server.close()
-        for writer in list(self._connections):
-            writer.close()
-        await server.wait_closed()
+
+        async def close() -> None:
+            server.close()
+            for writer in list(self._connections):
+                writer.close()
+            await server.wait_closed()
+
+        await self._thread.run(close)
+        await self._thread.stop()
+
+    def _beat(self) -> None:
+        """Runs on the daemon's loop every second: how long since shows whether it is stuck."""
+        self.last_beat = time.monotonic()
+        self._heartbeat = asyncio.get_running_loop().call_later(1.0, self._beat)
 
     # --- routes -------------------------------------------------------------------------
 
@@ -207,11 +238,18 @@ class OpsServer:
         return Response(200, body, CONTENT_TYPE_LATEST)
 
     async def healthz(self) -> Response:
-        """Alive, and the journal takes a write."""
-        return _verdict({"journal": await self.journal_check()})
+        """Alive: the event loop turns, the journal takes a write, no supervised loop fails."""
+        return _verdict(
+            {
+                "event_loop": self.loop_check(),
+                "journal": await self.journal_check(),
+                "tasks": self.tasks_check(),
+            }
+        )
 
     async def readyz(self) -> Response:
-        """Ready to take and deliver mail: journal writable, inbox connected, relay reached."""
+        """Ready to take and deliver mail: journal writable, loops running, inbox connected,
+        relay reached, and no stored message waiting too long for its decision."""
         inbox = self.daemon.inbox
         state = inbox.state if inbox is not None else "none"
         inbox_detail = {"state": state}
@@ -219,15 +257,58 @@ class OpsServer:
             inbox_detail["reason"] = inbox.failure  # type: ignore[union-attr]
         relay, probe = self.daemon.relay_health.check(self.relay_grace), self.daemon.relay_probe
         checks = {
+            "event_loop": self.loop_check(),
             "journal": await self.journal_check(),
+            "tasks": self.tasks_check(),
             "inbox": Check(state in READY_INBOX_STATES, inbox_detail),
             # The start-up probe (router.delivery.probe) fails it too until the relay works.
             "relay": Check(relay.ok and probe.ok, {**relay.detail, **probe.detail()}),
+            "undecided": await self.undecided_check(),
         }
         oauth = self.daemon.oauth  # OAuth 2.0: the cause and the setting to check (router/oauth)
         if oauth.sources:
             checks["oauth"] = Check(oauth.ok, oauth.health())
         return _verdict(checks)
+
+    def loop_check(self) -> Check:
+        """OK unless the daemon's event loop has not turned for `loop_stall` seconds."""
+        stalled = round(max(0.0, time.monotonic() - self.last_beat - 1.0), 1)
+        return Check(stalled < self.loop_stall, {"stalled_seconds": stalled})
+
+    def tasks_check(self) -> Check:
+        """OK unless a supervised loop failed and has not finished a round since."""
+        supervisor = self.daemon.supervisor
+        now = supervisor.clock()
+        failing = {
+            name: {
+                "error": health.error,
+                "where": health.where,
+                "restarts": health.restarts,
+                "failing_for_seconds": _age(health.failing_since, now),
+            }
+            for name, health in supervisor.failing().items()
+        }
+        return Check(not failing, {"failing": failing} if failing else {})
+
+    async def undecided_check(self) -> Check:
+        """OK unless the oldest stored, undecided message is older than `undecided_grace`."""
+        try:
+            rows = await asyncio.wait_for(
+                asyncio.to_thread(
+                    self.daemon.journal.query,
+                    "SELECT MIN(received_at) AS t FROM messages WHERE state = 'received'",
+                ),
+                self.journal_timeout,
+            )
+        except TimeoutError:
+            return Check(False, {"error": f"no answer within {self.journal_timeout:g} s"})
+        except (sqlite3.Error, OSError, JournalUnavailable) as exc:
+            return Check(False, {"error": type(exc).__name__})
+        received = rows[0]["t"]
+        age = None if received is None else max(0.0, time.time() - received)
+        ok = age is None or age <= self.undecided_grace
+        shown = None if age is None else round(age, 1)
+        return Check(ok, {"oldest_seconds": shown, "bound_seconds": self.undecided_grace})
 
     async def journal_check(self) -> Check:
         """A tiny durable write to the journal and to its state directory, in bounded time."""

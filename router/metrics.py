@@ -77,6 +77,23 @@ class Metrics:
         self.rules_reloads = Counter(
             "router_rules_reloads", "Rules reload attempts", ["result"], registry=r
         )
+        self.task_restarts = Counter(
+            "router_task_restarts",
+            "Long-running loops restarted after an unexpected error",
+            ["task"],
+            registry=r,
+        )
+        self.oldest_undecided = Gauge(
+            "router_oldest_undecided_seconds",
+            "Age of the oldest stored message not yet decided (0 when none)",
+            registry=r,
+        )
+        self.smtp_refused = Counter(
+            "router_smtp_connections_refused",
+            "Listener connections refused at connect, by reason",
+            ["reason"],
+            registry=r,
+        )
         for kind in MAIL_KINDS:
             self.sent.labels(kind)
             self.failed.labels(kind)

@@ -7,6 +7,7 @@ daemon can be killed at any moment and carry on where it was.
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -23,12 +24,15 @@ from router.delivery.relay import (
 from router.journal.protocol import Journal
 from router.journal.records import JournalUnavailable, NewMail, OutboxItem, StoredMessage
 from router.kinds import FORWARD, referral_kind
+from router.mail.headers import mailbox_key
 from router.mail.parse import parse_message
 from router.metrics import Metrics
 from router.models import AttachmentKind, Decision, FormReading, FormStatus, Outcome
+from router.redaction import redact
 from router.routing import RoutingEngine
 from router.sandbox import AnalysisFailed, AnalysisSandbox
 from router.settings import Settings
+from router.supervise import is_environmental
 
 log = structlog.get_logger(__name__)
 
@@ -89,9 +93,12 @@ class Pipeline:
             try:
                 await self.process(stored)
                 count += 1
-            except JournalUnavailable:
-                raise  # the journal's database is down: not this message's fault
             except Exception as exc:
+                if is_environmental(exc):
+                    # The journal or the disk failed, not this message: the attempt does
+                    # not count against it, and the supervisor retries the whole round.
+                    self._give_back_attempt(stored)
+                    raise
                 self._failed_this_round.add(stored.id)
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 log.error("processing_failed", message=stored.id, error=type(exc).__name__)
@@ -99,6 +106,18 @@ class Pipeline:
                     self.quarantine(stored, error, summary=type(exc).__name__)
                     count += 1
         return count
+
+    def _give_back_attempt(self, stored: StoredMessage) -> None:
+        """Undo `claim`'s count for an attempt cut short (if the claim was recorded)."""
+        try:
+            with self.journal.transaction() as tx:
+                tx.run(
+                    "UPDATE messages SET attempts = ? WHERE id = ? AND attempts = ?",
+                    (stored.attempts, stored.id, stored.attempts + 1),
+                )
+        except (OSError, sqlite3.Error, JournalUnavailable) as exc:
+            # Still failing: the attempt stays counted.
+            log.warning("attempt_not_returned", message=stored.id, error=type(exc).__name__)
 
     async def process(self, stored: StoredMessage) -> None:
         """Decide one stored message and record its decisions with the mail they cause."""
@@ -186,7 +205,7 @@ class Pipeline:
         )
         mails.append(_new_mail(referral_kind(decision.outcome), reference, forward))
         limit = self.engine.rules.acknowledgments.daily_limit_per_sender
-        if decision.ack_to and self.journal.count_ack(decision.ack_to, limit):
+        if decision.ack_to and self.journal.count_ack(mailbox_key(decision.ack_to), limit):
             area = next((a for a in self.engine.rules.areas if a.id == decision.area), None)
             ack = compose_ack(
                 decision,
@@ -297,7 +316,7 @@ class Pipeline:
             kind=item.kind,
             attempts=item.attempts + 1,
             retry_in=round(delay, 1),
-            error=_describe(exc),
+            error=redact(_describe(exc)),  # the relay's reply may quote a referrer's address
         )
         if item.attempts + 1 == self.settings.max_attempts and item.kind != "alert":
             alert = compose_alert(
@@ -312,7 +331,12 @@ class Pipeline:
     def _failed(self, item: OutboxItem, exc: DeliveryError, data: bytes) -> None:
         self.journal.mark_failed(item.id, _describe(exc))
         self.metrics.failed.labels(item.kind).inc()
-        log.error("delivery_failed", reference=item.reference, kind=item.kind, error=_describe(exc))
+        log.error(
+            "delivery_failed",
+            reference=item.reference,
+            kind=item.kind,
+            error=redact(_describe(exc)),
+        )
         if item.kind == "ack":
             return  # a referrer's address that refuses mail: nothing more to do
         if item.kind != "alert":

@@ -101,8 +101,10 @@ async def test_healthz_and_readyz_report_their_checks(daemon_factory, smtp_captu
     status, headers, body = await fetch(daemon, "/healthz")
     assert status == 200 and headers["Content-Type"] == "application/json"
     report = json.loads(body)
-    assert report["status"] == "ok" and set(report["checks"]) == {"journal"}
+    assert report["status"] == "ok"
+    assert set(report["checks"]) == {"event_loop", "journal", "tasks"}
     assert report["checks"]["journal"]["ok"] is True
+    assert report["checks"]["tasks"] == {"ok": True}
 
     status, _, body = await fetch(daemon, "/readyz")
     report = json.loads(body)
@@ -110,6 +112,8 @@ async def test_healthz_and_readyz_report_their_checks(daemon_factory, smtp_captu
     assert report["checks"]["inbox"] == {"ok": True, "state": "listening"}
     assert report["checks"]["relay"]["ok"] is True
     assert report["checks"]["relay"]["last_success_seconds_ago"] is not None
+    assert report["checks"]["undecided"]["ok"] is True
+    assert report["checks"]["undecided"]["oldest_seconds"] is None
 
 
 async def test_readyz_fails_while_the_relay_keeps_failing(daemon_factory, smtp_capture):
@@ -197,3 +201,21 @@ async def _until_due(daemon: Any) -> None:
     due = daemon.journal.next_due()
     if due is not None:
         await asyncio.sleep(max(0.0, min(1.0, due - time.time())))
+
+
+async def test_readyz_fails_while_a_message_waits_too_long_for_its_decision(daemon_factory):
+    """A stored message still undecided past the bound makes /readyz 503 and shows on
+    /metrics as router_oldest_undecided_seconds; once decided, ready again and 0."""
+    daemon = await daemon_factory(http="127.0.0.1:0")
+    daemon.http.undecided_grace = 0.0
+    await submit(daemon, _referral())
+
+    status, _, body = await fetch(daemon, "/readyz")
+    report = json.loads(body)
+    assert status == 503 and report["checks"]["undecided"]["ok"] is False
+    assert report["checks"]["undecided"]["oldest_seconds"] >= 0
+    assert (await samples(daemon))[("router_oldest_undecided_seconds", frozenset())] > 0
+
+    await daemon.run_once()
+    assert (await fetch(daemon, "/readyz"))[0] == 200
+    assert (await samples(daemon))[("router_oldest_undecided_seconds", frozenset())] == 0

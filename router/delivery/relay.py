@@ -35,6 +35,7 @@ import aiosmtplib
 import structlog
 
 from router.oauth.base import OAuthError, TokenSource
+from router.redaction import redact
 from router.settings import Endpoint, Settings
 
 log = structlog.get_logger(__name__)
@@ -246,8 +247,8 @@ class SmtpRelay:
             relay=self.describe(),
             kind=type(error).__name__,
             code=error.code,
-            detail=error.detail,
-            refused=list(error.refused),
+            detail=redact(error.detail, _DETAIL_MAX),  # a reply text may quote an address
+            refused=[redact(address) for address in error.refused],
         )
 
     async def _secure(self, client: aiosmtplib.SMTP) -> None:
@@ -412,7 +413,7 @@ async def _quit_quietly(client: aiosmtplib.SMTP) -> None:
     try:
         await client.quit()
     except (aiosmtplib.SMTPException, OSError) as exc:
-        log.debug("relay.quit_failed", error=str(exc))
+        log.debug("relay.quit_failed", error=redact(str(exc)))
 
 
 async def _reset_quietly(client: aiosmtplib.SMTP) -> None:
@@ -422,7 +423,7 @@ async def _reset_quietly(client: aiosmtplib.SMTP) -> None:
     try:
         await client.rset()
     except (aiosmtplib.SMTPException, OSError) as exc:
-        log.debug("relay.rset_failed", error=str(exc))
+        log.debug("relay.rset_failed", error=redact(str(exc)))
 
 
 class MaildirRelay:

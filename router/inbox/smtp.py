@@ -3,28 +3,45 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from router.inbox.admission import Admission, parse_networks
 from router.inbox.base import InboxSink
+from router.inbox.smtp_session import ListenerOptions, ListenerSMTP
+from router.metrics import Metrics
+from router.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+_TRY_LATER = "451 4.3.0 Cannot store the message now; please try again later"
+FindCopy = Callable[[bytes], Awaitable[str | None]]
+
 
 class StoringHandler:
-    """aiosmtpd handler: every message goes to the journal, never onwards (no relaying)."""
+    """aiosmtpd handler: every message goes to the journal, never onwards (no relaying).
 
-    def __init__(self, sink: InboxSink, on_stored: Callable[[], None]) -> None:
+    Any failure to store is answered 451, so the sending server keeps the referral and
+    tries again: a 5xx would bounce it back to its sender.
+    """
+
+    def __init__(
+        self, sink: InboxSink, on_stored: Callable[[], None], find_copy: FindCopy | None = None
+    ) -> None:
         self.sink = sink
         self.on_stored = on_stored
+        self.find_copy = find_copy
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        envelope.rcpt_tos.append(address)
+        # The listener bounds the recipients of a message, so this look-up stays short.
+        if address.lower() not in (known.lower() for known in envelope.rcpt_tos):
+            envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -32,31 +49,71 @@ class StoringHandler:
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
         try:
+            copy = await self.find_copy(raw) if self.find_copy is not None else None
+            if copy is not None:
+                log.info("received_again", message=copy, inbox="smtp", size=len(raw))
+                return f"250 2.0.0 Stored as {copy}"
             message_id = await self.sink.accept(raw, envelope_recipients=list(envelope.rcpt_tos))
-        except OSError as exc:
-            log.error("store_failed", error=type(exc).__name__, errno=exc.errno)
-            return "451 4.3.0 Cannot store the message now; please try again later"
+        except Exception as exc:  # a lock, a full disk, a journal error: all "try later"
+            log.error("store_failed", error=type(exc).__name__, errno=getattr(exc, "errno", None))
+            return _TRY_LATER
         log.info("received", message=message_id, inbox="smtp", size=len(raw))
         self.on_stored()
         return f"250 2.0.0 Stored as {message_id}"
 
+    async def handle_exception(self, error: Exception) -> str:
+        """Any other error in a session: 451, its class logged (never its text)."""
+        log.error("smtp_session_error", error=type(error).__name__)
+        return _TRY_LATER
 
-class _ListenerSMTP(SMTP):
-    """aiosmtpd's SMTP session with a longer line limit.
 
-    aiosmtpd answers 500 to a line over RFC 5321's 1000 octets, and a 500 bounces the
-    referral back to its sender. Some clients do write longer lines (HTML without breaks),
-    so the message size cap is the only bound: the whole message is buffered anyway.
+def listener_options(settings: Settings) -> ListenerOptions:
+    """The listener's bounds and TLS from the settings.
+
+    Raises:
+        ValueError: off loopback without a certificate, half a certificate setting, or a
+            certificate that does not load (the message names the settings).
     """
+    context = _tls_context(settings)
+    endpoint = settings.inbox_endpoint
+    if context is None and not endpoint.is_loopback:
+        raise ValueError(
+            f"the SMTP listener would listen on {endpoint.host}, which is not loopback, without"
+            " TLS: set ROUTER_INBOX_TLS_CERT_FILE and ROUTER_INBOX_TLS_KEY_FILE"
+            " (STARTTLS is then required before MAIL)"
+        )
+    return ListenerOptions(
+        max_message_bytes=settings.max_message_bytes,
+        tls_context=context,
+        require_starttls=context is not None and not endpoint.is_loopback,
+    )
 
-    def __init__(self, handler: Any, *, line_length_limit: int, **kwargs: Any) -> None:
-        # Read by SMTP.__init__ when it builds the stream reader: set it first.
-        self.line_length_limit = max(SMTP.line_length_limit, line_length_limit)
-        super().__init__(handler, **kwargs)
+
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    cert, key = settings.inbox_tls_cert_file, settings.inbox_tls_key_file
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ValueError("ROUTER_INBOX_TLS_CERT_FILE and ROUTER_INBOX_TLS_KEY_FILE go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(
+            "ROUTER_INBOX_TLS_CERT_FILE / ROUTER_INBOX_TLS_KEY_FILE do not load as a"
+            f" certificate and its key ({type(exc).__name__})"
+        ) from exc
+    return context
+
+
+def _tls_mode(options: ListenerOptions) -> str:
+    if options.require_starttls:
+        return "starttls-required"
+    return "starttls-offered" if options.tls_context is not None else "none"
 
 
 class SmtpInbox:
-    """An aiosmtpd server in the daemon's own event loop."""
+    """An aiosmtpd server in the daemon's own event loop, bounded (see `ListenerSMTP`)."""
 
     def __init__(
         self,
@@ -64,12 +121,19 @@ class SmtpInbox:
         port: int,
         sink: InboxSink,
         *,
-        max_message_bytes: int,
+        options: ListenerOptions,
+        allow: str = "",
         on_stored: Callable[[], None] = lambda: None,
+        find_copy: FindCopy | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.host, self.port = host, port
-        self.handler = StoringHandler(sink, on_stored)
-        self.max_message_bytes = max_message_bytes
+        self.handler = StoringHandler(sink, on_stored, find_copy)
+        self.options = options
+        self.admission = Admission(
+            parse_networks(allow), options.max_sessions, options.max_sessions_per_client
+        )
+        self.metrics = metrics
         self._server: asyncio.Server | None = None
 
     @property
@@ -85,10 +149,11 @@ class SmtpInbox:
         loop = asyncio.get_running_loop()
 
         def factory() -> Any:
-            return _ListenerSMTP(
+            return ListenerSMTP(
                 self.handler,
-                line_length_limit=self.max_message_bytes,
-                data_size_limit=self.max_message_bytes,
+                options=self.options,
+                admission=self.admission,
+                metrics=self.metrics,
                 enable_SMTPUTF8=True,
                 decode_data=False,
                 hostname="referral-router",
@@ -96,7 +161,14 @@ class SmtpInbox:
             )
 
         self._server = await loop.create_server(factory, host=self.host, port=self.port)
-        log.info("inbox_listening", inbox="smtp", host=self.host, port=self.port)
+        log.info(
+            "inbox_listening",
+            inbox="smtp",
+            host=self.host,
+            port=self.port,
+            tls=_tls_mode(self.options),
+            allow=len(self.admission.allow),
+        )
 
     async def stop(self) -> None:
         server, self._server = self._server, None

@@ -65,6 +65,11 @@ class Blobs(Protocol):
 
     def attach(self, tx: Transaction, kind: str, key: str, data: bytes) -> None: ...
 
+    def unstage(self, kind: str, key: str) -> None:
+        """Undo `stage` when the row's transaction failed, so no bytes are left that no row
+        names (a copy of a referral retention would never delete)."""
+        ...
+
     def load(self, kind: str, key: str) -> bytes | None:
         """The bytes, or None once purged (or never stored)."""
         ...

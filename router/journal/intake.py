@@ -48,16 +48,22 @@ class Intake(JournalCore):
         """Insert one message and its bytes; a key another node stored first wins."""
         message_id = new_message_id()
         self._blobs.stage(MESSAGE, message_id, raw)
-        with self._db.transaction() as tx:
-            inserted = tx.run(
-                "INSERT INTO messages (id, received_at, source_key, message_id_header, sha256,"
-                " size, envelope_rcpts, oversize, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received')"
-                " ON CONFLICT (source_key) DO NOTHING",
-                (message_id, *row),
-            )
-            if inserted:
-                self._blobs.attach(tx, MESSAGE, message_id, raw)
+        try:
+            with self._db.transaction() as tx:
+                inserted = tx.run(
+                    "INSERT INTO messages (id, received_at, source_key, message_id_header,"
+                    " sha256, size, envelope_rcpts, oversize, state)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received')"
+                    " ON CONFLICT (source_key) DO NOTHING",
+                    (message_id, *row),
+                )
+                if inserted:
+                    self._blobs.attach(tx, MESSAGE, message_id, raw)
+        except BaseException:
+            # Write, then record: a row that could not be recorded leaves no file behind
+            # (the inbox answers 451 and the sender tries again).
+            self._blobs.unstage(MESSAGE, message_id)
+            raise
         if inserted:
             return message_id
         with self._db.transaction() as tx:

@@ -176,6 +176,9 @@ class TableBlobs:
             (kind, key, data),
         )
 
+    def unstage(self, kind: str, key: str) -> None:
+        """Nothing to undo: the bytes went (or did not go) with the row."""
+
     def load(self, kind: str, key: str) -> bytes | None:
         rows = self._db.query("SELECT data FROM blobs WHERE kind = ? AND id = ?", (kind, key))
         return bytes(rows[0]["data"]) if rows else None

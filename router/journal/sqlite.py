@@ -64,10 +64,13 @@ class SqliteDatabase:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield _SqliteTransaction(self._db)
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # A COMMIT that failed (a full disk) may leave the transaction open or not:
+                # roll back only what is still open, so the next BEGIN works.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._lock:
@@ -144,6 +147,10 @@ class FileBlobs:
             return self.path(kind, key).read_bytes()
         except FileNotFoundError:
             return None
+
+    def unstage(self, kind: str, key: str) -> None:
+        """See `Blobs.unstage`: the file written for a row that was never committed."""
+        self.path(kind, key).unlink(missing_ok=True)
 
     def discard(self, tx: Transaction, kind: str, key: str) -> None:
         self.path(kind, key).unlink(missing_ok=True)

@@ -20,6 +20,8 @@ _SPACE_BETWEEN_WORDS = re.compile(r"(\?=)[ \t\r\n]+(?==\?[^?\s]{1,64}\?[bBqQ]\?)
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,990}>")
+# A quoted pair (kept as its character) or a double quote (dropped), in a local part.
+_QUOTE_OR_PAIR = re.compile(r'\\(.)|"')
 _ADDR_FORBIDDEN = re.compile(r"[\s<>(),;:\"\[\]\\\x00-\x1f\x7f]")
 _MAX_IDS = 200
 _MAX_HEADER_CHARS = 64 * 1024  # longer values are cut: no real header needs more
@@ -137,7 +139,7 @@ def addresses(values: Iterable[str]) -> list[str]:
     Returns:
         The valid addresses; groups, empty entries and garbage are dropped.
     """
-    found: list[str] = []
+    found: dict[str, None] = {}  # ordered and de-duplicated in linear time
     for value in values:
         try:
             pairs = getaddresses([clean_text(value)])
@@ -145,9 +147,9 @@ def addresses(values: Iterable[str]) -> list[str]:
             continue
         for _name, addr in pairs:
             bare = normalise_address(addr)
-            if bare is not None and bare not in found:
-                found.append(bare)
-    return found
+            if bare is not None:
+                found[bare] = None
+    return list(found)
 
 
 def normalise_address(addr: str) -> str | None:
@@ -161,6 +163,15 @@ def normalise_address(addr: str) -> str | None:
     if _ADDR_FORBIDDEN.search(domain) or domain.startswith(".") or ".." in domain:
         return None
     return bare
+
+
+def mailbox_key(address: str) -> str:
+    """One spelling per mailbox, for counting what goes to it (the acknowledgment cap):
+    the local part unquoted (`"victim"@x` and `" victim"@x` are `victim@x`), all lower case.
+    """
+    local, _, domain = address.strip().strip("<>").rpartition("@")
+    local = _QUOTE_OR_PAIR.sub(lambda match: match.group(1) or "", local)
+    return f"{local.strip()}@{domain.strip()}".lower()
 
 
 def message_ids(values: Iterable[str]) -> list[str]:

@@ -10,6 +10,7 @@ import pytest
 from router.logs import configure_logging
 from router.routing import RoutingEngine
 from router.rules.model import Rules
+from tests.hardening.serve import serve  # noqa: F401  (fixture: a real `serve` process)
 
 REVIEW = "review@router.example"
 ROUTER_FROM = "referrals@router.example"

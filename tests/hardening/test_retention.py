@@ -96,6 +96,31 @@ async def test_daemon_purges_on_its_own(daemon_factory) -> None:  # type: ignore
         await asyncio.wait_for(worker, 10)
 
 
+async def test_retention_removes_old_orphans_and_keeps_young_ones(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    """While running, retention deletes stored, spooled and temporary files that no row names
+    once they are an hour old; a younger one may be a store in progress and stays."""
+    daemon = await daemon_factory()
+    await submit(daemon, REFERRAL)
+    journal = daemon.journal
+    [stored] = list(journal.messages_dir.glob("*.eml"))
+    old = time.time() - 2 * 3600
+    orphans = [
+        journal.messages_dir / "20260101-0DDF00D5.eml",
+        journal.spool_dir / "20260101-0DDF00D5.0.eml",
+        journal.tmp_dir / ".20260101-0DDF00D5.eml.1.ab.tmp",
+    ]
+    for path in orphans:
+        path.write_bytes(b"x")
+        os.utime(path, (old, old))
+    young = journal.messages_dir / "20260101-0DDF00D6.eml"
+    young.write_bytes(b"x")
+    os.utime(stored, (old, old))  # old, but it has its row
+
+    daemon._maybe_purge()
+    assert [path.exists() for path in orphans] == [False, False, False]
+    assert young.exists() and stored.exists()
+
+
 @pytest.fixture
 def open_umask() -> Iterator[None]:
     """Run with the most permissive umask: privacy must not depend on the service's umask."""

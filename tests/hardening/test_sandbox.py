@@ -126,7 +126,7 @@ async def test_daemon_decides_a_timed_out_message_and_carries_on(
     assert "original.eml" in attached  # the person reviewing gets the whole message
 
     daemon.sandbox.timeout = 30
-    await submit(daemon, REFERRAL)
+    await submit(daemon, REFERRAL.replace(b"Please find attached.", b"Another referral."))
     await daemon.run_once()
     outcomes = [r["outcome"] for r in daemon.journal.query("SELECT outcome FROM decisions")]
     assert sorted(outcomes) == ["forward", "needs_review"]

@@ -1,0 +1,134 @@
+"""Faults of the machine, against a real `serve`: a locked journal and a full disk make the
+router answer 451, say so on /healthz, and carry on by itself once the fault clears."""
+
+from __future__ import annotations
+
+import resource
+import sqlite3
+import threading
+import time
+
+from tests.hardening.serve import (
+    ServeProcess,
+    referral,
+    send_until_stored,
+    wait_for_forwards,
+)
+from tests.servers.smtp import CaptureServer
+
+SENDER = "teacher@school.example"
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)  # polling another process's endpoint
+
+
+def _send_in_background(router: ServeProcess, numbers: range, deadline: float) -> threading.Thread:
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            for number in numbers:
+                send_until_stored(router.port, referral(number), sender=SENDER, deadline=deadline)
+        except BaseException as exc:  # handed to the test thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.errors = errors  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def _join(thread: threading.Thread) -> None:
+    thread.join(90)
+    assert not thread.is_alive()
+    for error in thread.errors:  # type: ignore[attr-defined]
+        raise error
+
+
+def test_journal_locked_longer_than_the_busy_timeout(
+    serve: tuple[ServeProcess, CaptureServer],
+) -> None:
+    """Another process holds the journal's write lock for 9 s: mail is answered 451 (never
+    5xx), the pipeline's failure is counted and shown on /healthz, and after the lock goes
+    everything is forwarded within 30 s by the same process."""
+    router, capture = serve
+    router.env["ROUTER_RETRY_BASE_SECONDS"] = "3"
+    router.start()
+    capture.fail_with(451, "4.3.0 try again later", at="MAIL", times=1)
+    deadline = time.monotonic() + 100
+    send_until_stored(router.port, referral(0), sender=SENDER, deadline=deadline)
+    # The forward was deferred once: its retry falls due while the journal is locked.
+    _wait_for(lambda: router.metric("router_mail_retries_total") >= 1, 30, "a deferral")
+
+    lock = sqlite3.connect(router.cwd / "state" / "journal.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    locked_at = time.monotonic()
+    sender = _send_in_background(router, range(1, 3), deadline)
+    _wait_for(
+        lambda: router.metric("router_task_restarts_total", task="pipeline") >= 1,
+        30,
+        "the pipeline's failure to be counted",
+    )
+    status, report, _ = router.health()
+    assert status == 503
+    failing = report["checks"]["tasks"]["failing"]  # type: ignore[index]
+    assert failing["pipeline"]["error"] == "OperationalError"
+    time.sleep(max(0.0, locked_at + 9 - time.monotonic()))  # hold the lock 9 s in all
+    lock.execute("ROLLBACK")
+    lock.close()
+    released = time.monotonic()
+
+    _join(sender)
+    counts = wait_for_forwards(capture, range(3), timeout=30)
+    assert set(counts) == {f"<referral-{n}@school.example>" for n in range(3)}
+    assert time.monotonic() - released < 30
+    assert router.process is not None and router.process.poll() is None  # no restart
+    _wait_for(lambda: router.health()[0] == 200, 15, "/healthz to recover")
+    log = router.log_text()
+    assert '"task_failed"' in log and '"task_recovered"' in log
+    assert '"store_failed"' in log  # a 451 was given while the lock held
+    _assert_every_copy_has_its_row(router)
+
+
+def test_full_disk_for_a_few_seconds_under_load(
+    serve: tuple[ServeProcess, CaptureServer],
+) -> None:
+    """No file of the daemon may grow (a file-size limit, as on a full disk) for 8 s while
+    a referral is being decided, the relay defers and more referrals arrive: they are
+    answered 451 or stored, /healthz says so, and every one is forwarded, none
+    quarantined, once space returns."""
+    router, capture = serve
+    router.start()
+    capture.fail_with(451, "4.3.0 try again later", at="MAIL")  # the pipeline keeps waking
+    deadline = time.monotonic() + 100
+    send_until_stored(router.port, referral(0), sender=SENDER, deadline=deadline)
+    _wait_for(lambda: router.metric("router_mail_retries_total") >= 1, 30, "a deferral")
+    send_until_stored(router.port, referral(1), sender=SENDER, deadline=deadline)
+    router.limit(resource.RLIMIT_FSIZE, 0)  # while referral 1 is being decided
+    full_until = time.monotonic() + 8
+    sender = _send_in_background(router, range(2, 7), deadline)
+    status, report, _ = router.health()
+    assert status == 503 and report["checks"]["journal"]["ok"] is False  # type: ignore[index]
+    time.sleep(max(0.0, full_until - time.monotonic()))  # the disk stays full for 8 s
+    router.limit(resource.RLIMIT_FSIZE, resource.RLIM_INFINITY)
+    capture.reset()
+
+    _join(sender)
+    counts = wait_for_forwards(capture, range(7), timeout=60)
+    assert set(counts) == {f"<referral-{n}@school.example>" for n in range(7)}
+    assert router.metric("router_quarantine_size") == 0
+    _assert_every_copy_has_its_row(router)
+    assert router.process is not None and router.process.poll() is None
+    _wait_for(lambda: router.health()[0] == 200, 15, "/healthz to recover")
+
+
+def _assert_every_copy_has_its_row(router: ServeProcess) -> None:
+    """A message refused with 451 left no stored copy behind."""
+    with sqlite3.connect(router.cwd / "state" / "journal.sqlite3") as db:
+        ids = {row[0] for row in db.execute("SELECT id FROM messages")}
+    stored = {path.stem for path in (router.cwd / "state" / "messages").glob("*.eml")}
+    assert stored <= ids
