@@ -56,7 +56,7 @@ class SqliteDatabase:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=10000")  # an admin command beside the daemon
+        self._db.execute("PRAGMA busy_timeout=5000")  # a lock held longer is an error
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:

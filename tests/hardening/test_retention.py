@@ -96,6 +96,7 @@ async def test_daemon_purges_on_its_own(daemon_factory) -> None:  # type: ignore
         await asyncio.wait_for(worker, 10)
 
 
+@pytest.mark.parametrize("journal", ["sqlite"], indirect=True)  # PostgreSQL keeps no files
 async def test_retention_removes_old_orphans_and_keeps_young_ones(daemon_factory) -> None:  # type: ignore[no-untyped-def]
     """While running, retention deletes stored, spooled and temporary files that no row names
     once they are an hour old; a younger one may be a store in progress and stays."""

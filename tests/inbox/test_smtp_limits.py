@@ -14,7 +14,7 @@ import pytest
 
 from router.inbox.smtp import SmtpInbox
 from router.inbox.smtp_session import ListenerOptions
-from router.journal.store import Journal
+from router.journal.sqlite import SqliteJournal as Journal
 from tests.servers.smtp import free_port
 
 Listener = tuple[SmtpInbox, Journal]
