@@ -91,6 +91,7 @@ class Daemon:
 
     async def start(self) -> None:
         """Open the inbox. Raises OSError when the listener cannot bind."""
+        self.sandbox.start()  # a warm worker, started off the event loop: /readyz does not wait
         await self._start_operations()
         endpoint = self.settings.inbox_endpoint
         if endpoint.scheme == "smtp":

@@ -6,6 +6,7 @@ daemon can be killed at any moment and carry on where it was.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -13,7 +14,15 @@ from collections.abc import Callable
 import structlog
 
 from router.analysis import Analysis
-from router.delivery.compose import Outgoing, compose_ack, compose_alert, compose_forward
+from router.delivery.compose import (
+    Enclosures,
+    Outgoing,
+    UnwritableAddress,
+    compose_ack,
+    compose_alert,
+    compose_forward,
+    enclose,
+)
 from router.delivery.relay import (
     DeliveryError,
     PermanentDeliveryError,
@@ -25,7 +34,7 @@ from router.mail.parse import parse_message
 from router.metrics import Metrics
 from router.models import AttachmentKind, Decision, FormReading, FormStatus, Outcome
 from router.routing import RoutingEngine
-from router.sandbox import AnalysisFailed, AnalysisSandbox
+from router.sandbox import AnalysisFailed, AnalysisSandbox, Worked
 from router.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -104,12 +113,13 @@ class Pipeline:
             return
         started = time.monotonic()
         raw = self.journal.raw_path(stored.id).read_bytes()
-        analysis = await self._analyse(stored, raw)
+        worked = await self._work(stored, raw)
+        analysis = worked.analysis
         mails: list[NewMail] = []
         records: list[tuple[str, dict[str, object]]] = []
         for position, decision in enumerate(analysis.decisions, start=1):
             reference = f"PR-{stored.id}-{position}"
-            mails += self._mails_for(decision, reference, analysis, raw)
+            mails += self._mails_for(decision, reference, worked)
             records.append((reference, decision.model_dump(mode="json", exclude={"fields"})))
         self.journal.record_decisions(
             stored.id, records, mails, rules_version=self.engine.rules.version
@@ -129,8 +139,9 @@ class Pipeline:
                 rules=self.engine.rules.version[:12],
             )
 
-    async def _analyse(self, stored: StoredMessage, raw: bytes) -> Analysis:
-        """Analyse in the sandbox; a message it cannot read still gets a review decision."""
+    async def _work(self, stored: StoredMessage, raw: bytes) -> Worked:
+        """Analyse in the sandbox; a message it cannot read still gets a review decision,
+        with the original attached as a file (encoded in a thread, never parsed here)."""
         envelope = stored.envelope_rcpts
         reason: str | None = None
         if stored.oversize:
@@ -139,7 +150,7 @@ class Pipeline:
             )
         else:
             try:
-                return await self.sandbox.analyse(
+                return await self.sandbox.work(
                     raw,
                     self.engine,
                     router_from=self.settings.from_address,
@@ -165,37 +176,47 @@ class Pipeline:
             status=FormStatus.UNREADABLE,
             reason=reason,
         )
-        return Analysis(message, [], self.engine.decide(message, [unreadable]))
+        enclosures = await asyncio.to_thread(enclose, message, raw, indexes=(), inspect=False)
+        return Worked(Analysis(message, [], self.engine.decide(message, [unreadable])), enclosures)
 
-    def _mails_for(
-        self, decision: Decision, reference: str, analysis: Analysis, raw: bytes
-    ) -> list[NewMail]:
+    def _mails_for(self, decision: Decision, reference: str, worked: Worked) -> list[NewMail]:
         sender = self.settings.from_address
+        analysis = worked.analysis
         mails: list[NewMail] = []
         if decision.outcome is Outcome.IGNORED:
-            return self._bounce_alerts(decision, raw)
+            return self._bounce_alerts(decision, worked.enclosures)
         forward = compose_forward(
-            decision, reference, analysis.message, raw, analysis.readings, sender=sender
+            decision,
+            reference,
+            analysis.message,
+            worked.enclosures,
+            analysis.readings,
+            sender=sender,
         )
         kind = "forward" if decision.outcome is not Outcome.NEEDS_REVIEW else "review"
         mails.append(_new_mail(kind, reference, forward))
         limit = self.engine.rules.acknowledgments.daily_limit_per_sender
         if decision.ack_to and self.journal.count_ack(decision.ack_to, limit):
             area = next((a for a in self.engine.rules.areas if a.id == decision.area), None)
-            ack = compose_ack(
-                decision,
-                reference,
-                analysis.message,
-                self.engine.rules.acknowledgments,
-                sender=sender,
-                area_name=area.names[0] if area else "your area",
-            )
-            mails.append(_new_mail("ack", reference, ack))
+            try:
+                ack = compose_ack(
+                    decision,
+                    reference,
+                    analysis.message,
+                    self.engine.rules.acknowledgments,
+                    sender=sender,
+                    area_name=area.names[0] if area else "your area",
+                )
+            except UnwritableAddress:
+                # The forward goes; only the reply to an address no header can hold does not.
+                log.warning("acknowledgment_unwritable", reference=reference)
+            else:
+                mails.append(_new_mail("ack", reference, ack))
         elif decision.ack_to:
             log.warning("acknowledgment_capped", reference=reference)
         return mails
 
-    def _bounce_alerts(self, decision: Decision, raw: bytes) -> list[NewMail]:
+    def _bounce_alerts(self, decision: Decision, enclosures: Enclosures) -> list[NewMail]:
         """A delivery report about one of our own mails: tell a person it did not arrive."""
         mails = []
         for reported in decision.bounce_of:
@@ -213,7 +234,7 @@ class Pipeline:
                 "rules and send the referral on by hand. The delivery report is attached.",
                 sender=self.settings.from_address,
                 to=self.settings.review_address,
-                original_raw=raw,
+                original=enclosures,
                 references=[reported],
             )
             mails.append(_new_mail("alert", row["reference"], alert))
