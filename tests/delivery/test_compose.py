@@ -1,4 +1,4 @@
-"""Composing from templates: exact bytes in, exact bytes out, and odd headers never block a forward."""
+"""Composing from templates: exact bytes in and out; odd headers never block a forward."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def test_line_separator_in_the_from_address_does_not_block_the_forward(
     (the address shown escaped in its body); only the acknowledgment is refused."""
     sender = f'"tea{separator}cher"@school.example'
     raw = REFERRAL.replace(b"From: teacher@school.example", f"From: {sender}".encode())
-    data, forward = _forward(engine, raw)
+    _, forward = _forward(engine, raw)
     body = forward.get_body(preferencelist=("plain",))
     assert body is not None and f"tea\\u{ord(separator):04x}cher" in body.get_content()
     analysis = analyse(raw, engine, router_from=ROUTER_FROM)
