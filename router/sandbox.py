@@ -152,8 +152,9 @@ class AnalysisSandbox:
 
     def start(self) -> None:
         """Start a worker now, off the event loop (boot, and after each replacement)."""
-        if self._warming is not None and not self._warming.done():
-            return
+        if self._warming is not None and not self._warming.cancelled():
+            if not self._warming.done() or self._warming.exception() is None:
+                return
         self._warming = asyncio.ensure_future(self._warm_up())
 
     async def _warm_up(self) -> int:
@@ -165,6 +166,16 @@ class AnalysisSandbox:
         pid = await asyncio.wrap_future(await asyncio.to_thread(spawn))
         log.debug("sandbox_worker_ready", pid=pid)
         return pid
+
+    async def started(self) -> int:
+        """Wait until the worker being started (at boot or as a replacement) is up.
+
+        Returns:
+            Its process id.
+        """
+        self.start()
+        assert self._warming is not None
+        return await asyncio.shield(self._warming)
 
     async def _ready(self) -> ProcessPoolExecutor:
         """The pool, once its worker is up (a failed start is tried again by the caller)."""

@@ -202,3 +202,14 @@ def test_worker_is_warm_at_boot_and_nothing_survives_sigkill(
         if router.process is not None:  # whatever a failure left in the daemon's session
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(router.process.pid, signal.SIGKILL)
+
+
+async def test_overrun_worker_is_replaced_at_once(sandbox, engine) -> None:  # type: ignore[no-untyped-def]
+    """After an overrun the next worker is started straight away, before any message asks."""
+    first = await sandbox.started()
+    sandbox.timeout = 0.001
+    with pytest.raises(AnalysisFailed):
+        await _analyse(sandbox, engine, REFERRAL)
+    second = await sandbox.started()
+    assert second != first and sandbox.worker_pids() == [second]
+    assert sandbox.replaced == 1
