@@ -12,6 +12,7 @@ from typing import Protocol
 import structlog
 
 from router.aio import wait_any
+from router.delivery.pool import pooled
 from router.delivery.relay import Relay, make_relay
 from router.http import OpsServer, RelayHealth
 from router.journal.store import Journal
@@ -50,7 +51,7 @@ class Daemon:
             processed_folder=settings.processed_folder,
             failed_folder=settings.failed_folder,
         )
-        self.relay = relay or make_relay(settings)
+        self.relay = relay or pooled(make_relay(settings))  # a few kept SMTP connections
         self.sandbox = AnalysisSandbox(timeout=settings.parse_timeout_seconds)
         self.pipeline = Pipeline(
             settings,

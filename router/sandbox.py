@@ -152,10 +152,16 @@ class AnalysisSandbox:
 
     def start(self) -> None:
         """Start a worker now, off the event loop (boot, and after each replacement)."""
-        if self._warming is not None and not self._warming.cancelled():
-            if not self._warming.done() or self._warming.exception() is None:
-                return
+        if self._warming is not None and self._usable(self._warming):
+            return
         self._warming = asyncio.ensure_future(self._warm_up())
+
+    @staticmethod
+    def _usable(warming: asyncio.Future[int]) -> bool:
+        """A start still under way, or one that succeeded."""
+        if warming.cancelled():
+            return False
+        return not warming.done() or warming.exception() is None
 
     async def _warm_up(self) -> int:
         def spawn() -> Future[int]:
