@@ -23,6 +23,7 @@ from router.routing import RoutingEngine
 from router.rules.model import Rules
 from router.sandbox import AnalysisSandbox
 from router.settings import Settings
+from router.stages import Stages
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,7 @@ class Daemon:
             self.sandbox,
             self.metrics,
         )
+        self.stages = Stages(self.pipeline)  # the deciding and delivering loops
         self.wake = asyncio.Event()
         self.stop_event = asyncio.Event()
         self.inbox: Inbox | None = None
@@ -88,6 +90,7 @@ class Daemon:
 
     def _stored(self) -> None:
         self.metrics.received.labels(self.settings.inbox_endpoint.scheme).inc()
+        self.stages.stored()
         self.wake.set()
 
     async def start(self) -> None:
@@ -148,14 +151,19 @@ class Daemon:
         self._update_gauges()
 
     async def run(self) -> None:
-        """Work until `stop_event` is set: wake on new mail or when a retry falls due."""
+        """Work until `stop_event` is set: deciding and delivering overlap (`router.stages`),
+        beside housekeeping (gauges, retention)."""
+        await asyncio.gather(
+            self.stages.deciding(self.stop_event),
+            self.stages.delivering(self.stop_event),
+            self._housekeeping(),
+        )
+
+    async def _housekeeping(self) -> None:
         while not self.stop_event.is_set():
-            self.wake.clear()
-            await self.run_once()
+            self._update_gauges()
             self._maybe_purge()
-            due = self.journal.next_due()
-            timeout = _IDLE_WAKE_SECONDS if due is None else max(0.05, due - time.time())
-            await wait_any(self.wake, self.stop_event, seconds=min(timeout, _IDLE_WAKE_SECONDS))
+            await wait_any(self.stop_event, seconds=_IDLE_WAKE_SECONDS)
 
     def _update_gauges(self) -> None:
         rows = self.journal.query(

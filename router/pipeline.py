@@ -43,6 +43,7 @@ log = structlog.get_logger(__name__)
 # an attempt is counted before it starts).
 MAX_PROCESS_ATTEMPTS = 3
 _DECIDE_BATCH = 4
+SENDERS = 2  # mails handed to the relay at once (its pool keeps as many connections)
 _HEADER_LIMIT = 256 * 1024
 
 
@@ -81,17 +82,21 @@ class Pipeline:
             if not (decided or sent or finished):
                 return
 
+    def forget_failures(self) -> None:
+        """Let messages that failed in this round be tried again (their attempts count)."""
+        self._failed_this_round.clear()
+
     # --- deciding -----------------------------------------------------------------------
 
-    async def process_received(self) -> int:
-        """Decide a few stored messages (a small batch, so a burst's first forwards go out
-        while the rest are still being read)."""
+    async def process_received(self, batch: int = _DECIDE_BATCH) -> int:
+        """Decide up to `batch` stored messages (a small batch, so a burst's first forwards
+        go out while the rest are still being read)."""
         count = 0
-        waiting = self.journal.received(limit=_DECIDE_BATCH + len(self._failed_this_round))
+        waiting = self.journal.received(limit=batch + len(self._failed_this_round))
         for stored in waiting:
             if stored.id in self._failed_this_round:
                 continue
-            if count >= _DECIDE_BATCH:
+            if count >= batch:
                 break
             try:
                 await self.process(stored)
@@ -266,12 +271,17 @@ class Pipeline:
 
     # --- delivering ---------------------------------------------------------------------
 
-    async def deliver_due(self) -> int:
-        count = 0
-        for item in self.journal.due_mail(self.clock()):
-            await self.deliver(item)
-            count += 1
-        return count
+    async def deliver_due(self, concurrency: int = SENDERS) -> int:
+        """Send every mail that is due now, a few at once; returns how many were tried."""
+        items = self.journal.due_mail(self.clock())
+        slots = asyncio.Semaphore(concurrency)
+
+        async def deliver_one(item: OutboxItem) -> None:
+            async with slots:
+                await self.deliver(item)
+
+        await asyncio.gather(*(deliver_one(item) for item in items))
+        return len(items)
 
     async def deliver(self, item: OutboxItem) -> None:
         """Send one spooled mail; record sent, retry later, or fail and alert a person."""
