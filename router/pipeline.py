@@ -92,7 +92,9 @@ class Pipeline:
         """Decide up to `batch` stored messages (a small batch, so a burst's first forwards
         go out while the rest are still being read)."""
         count = 0
-        waiting = self.journal.received(limit=batch + len(self._failed_this_round))
+        waiting = await asyncio.to_thread(
+            self.journal.received, limit=batch + len(self._failed_this_round)
+        )
         for stored in waiting:
             if stored.id in self._failed_this_round:
                 continue
@@ -111,24 +113,20 @@ class Pipeline:
         return count
 
     async def process(self, stored: StoredMessage) -> None:
-        """Decide one stored message and record its decisions with the mail they cause."""
-        attempts = self.journal.claim(stored.id)
+        """Decide one stored message and record its decisions with the mail they cause.
+
+        The journal's durable writes (claim, record) run in a thread, so the event loop
+        keeps serving intake, delivery and /healthz while they wait for the disk.
+        """
+        attempts = await asyncio.to_thread(self.journal.claim, stored.id)
         if attempts > MAX_PROCESS_ATTEMPTS:
             self.quarantine(stored, f"processing was interrupted {attempts - 1} times")
             return
         started = time.monotonic()
-        raw = self.journal.raw_path(stored.id).read_bytes()
+        raw = await asyncio.to_thread(self.journal.raw_path(stored.id).read_bytes)
         worked = await self._work(stored, raw)
         analysis = worked.analysis
-        mails: list[NewMail] = []
-        records: list[tuple[str, dict[str, object]]] = []
-        for position, decision in enumerate(analysis.decisions, start=1):
-            reference = f"PR-{stored.id}-{position}"
-            mails += self._mails_for(decision, reference, worked)
-            records.append((reference, decision.model_dump(mode="json", exclude={"fields"})))
-        self.journal.record_decisions(
-            stored.id, records, mails, rules_version=self.engine.rules.version
-        )
+        records = await asyncio.to_thread(self._record, stored, worked)
         elapsed = round(time.monotonic() - started, 3)
         for (reference, _), decision in zip(records, analysis.decisions, strict=True):
             self.metrics.decisions.labels(decision.outcome.value, decision.area or "none").inc()
@@ -143,6 +141,19 @@ class Pipeline:
                 seconds=elapsed,
                 rules=self.engine.rules.version[:12],
             )
+
+    def _record(self, stored: StoredMessage, worked: Worked) -> list[tuple[str, dict[str, object]]]:
+        """Compose each decision's mail and record decisions and mail in one transaction."""
+        mails: list[NewMail] = []
+        records: list[tuple[str, dict[str, object]]] = []
+        for position, decision in enumerate(worked.analysis.decisions, start=1):
+            reference = f"PR-{stored.id}-{position}"
+            mails += self._mails_for(decision, reference, worked)
+            records.append((reference, decision.model_dump(mode="json", exclude={"fields"})))
+        self.journal.record_decisions(
+            stored.id, records, mails, rules_version=self.engine.rules.version
+        )
+        return records
 
     async def _work(self, stored: StoredMessage, raw: bytes) -> Worked:
         """Analyse in the sandbox; a message it cannot read still gets a review decision,
@@ -273,7 +284,7 @@ class Pipeline:
 
     async def deliver_due(self, concurrency: int = SENDERS) -> int:
         """Send every mail that is due now, a few at once; returns how many were tried."""
-        items = self.journal.due_mail(self.clock())
+        items = await asyncio.to_thread(self.journal.due_mail, self.clock())
         slots = asyncio.Semaphore(concurrency)
 
         async def deliver_one(item: OutboxItem) -> None:
@@ -285,7 +296,7 @@ class Pipeline:
 
     async def deliver(self, item: OutboxItem) -> None:
         """Send one spooled mail; record sent, retry later, or fail and alert a person."""
-        data = self.journal.spool_path(item.id).read_bytes()
+        data = await asyncio.to_thread(self.journal.spool_path(item.id).read_bytes)
         try:
             await self.relay.send(data, sender=item.sender, recipients=item.recipients)
         except TransientDeliveryError as exc:
@@ -298,7 +309,7 @@ class Pipeline:
             log.error("delivery_crashed", reference=item.reference, error=type(exc).__name__)
             self._failed(item, PermanentDeliveryError(None, f"{type(exc).__name__}"), data)
             return
-        self.journal.mark_sent(item.id)
+        await asyncio.to_thread(self.journal.mark_sent, item.id)  # right after the 250
         self.metrics.sent.labels(item.kind).inc()
         log.info("sent", reference=item.reference, kind=item.kind, attempts=item.attempts + 1)
         if item.kind == "forward":

@@ -55,7 +55,7 @@ class Stages:
         """Decide stored messages until `stop` is set."""
         while not stop.is_set():
             self._to_decide.clear()
-            room = self.unsent_limit - self._unsent()
+            room = self.unsent_limit - await asyncio.to_thread(self._unsent)
             if room <= 0:
                 self._sent.clear()
                 self.paused.set()
@@ -77,11 +77,11 @@ class Stages:
         while not stop.is_set():
             self._to_deliver.clear()
             sent = await self.pipeline.deliver_due()
-            finished = self.pipeline.journal.finish_messages()
+            finished = await asyncio.to_thread(self.pipeline.journal.finish_messages)
             if sent:
                 self._sent.set()
             if sent or finished:
                 continue
-            due = self.pipeline.journal.next_due()
+            due = await asyncio.to_thread(self.pipeline.journal.next_due)
             wait = _IDLE_SECONDS if due is None else max(0.01, due - time.time())
             await wait_any(self._to_deliver, stop, seconds=min(wait, _IDLE_SECONDS))
