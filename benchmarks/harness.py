@@ -93,7 +93,7 @@ def make_referrals(count: int, tag: str, variants: list[bytes]) -> list[Referral
     referrals = []
     for i in range(count):
         message_id = f"<bench-{tag}-{i}@school.example>"
-        sender = f"teacher{i}@school{i % 7}.example"
+        sender = f"teacher{i}.{tag}@school{i % 7}.example"  # distinct across runs too
         raw = build_email(
             sender=sender,
             message_id=message_id,
