@@ -300,21 +300,24 @@ class Pipeline:
         try:
             await self.relay.send(data, sender=item.sender, recipients=item.recipients)
         except TransientDeliveryError as exc:
-            self._retry(item, exc)
+            await asyncio.to_thread(self._retry, item, exc)
             return
         except PermanentDeliveryError as exc:
-            self._failed(item, exc, data)
+            await asyncio.to_thread(self._failed, item, exc, data)
             return
         except Exception as exc:  # a relay bug must not stop every later delivery
             log.error("delivery_crashed", reference=item.reference, error=type(exc).__name__)
-            self._failed(item, PermanentDeliveryError(None, f"{type(exc).__name__}"), data)
+            error = PermanentDeliveryError(None, type(exc).__name__)
+            await asyncio.to_thread(self._failed, item, error, data)
             return
         await asyncio.to_thread(self.journal.mark_sent, item.id)  # right after the 250
         self.metrics.sent.labels(item.kind).inc()
         log.info("sent", reference=item.reference, kind=item.kind, attempts=item.attempts + 1)
         if item.kind == "forward":
-            received = self.journal.query(
-                "SELECT received_at FROM messages WHERE id = ?", (item.message_id,)
+            received = await asyncio.to_thread(
+                self.journal.query,
+                "SELECT received_at FROM messages WHERE id = ?",
+                (item.message_id,),
             )
             if received:
                 self.metrics.latency.observe(max(0.0, time.time() - received[0]["received_at"]))
