@@ -29,6 +29,7 @@ log = structlog.get_logger(__name__)
 
 _IDLE_WAKE_SECONDS = 30.0
 _PURGE_EVERY_SECONDS = 3600.0
+_HOUSEKEEPING_SECONDS = 1.0  # a burst's finished messages are looked at once a second
 
 
 class Inbox(Protocol):
@@ -160,10 +161,13 @@ class Daemon:
         )
 
     async def _housekeeping(self) -> None:
+        """Gauges and retention: after messages finish (at most every 30 s), and when idle."""
         while not self.stop_event.is_set():
+            await wait_any(self.stages.finished, self.stop_event, seconds=_IDLE_WAKE_SECONDS)
+            self.stages.finished.clear()
             self._update_gauges()
             self._maybe_purge()
-            await wait_any(self.stop_event, seconds=_IDLE_WAKE_SECONDS)
+            await wait_any(self.stop_event, seconds=_HOUSEKEEPING_SECONDS)
 
     def _update_gauges(self) -> None:
         rows = self.journal.query(

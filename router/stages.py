@@ -40,6 +40,7 @@ class Stages:
         self._to_deliver = asyncio.Event()
         self._sent = asyncio.Event()
         self.paused = asyncio.Event()  # set while deciding waits for the outbox to drain
+        self.finished = asyncio.Event()  # set when messages are done (retention may purge)
 
     def stored(self) -> None:
         """Intake stored a message: wake the deciding loop."""
@@ -80,6 +81,8 @@ class Stages:
             finished = await asyncio.to_thread(self.pipeline.journal.finish_messages)
             if sent:
                 self._sent.set()
+            if finished:
+                self.finished.set()
             if sent or finished:
                 continue
             due = await asyncio.to_thread(self.pipeline.journal.next_due)

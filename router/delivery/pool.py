@@ -44,6 +44,7 @@ class PooledSmtpRelay:
         self._slots = asyncio.Semaphore(size)
         self._idle_seconds = idle_seconds
         self._reaper: asyncio.TimerHandle | None = None
+        self._closed = False
         self.opened = 0  # connections opened so far (for tests and benchmarks)
 
     def describe(self) -> str:
@@ -112,6 +113,9 @@ class PooledSmtpRelay:
         await client.shut()
 
     def _release(self, client: RelayConnection) -> None:
+        if self._closed:  # a send that finished after close(): nobody will reuse it
+            client.close()
+            return
         self._idle.append(_Idle(client, time.monotonic()))
         if self._reaper is None:
             loop = asyncio.get_running_loop()
@@ -130,6 +134,7 @@ class PooledSmtpRelay:
 
     async def close(self) -> None:
         """See `Relay`. QUIT is not needed: the connections are dropped."""
+        self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
