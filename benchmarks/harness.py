@@ -93,7 +93,7 @@ def make_referrals(count: int, tag: str, variants: list[bytes]) -> list[Referral
     referrals = []
     for i in range(count):
         message_id = f"<bench-{tag}-{i}@school.example>"
-        sender = f"teacher{i}@school{i % 7}.example"
+        sender = f"teacher{i}.{tag}@school{i % 7}.example"  # distinct across runs too
         raw = build_email(
             sender=sender,
             message_id=message_id,
@@ -204,6 +204,19 @@ class RouterProcess:
             raise RuntimeError(f"daemon exited with {status}; see {self.log_path}")
         return time.perf_counter() - started
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the daemon and its live descendants."""
+        assert self.process is not None
+        return sum(_cpu(pid) for pid in [self.process.pid, *_descendants(self.process.pid)])
+
+    def worker_pid(self) -> int | None:
+        """The analysis worker: the process forked by the daemon's forkserver."""
+        assert self.process is not None
+        for child in _children(self.process.pid):
+            for grandchild in _children(child):
+                return grandchild
+        return None
+
     def decisions(self) -> float:
         """Sum of router_decisions_total from /metrics."""
         _, body = self.get("/metrics")
@@ -214,6 +227,37 @@ class RouterProcess:
         )
 
 
+class HealthProbe:
+    """Polls a daemon's `/healthz` from a thread every 20 ms while in use; keeps latencies."""
+
+    def __init__(self, daemon: RouterProcess) -> None:
+        self._daemon = daemon
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self.latencies: list[float] = []
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.02):
+            started = time.perf_counter()
+            try:
+                self._daemon.get("/healthz")
+            except OSError:
+                continue
+            self.latencies.append(time.perf_counter() - started)
+
+    def p99(self) -> float:
+        ordered = sorted(self.latencies) or [0.0]
+        return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
 def _vm_hwm(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -222,6 +266,28 @@ def _vm_hwm(pid: int) -> int:
     except OSError:
         return 0
     return 0
+
+
+def _cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 def _descendants(pid: int) -> list[int]:

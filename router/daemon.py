@@ -13,6 +13,7 @@ from typing import Protocol
 import structlog
 
 from router.aio import wait_any
+from router.delivery.pool import pooled
 from router.delivery.probe import RelayProbe
 from router.delivery.relay import Relay, make_relay
 from router.http import OpsServer, RelayHealth
@@ -31,12 +32,14 @@ from router.routing import RoutingEngine
 from router.rules.model import Rules
 from router.sandbox import AnalysisSandbox
 from router.settings import Settings
+from router.stages import Stages
 from router.supervise import Supervisor
 
 log = structlog.get_logger(__name__)
 
 _IDLE_WAKE_SECONDS = 30.0
 _PURGE_EVERY_SECONDS = 3600.0
+_HOUSEKEEPING_SECONDS = 1.0  # a burst's finished messages are looked at once a second
 
 
 class Inbox(Protocol):
@@ -60,7 +63,8 @@ class Daemon:
         # OAuth 2.0 token sources for the inbox and the relay (router/oauth), when asked for.
         self.oauth = OAuthSources(settings, on_change=self._oauth_changed)
         self.oauth.register_metrics(self.metrics.registry)
-        self.relay = relay or make_relay(settings, self.oauth.relay)
+        # A few kept SMTP connections (router.delivery.pool).
+        self.relay = relay or pooled(make_relay(settings, self.oauth.relay))
         self.sandbox = AnalysisSandbox(timeout=settings.parse_timeout_seconds)
         self.pipeline = Pipeline(
             settings,
@@ -70,6 +74,8 @@ class Daemon:
             self.sandbox,
             self.metrics,
         )
+        # The deciding and delivering loops; each finished round tells the supervisor.
+        self.stages = Stages(self.pipeline, on_round=lambda name: self.supervisor.ok(name))
         self.wake = asyncio.Event()
         self.stop_event = asyncio.Event()
         self.inbox: Inbox | None = None
@@ -103,6 +109,7 @@ class Daemon:
 
     def _stored(self) -> None:
         self.metrics.received.labels(self.settings.inbox_endpoint.scheme).inc()
+        self.stages.stored()
         self.wake.set()
 
     async def start(self) -> None:
@@ -114,6 +121,7 @@ class Daemon:
         """
         self.journal.start_heartbeat()
         self._remove_orphans(time.time())  # nothing is being stored yet: every orphan is one
+        self.sandbox.start()  # a warm worker, started off the event loop: /readyz does not wait
         await self._start_operations()
         endpoint = self.settings.inbox_endpoint
         if endpoint.scheme == "smtp":
@@ -189,19 +197,37 @@ class Daemon:
         self._update_gauges()
 
     def start_pipeline(self) -> asyncio.Task[None]:
-        """Run the pipeline under the supervisor (restarted with backoff after any error)."""
-        return self.supervisor.start("pipeline", self.run)
+        """Run deciding, delivery and housekeeping, each under the supervisor (restarted with
+        backoff after any error, which /healthz shows); the task ends once all three have."""
+        loops = {
+            "pipeline": lambda: self.stages.deciding(self.stop_event),
+            "delivery": lambda: self.stages.delivering(self.stop_event),
+            "housekeeping": self._housekeeping,
+        }
+        tasks = [self.supervisor.start(name, loop) for name, loop in loops.items()]
+        return asyncio.create_task(_all(tasks), name="loops")
 
     async def run(self) -> None:
-        """Work until `stop_event` is set: wake on new mail or when a retry falls due."""
+        """Work until `stop_event` is set: deciding and delivering overlap (`router.stages`),
+        beside housekeeping (gauges, retention). An error in one stops all three and is
+        raised (tests; `serve` supervises each loop instead, see `start_pipeline`)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.stages.deciding(self.stop_event))
+                group.create_task(self.stages.delivering(self.stop_event))
+                group.create_task(self._housekeeping())
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+
+    async def _housekeeping(self) -> None:
+        """Gauges and retention: after messages finish (at most every 30 s), and when idle."""
         while not self.stop_event.is_set():
-            self.wake.clear()
-            await self.run_once()
+            await wait_any(self.stages.finished, self.stop_event, seconds=_IDLE_WAKE_SECONDS)
+            self.stages.finished.clear()
+            self._update_gauges()
             self._maybe_purge()
-            self.supervisor.ok("pipeline")
-            due = self.journal.next_due()
-            timeout = _IDLE_WAKE_SECONDS if due is None else max(0.05, due - time.time())
-            await wait_any(self.wake, self.stop_event, seconds=min(timeout, _IDLE_WAKE_SECONDS))
+            self.supervisor.ok("housekeeping")
+            await wait_any(self.stop_event, seconds=_HOUSEKEEPING_SECONDS)
 
     def _update_gauges(self) -> None:
         rows = self.journal.query(
@@ -305,6 +331,10 @@ async def _serve(settings: Settings, rules: Rules) -> int:
     await daemon.close()
     log.info("stopped")
     return 0
+
+
+async def _all(tasks: list[asyncio.Task[None]]) -> None:
+    await asyncio.gather(*tasks)
 
 
 def serve(settings: Settings) -> int:

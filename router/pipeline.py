@@ -6,6 +6,7 @@ daemon can be killed at any moment and carry on where it was.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 import time
@@ -14,7 +15,15 @@ from collections.abc import Callable
 import structlog
 
 from router.analysis import Analysis
-from router.delivery.compose import Outgoing, compose_ack, compose_alert, compose_forward
+from router.delivery.compose import (
+    Enclosures,
+    Outgoing,
+    UnwritableAddress,
+    compose_ack,
+    compose_alert,
+    compose_forward,
+    enclose,
+)
 from router.delivery.relay import (
     DeliveryError,
     PermanentDeliveryError,
@@ -30,7 +39,7 @@ from router.metrics import Metrics
 from router.models import AttachmentKind, Decision, FormReading, FormStatus, Outcome
 from router.redaction import redact
 from router.routing import RoutingEngine
-from router.sandbox import AnalysisFailed, AnalysisSandbox
+from router.sandbox import AnalysisFailed, AnalysisSandbox, Worked
 from router.settings import Settings
 from router.supervise import is_environmental
 
@@ -40,6 +49,7 @@ log = structlog.get_logger(__name__)
 # an attempt is counted before it starts).
 MAX_PROCESS_ATTEMPTS = 3
 _DECIDE_BATCH = 4
+SENDERS = 2  # mails handed to the relay at once (its pool keeps as many connections)
 _HEADER_LIMIT = 256 * 1024
 
 
@@ -78,17 +88,23 @@ class Pipeline:
             if not (decided or sent or finished):
                 return
 
+    def forget_failures(self) -> None:
+        """Let messages that failed in this round be tried again (their attempts count)."""
+        self._failed_this_round.clear()
+
     # --- deciding -----------------------------------------------------------------------
 
-    async def process_received(self) -> int:
-        """Decide a few stored messages (a small batch, so a burst's first forwards go out
-        while the rest are still being read)."""
+    async def process_received(self, batch: int = _DECIDE_BATCH) -> int:
+        """Decide up to `batch` stored messages (a small batch, so a burst's first forwards
+        go out while the rest are still being read)."""
         count = 0
-        waiting = self.journal.received(limit=_DECIDE_BATCH + len(self._failed_this_round))
+        waiting = await asyncio.to_thread(
+            self.journal.received, limit=batch + len(self._failed_this_round)
+        )
         for stored in waiting:
             if stored.id in self._failed_this_round:
                 continue
-            if count >= _DECIDE_BATCH:
+            if count >= batch:
                 break
             try:
                 await self.process(stored)
@@ -120,25 +136,22 @@ class Pipeline:
             log.warning("attempt_not_returned", message=stored.id, error=type(exc).__name__)
 
     async def process(self, stored: StoredMessage) -> None:
-        """Decide one stored message and record its decisions with the mail they cause."""
-        attempts = self.journal.claim(stored.id)
+        """Decide one stored message and record its decisions with the mail they cause.
+
+        The journal's durable writes (claim, record) run in a thread, so the event loop
+        keeps serving intake, delivery and /healthz while they wait for the disk.
+        """
+        attempts = await asyncio.to_thread(self.journal.claim, stored.id)
         if attempts > MAX_PROCESS_ATTEMPTS:
             self.quarantine(stored, f"processing was interrupted {attempts - 1} times")
             return
         started = time.monotonic()
-        raw = self.journal.raw_message(stored.id)
+        raw = await asyncio.to_thread(self.journal.raw_message, stored.id)
         if raw is None:
             raise LookupError("the stored copy of the message is missing")
-        analysis = await self._analyse(stored, raw)
-        mails: list[NewMail] = []
-        records: list[tuple[str, dict[str, object]]] = []
-        for position, decision in enumerate(analysis.decisions, start=1):
-            reference = f"PR-{stored.id}-{position}"
-            mails += self._mails_for(decision, reference, analysis, raw)
-            records.append((reference, decision.model_dump(mode="json", exclude={"fields"})))
-        self.journal.record_decisions(
-            stored.id, records, mails, rules_version=self.engine.rules.version
-        )
+        worked = await self._work(stored, raw)
+        analysis = worked.analysis
+        records = await asyncio.to_thread(self._record, stored, worked)
         elapsed = round(time.monotonic() - started, 3)
         for (reference, _), decision in zip(records, analysis.decisions, strict=True):
             self.metrics.decisions.labels(decision.outcome.value, decision.area or "none").inc()
@@ -155,8 +168,22 @@ class Pipeline:
                 rules=self.engine.rules.version[:12],
             )
 
-    async def _analyse(self, stored: StoredMessage, raw: bytes) -> Analysis:
-        """Analyse in the sandbox; a message it cannot read still gets a review decision."""
+    def _record(self, stored: StoredMessage, worked: Worked) -> list[tuple[str, dict[str, object]]]:
+        """Compose each decision's mail and record decisions and mail in one transaction."""
+        mails: list[NewMail] = []
+        records: list[tuple[str, dict[str, object]]] = []
+        for position, decision in enumerate(worked.analysis.decisions, start=1):
+            reference = f"PR-{stored.id}-{position}"
+            mails += self._mails_for(decision, reference, worked)
+            records.append((reference, decision.model_dump(mode="json", exclude={"fields"})))
+        self.journal.record_decisions(
+            stored.id, records, mails, rules_version=self.engine.rules.version
+        )
+        return records
+
+    async def _work(self, stored: StoredMessage, raw: bytes) -> Worked:
+        """Analyse in the sandbox; a message it cannot read still gets a review decision,
+        with the original attached as a file (encoded in a thread, never parsed here)."""
         envelope = stored.envelope_rcpts
         reason: str | None = None
         if stored.oversize:
@@ -165,7 +192,7 @@ class Pipeline:
             )
         else:
             try:
-                return await self.sandbox.analyse(
+                return await self.sandbox.work(
                     raw,
                     self.engine,
                     router_from=self.settings.from_address,
@@ -191,36 +218,46 @@ class Pipeline:
             status=FormStatus.UNREADABLE,
             reason=reason,
         )
-        return Analysis(message, [], self.engine.decide(message, [unreadable]))
+        enclosures = await asyncio.to_thread(enclose, message, raw, indexes=(), inspect=False)
+        return Worked(Analysis(message, [], self.engine.decide(message, [unreadable])), enclosures)
 
-    def _mails_for(
-        self, decision: Decision, reference: str, analysis: Analysis, raw: bytes
-    ) -> list[NewMail]:
+    def _mails_for(self, decision: Decision, reference: str, worked: Worked) -> list[NewMail]:
         sender = self.settings.from_address
+        analysis = worked.analysis
         mails: list[NewMail] = []
         if decision.outcome is Outcome.IGNORED:
-            return self._bounce_alerts(decision, raw)
+            return self._bounce_alerts(decision, worked.enclosures)
         forward = compose_forward(
-            decision, reference, analysis.message, raw, analysis.readings, sender=sender
+            decision,
+            reference,
+            analysis.message,
+            worked.enclosures,
+            analysis.readings,
+            sender=sender,
         )
         mails.append(_new_mail(referral_kind(decision.outcome), reference, forward))
         limit = self.engine.rules.acknowledgments.daily_limit_per_sender
         if decision.ack_to and self.journal.count_ack(mailbox_key(decision.ack_to), limit):
             area = next((a for a in self.engine.rules.areas if a.id == decision.area), None)
-            ack = compose_ack(
-                decision,
-                reference,
-                analysis.message,
-                self.engine.rules.acknowledgments,
-                sender=sender,
-                area_name=area.names[0] if area else "your area",
-            )
-            mails.append(_new_mail("ack", reference, ack))
+            try:
+                ack = compose_ack(
+                    decision,
+                    reference,
+                    analysis.message,
+                    self.engine.rules.acknowledgments,
+                    sender=sender,
+                    area_name=area.names[0] if area else "your area",
+                )
+            except UnwritableAddress:
+                # The forward goes; only the reply to an address no header can hold does not.
+                log.warning("acknowledgment_unwritable", reference=reference)
+            else:
+                mails.append(_new_mail("ack", reference, ack))
         elif decision.ack_to:
             log.warning("acknowledgment_capped", reference=reference)
         return mails
 
-    def _bounce_alerts(self, decision: Decision, raw: bytes) -> list[NewMail]:
+    def _bounce_alerts(self, decision: Decision, enclosures: Enclosures) -> list[NewMail]:
         """A delivery report about one of our own mails: tell a person it did not arrive."""
         mails = []
         for reported in decision.bounce_of:
@@ -238,7 +275,7 @@ class Pipeline:
                 "rules and send the referral on by hand. The delivery report is attached.",
                 sender=self.settings.from_address,
                 to=self.settings.review_address,
-                original_raw=raw,
+                original=enclosures,
                 references=[reported],
             )
             mails.append(_new_mail("alert", row["reference"], alert))
@@ -269,36 +306,44 @@ class Pipeline:
 
     # --- delivering ---------------------------------------------------------------------
 
-    async def deliver_due(self) -> int:
-        count = 0
-        for item in self.journal.due_mail(self.clock()):
-            await self.deliver(item)
-            count += 1
-        return count
+    async def deliver_due(self, concurrency: int = SENDERS) -> int:
+        """Send every mail that is due now, a few at once; returns how many were tried."""
+        items = await asyncio.to_thread(self.journal.due_mail, self.clock())
+        slots = asyncio.Semaphore(concurrency)
+
+        async def deliver_one(item: OutboxItem) -> None:
+            async with slots:
+                await self.deliver(item)
+
+        await asyncio.gather(*(deliver_one(item) for item in items))
+        return len(items)
 
     async def deliver(self, item: OutboxItem) -> None:
         """Send one spooled mail; record sent, retry later, or fail and alert a person."""
-        data = self.journal.outgoing_data(item.id)
+        data = await asyncio.to_thread(self.journal.outgoing_data, item.id)
         if data is None:
             raise LookupError(f"the spooled mail {item.id} is missing")
         try:
             await self.relay.send(data, sender=item.sender, recipients=item.recipients)
         except TransientDeliveryError as exc:
-            self._retry(item, exc)
+            await asyncio.to_thread(self._retry, item, exc)
             return
         except PermanentDeliveryError as exc:
-            self._failed(item, exc, data)
+            await asyncio.to_thread(self._failed, item, exc, data)
             return
         except Exception as exc:  # a relay bug must not stop every later delivery
             log.error("delivery_crashed", reference=item.reference, error=type(exc).__name__)
-            self._failed(item, PermanentDeliveryError(None, f"{type(exc).__name__}"), data)
+            error = PermanentDeliveryError(None, type(exc).__name__)
+            await asyncio.to_thread(self._failed, item, error, data)
             return
-        self.journal.mark_sent(item.id)
+        await asyncio.to_thread(self.journal.mark_sent, item.id)  # right after the 250
         self.metrics.sent.labels(item.kind).inc()
         log.info("sent", reference=item.reference, kind=item.kind, attempts=item.attempts + 1)
         if item.kind == FORWARD:  # to a force; notices and reviews are not timed
-            received = self.journal.query(
-                "SELECT received_at FROM messages WHERE id = ?", (item.message_id,)
+            received = await asyncio.to_thread(
+                self.journal.query,
+                "SELECT received_at FROM messages WHERE id = ?",
+                (item.message_id,),
             )
             if received:
                 self.metrics.latency.observe(max(0.0, time.time() - received[0]["received_at"]))

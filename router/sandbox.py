@@ -2,35 +2,66 @@
 
 A hostile PDF (a looping xref, a decompression bomb) can make a parser spin or swell; here it
 can only stall or kill its worker, which is replaced, while the daemon's event loop carries on
-serving IMAP IDLE and SMTP.
+serving IMAP IDLE and SMTP. The worker also writes the email's attachments as MIME parts
+(`router.delivery.compose.enclose`), the other work proportional to the message's size.
+
+The worker is started at boot, and again whenever it is replaced, from a forkserver that has
+already imported the parsers, so no referral waits for imports. Worker processes watch the
+daemon and exit when it dies, whatever killed it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import functools
 import multiprocessing
+import os
 import resource
-from concurrent.futures import ProcessPoolExecutor
+import select
+import signal
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 
 import structlog
 
 from router.analysis import Analysis, analyse
+from router.delivery.compose import Enclosures, attachments_for, enclose
+from router.models import Outcome
 from router.routing import RoutingEngine
 from router.rules.model import Rules
 
 log = structlog.get_logger(__name__)
+
+# Imported once by the forkserver, so each new worker starts with them loaded.
+PRELOAD = ("router.sandbox", "pypdf", "docx", "lxml.etree", "pydantic", "router.forms")
+_PR_SET_PDEATHSIG = 1
+_WATCH_STACK = 256 * 1024
+_START_SECONDS = 30.0  # how long an analysis waits for a new worker before submitting anyway
 
 
 class AnalysisFailed(Exception):
     """The worker could not analyse a message: it timed out, ran out of memory or died."""
 
 
+@dataclass(frozen=True)
+class Worked:
+    """What the worker returns for one email: the analysis (attachment bytes left out) and
+    the parts a forward is built from."""
+
+    analysis: Analysis
+    enclosures: Enclosures
+
+
 _ENGINE: dict[str, RoutingEngine] = {}
 
 
-def _limit_memory(max_bytes: int) -> None:
+def _start_worker(max_bytes: int, daemon_pid: int) -> None:
+    """Worker initializer: memory bound, quiet logs, and exit when the daemon dies."""
+    _die_with(daemon_pid)  # first: its thread's stack must fit under the bound below
     if max_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
     from router.logs import configure_logging
@@ -38,7 +69,34 @@ def _limit_memory(max_bytes: int) -> None:
     configure_logging("warning", "json")
 
 
-def _analyse_in_worker(
+def _die_with(daemon_pid: int) -> None:
+    """Exit when `daemon_pid` ends. The worker's parent is the forkserver, which lives as long
+    as any worker does, so the worker watches the daemon itself (a pidfd); the parent-death
+    signal covers the forkserver being killed."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    try:
+        watched = os.pidfd_open(daemon_pid)
+    except ProcessLookupError:
+        os._exit(0)
+
+    def watch() -> None:
+        select.select([watched], [], [])
+        os._exit(0)
+
+    previous = threading.stack_size(_WATCH_STACK)
+    try:
+        threading.Thread(target=watch, name="daemon-watch", daemon=True).start()
+    finally:
+        threading.stack_size(previous)
+
+
+def _warm() -> int:
+    """A first task for a new worker: proves it runs (imports are already loaded)."""
+    return os.getpid()
+
+
+def _work_in_worker(
     raw: bytes,
     rules: Rules,
     review_address: str,
@@ -46,12 +104,12 @@ def _analyse_in_worker(
     envelope: tuple[str, ...],
     max_attachments: int,
     trusted_authserv_ids: tuple[str, ...],
-) -> Analysis:
+) -> Worked:
     engine = _ENGINE.get(rules.version)
     if engine is None or engine.review_address != review_address:
         _ENGINE.clear()
         engine = _ENGINE[rules.version] = RoutingEngine(rules, review_address=review_address)
-    return analyse(
+    analysis = analyse(
         raw,
         engine,
         router_from=router_from,
@@ -59,33 +117,152 @@ def _analyse_in_worker(
         max_attachments=max_attachments,
         trusted_authserv_ids=trusted_authserv_ids,
     )
+    wanted = {
+        index
+        for decision in analysis.decisions
+        if decision.outcome is not Outcome.IGNORED
+        for index in attachments_for(decision, analysis.readings)
+    }
+    enclosures = enclose(analysis.message, raw, indexes=wanted)
+    # The bytes travel back once, as parts; the analysis keeps only what deciding needs.
+    light = [a.model_copy(update={"data": b""}) for a in analysis.message.attachments]
+    message = analysis.message.model_copy(update={"attachments": light})
+    return Worked(Analysis(message, analysis.readings, analysis.decisions), enclosures)
 
 
 class AnalysisSandbox:
-    """A one-process pool that is torn down and rebuilt whenever a task overruns."""
+    """A one-process pool that is torn down and rebuilt (warm) whenever a task overruns."""
 
     def __init__(self, *, timeout: float, memory_bytes: int = 1536 * 1024 * 1024) -> None:
         self.timeout = timeout
         self.memory_bytes = memory_bytes
+        self.replaced = 0  # workers replaced after a failure (for metrics and benchmarks)
         self._pool: ProcessPoolExecutor | None = None
+        self._warming: asyncio.Future[int] | None = None
 
-    def _ensure_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("forkserver"),
-                initializer=_limit_memory,
-                initargs=(self.memory_bytes,),
-            )
+    def _new_pool(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(PRELOAD))  # used when the forkserver starts
+        return ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(self.memory_bytes, os.getpid()),
+        )
+
+    def start(self) -> None:
+        """Start a worker now, off the event loop (boot, and after each replacement)."""
+        if self._warming is not None and self._usable(self._warming):
+            return
+        self._warming = asyncio.ensure_future(self._warm_up())
+
+    @staticmethod
+    def _usable(warming: asyncio.Future[int]) -> bool:
+        """A start still under way, or one that succeeded."""
+        if warming.cancelled():
+            return False
+        return not warming.done() or warming.exception() is None
+
+    async def _warm_up(self) -> int:
+        def spawn() -> Future[int]:
+            if self._pool is None:
+                self._pool = self._new_pool()
+            return self._pool.submit(_warm)
+
+        pid = await asyncio.wrap_future(await asyncio.to_thread(spawn))
+        log.debug("sandbox_worker_ready", pid=pid)
+        return pid
+
+    async def started(self) -> int:
+        """Wait until the worker being started (at boot or as a replacement) is up.
+
+        Returns:
+            Its process id.
+        """
+        self.start()
+        assert self._warming is not None
+        return await asyncio.shield(self._warming)
+
+    async def _ready(self) -> ProcessPoolExecutor:
+        """The pool, once its worker is up (a failed start is tried again by the caller)."""
+        if self._pool is not None and not self._worker_alive():
+            log.warning("sandbox_worker_replaced", reason="worker died while idle")
+            self._replace()
+        if self._pool is None or self._warming is None:
+            self.start()
+        assert self._warming is not None
+        with contextlib.suppress(Exception):
+            # A start that failed (a broken pool) shows as AnalysisFailed on submit below;
+            # one that hangs is not waited for beyond a bound.
+            await asyncio.wait_for(asyncio.shield(self._warming), self.timeout + _START_SECONDS)
+        assert self._pool is not None
         return self._pool
 
     def _discard_pool(self) -> None:
         pool, self._pool = self._pool, None
+        warming, self._warming = self._warming, None
+        if warming is not None and not warming.done():
+            warming.cancel()
         if pool is None:
             return
         for process in list(getattr(pool, "_processes", {}).values()):
             process.kill()
         pool.shutdown(wait=False, cancel_futures=True)
+
+    def _replace(self) -> None:
+        """Kill the worker and start a warm one in its place at once."""
+        self._discard_pool()
+        self.replaced += 1
+        self.start()
+
+    async def work(
+        self,
+        raw: bytes,
+        engine: RoutingEngine,
+        *,
+        router_from: str,
+        envelope_recipients: tuple[str, ...],
+        max_attachments: int,
+        trusted_authserv_ids: tuple[str, ...] = (),
+    ) -> Worked:
+        """Analyse one email and write its parts in the worker. The time limit starts when
+        the worker is ready for it (a worker still starting does not count against it).
+
+        Raises:
+            AnalysisFailed: on timeout, memory exhaustion or a dead worker.
+        """
+        task = functools.partial(
+            _work_in_worker,
+            raw,
+            engine.rules,
+            engine.review_address,
+            router_from,
+            envelope_recipients,
+            max_attachments,
+            tuple(trusted_authserv_ids),
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(await self._ready(), task)
+        except BrokenProcessPool:
+            # The idle worker died between two messages (killed, out of memory): no fault
+            # of this message. Replace the worker and go on.
+            log.warning("sandbox_worker_replaced", reason="worker died while idle")
+            self._replace()
+            future = loop.run_in_executor(await self._ready(), task)
+        try:
+            return await asyncio.wait_for(future, self.timeout)
+        except TimeoutError:
+            self._replace()
+            raise AnalysisFailed(
+                f"reading the message took longer than {self.timeout:g} s"
+            ) from None
+        except MemoryError:
+            self._replace()
+            raise AnalysisFailed("reading the message ran out of memory") from None
+        except BrokenProcessPool:
+            self._replace()
+            raise AnalysisFailed("the reader process died") from None
 
     async def analyse(
         self,
@@ -97,46 +274,20 @@ class AnalysisSandbox:
         max_attachments: int,
         trusted_authserv_ids: tuple[str, ...] = (),
     ) -> Analysis:
-        """Analyse one email in the worker.
+        """Analyse one email in the worker (see `work`); the attachments' bytes are left out.
 
         Raises:
             AnalysisFailed: on timeout, memory exhaustion or a dead worker.
         """
-        loop = asyncio.get_running_loop()
-        task = functools.partial(
-            _analyse_in_worker,
+        worked = await self.work(
             raw,
-            engine.rules,
-            engine.review_address,
-            router_from,
-            envelope_recipients,
-            max_attachments,
-            tuple(trusted_authserv_ids),
+            engine,
+            router_from=router_from,
+            envelope_recipients=envelope_recipients,
+            max_attachments=max_attachments,
+            trusted_authserv_ids=trusted_authserv_ids,
         )
-        if self._pool is not None and not self._worker_alive():
-            log.warning("sandbox_worker_replaced", reason="worker died while idle")
-            self._discard_pool()
-        try:
-            future = loop.run_in_executor(self._ensure_pool(), task)
-        except BrokenProcessPool:
-            # The idle worker died between two messages (killed, out of memory): the pool
-            # refuses new work. That is no fault of this message: replace the worker.
-            log.warning("sandbox_worker_replaced", reason="worker died while idle")
-            self._discard_pool()
-            future = loop.run_in_executor(self._ensure_pool(), task)
-        try:
-            return await asyncio.wait_for(future, self.timeout)
-        except TimeoutError:
-            self._discard_pool()
-            raise AnalysisFailed(
-                f"reading the message took longer than {self.timeout:g} s"
-            ) from None
-        except MemoryError:
-            self._discard_pool()
-            raise AnalysisFailed("reading the message ran out of memory") from None
-        except BrokenProcessPool:
-            self._discard_pool()
-            raise AnalysisFailed("the reader process died") from None
+        return worked.analysis
 
     def _worker_alive(self) -> bool:
         processes = getattr(self._pool, "_processes", None) or {}

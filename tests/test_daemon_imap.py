@@ -106,7 +106,7 @@ async def test_restart_does_not_process_twice(tmp_path, dovecot, smtp_capture, t
     reopened = Daemon(first.settings, _rules())
     await reopened.run_once()  # decides and sends what the first one stored
     await relay.wait_for_async(2, timeout=20)
-    reopened.journal.close()
+    await reopened.close()  # its relay keeps connections open, and its worker runs
     second = await _start(tmp_path, dovecot, relay.url, tls_ca.ca_file, journal)
     worker = asyncio.create_task(second.run())
     try:

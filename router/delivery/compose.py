@@ -7,23 +7,28 @@ Header values never contain text taken from a form, so a form cannot inject head
 
 from __future__ import annotations
 
-import email.policy
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from router.delivery import mime
+from router.delivery.mime import UnwritableAddress
 from router.forms.fields import field_wording
 from router.mail.parse import ParsedMessage
-from router.models import Attachment, AttachmentKind, Decision, FormReading, FormStatus, Outcome
+from router.models import AttachmentKind, Decision, FormReading, FormStatus, Outcome
 from router.rules.model import AckText, AckTexts
 
-# SMTP-safe serialisation: CRLF line ends, long lines folded, 8-bit bodies encoded.
-_POLICY = email.policy.SMTP
-# For a recipient whose address is not ASCII (RFC 6531/6532): such an address cannot be
-# written with encoded-words, so the headers carry raw UTF-8 and the relay uses SMTPUTF8.
-_POLICY_UTF8 = email.policy.SMTPUTF8
+__all__ = [
+    "Enclosures",
+    "Outgoing",
+    "UnwritableAddress",
+    "attachments_for",
+    "compose_ack",
+    "compose_alert",
+    "compose_forward",
+    "enclose",
+]
 
 _FLAGS = {
     Outcome.FORWARD: "",
@@ -31,6 +36,9 @@ _FLAGS = {
     Outcome.NEEDS_REVIEW: " REVIEW",
     Outcome.IGNORED: "",
 }
+# An alert's attachment above this size is sent as a file without the line scan (the scan
+# is linear but slow on hostile input, and alerts are composed in the daemon).
+_INSPECT_MAX = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -43,134 +51,143 @@ class Outgoing:
     message_id: str
 
 
-def _domain(address: str) -> str:
-    return address.rpartition("@")[2] or "localhost"
+@dataclass(frozen=True)
+class Enclosures:
+    """One email's attachments and the email itself, already written as MIME parts.
+
+    This is the work proportional to the message's size: it is done once, in the analysis
+    worker, so composing a forward in the daemon only joins bytes.
+    """
+
+    original: bytes
+    attachments: Mapping[int, bytes] = field(default_factory=dict)
 
 
-def _base(
-    sender: str, to: Sequence[str], cc: Sequence[str], subject: str, auto: str
-) -> EmailMessage:
-    international = not all(address.isascii() for address in (sender, *to, *cc))
-    message = EmailMessage(policy=_POLICY_UTF8 if international else _POLICY)
-    message["From"] = sender
-    message["To"] = ", ".join(to)
-    if cc:
-        message["Cc"] = ", ".join(cc)
-    message["Subject"] = subject
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(idstring="referral-router", domain=_domain(sender))
-    message["Auto-Submitted"] = auto
-    # Ask Exchange and others not to send out-of-office replies back to the router.
-    message["X-Auto-Response-Suppress"] = "All"
-    return message
-
-
-def _thread(message: EmailMessage, original: ParsedMessage) -> None:
-    if original.message_id:
-        message["In-Reply-To"] = original.message_id
-        references = [*original.references[-8:], original.message_id]
-        message["References"] = " ".join(dict.fromkeys(references))
-
-
-def _attach(message: EmailMessage, attachment: Attachment) -> None:
-    maintype, _, subtype = attachment.declared_type.partition("/")
-    if maintype in ("", "multipart", "message", "text") or not subtype:
-        # Text parts would be re-encoded by the library; octet-stream keeps the bytes exact.
-        maintype, subtype = "application", "octet-stream"
-    message.add_attachment(
-        attachment.data,
-        maintype=maintype,
-        subtype=subtype,
-        filename=_safe_filename(attachment.filename) or f"attachment-{attachment.index}",
-    )
-
-
-def _safe_filename(name: str | None) -> str:
-    """The attachment's own name without control characters (they cannot go in a header)."""
-    return "".join(ch for ch in (name or "") if ch.isprintable())[:200]
-
-
-def _attach_original(message: EmailMessage, raw: bytes) -> None:
-    """The original email as `message/rfc822`, or as a plain .eml file if it will not parse."""
-    try:
-        inner = email.message_from_bytes(raw, policy=email.policy.compat32)
-        part = EmailMessage(policy=_POLICY)
-        part.set_content(inner)
-        del part["Content-Disposition"]
-        part["Content-Disposition"] = 'attachment; filename="original.eml"'
-        part.as_bytes()  # prove it serialises before committing to it
-        if not message.is_multipart():
-            message.make_mixed()  # a mail with no other attachment (attach needs multipart)
-        message.attach(part)
-    except Exception:
-        message.add_attachment(
-            raw, maintype="application", subtype="octet-stream", filename="original.eml"
+def enclose(
+    message: ParsedMessage,
+    raw: bytes,
+    *,
+    indexes: Iterable[int] | None = None,
+    inspect: bool = True,
+) -> Enclosures:
+    """Write the original and the attachments (those in `indexes`, default all) as parts."""
+    wanted = None if indexes is None else set(indexes)
+    parts = {
+        a.index: mime.attachment_part(
+            a.data, a.declared_type, mime.safe_filename(a.filename) or f"attachment-{a.index}"
         )
+        for a in message.attachments
+        if wanted is None or a.index in wanted
+    }
+    return Enclosures(mime.original_part(raw, inspect=inspect), parts)
 
 
-def _finish(message: EmailMessage, recipients: Sequence[str]) -> Outgoing:
-    return Outgoing(
-        data=message.as_bytes(policy=message.policy),
-        sender=str(message["From"]),
-        recipients=tuple(dict.fromkeys(recipients)),
-        message_id=str(message["Message-ID"]),
-    )
+def _domain(address: str) -> str:
+    domain = address.rpartition("@")[2]
+    return domain if domain.isascii() and mime.clean(domain) == domain and domain else "localhost"
+
+
+def _head(
+    sender: str,
+    to: Sequence[str],
+    cc: Sequence[str],
+    subject: str,
+    auto: str,
+    extra: Sequence[tuple[str, str]] = (),
+    thread: tuple[str | None, Sequence[str]] = (None, ()),
+) -> tuple[bytes, str]:
+    """The top headers of a mail the router sends, and its new Message-ID."""
+    message_id = make_msgid(idstring="referral-router", domain=_domain(sender))
+    lines = [mime.address_header("From", [sender]), mime.address_header("To", to)]
+    if cc:
+        lines.append(mime.address_header("Cc", cc))
+    lines += [
+        mime.text_header("Subject", subject),
+        f"Date: {format_datetime(datetime.now(UTC))}\r\n".encode("ascii"),
+        f"Message-ID: {message_id}\r\n".encode("ascii"),
+        f"Auto-Submitted: {auto}\r\n".encode("ascii"),
+        # Ask Exchange and others not to send out-of-office replies back to the router.
+        b"X-Auto-Response-Suppress: All\r\n",
+    ]
+    lines += [mime.text_header(name, value) for name, value in extra]
+    in_reply_to, references = thread
+    if in_reply_to:
+        lines.append(mime.id_header("In-Reply-To", [in_reply_to]))
+    if references:
+        lines.append(mime.id_header("References", references))
+    return b"".join(lines), message_id
+
+
+def _thread(original: ParsedMessage) -> tuple[str | None, list[str]]:
+    """In-Reply-To and References for a mail about `original` (only well-formed ids)."""
+    own = mime.message_ids([original.message_id])
+    if not own:
+        return None, []
+    return own[0], mime.message_ids([*original.references[-8:], own[0]])
 
 
 def compose_forward(
     decision: Decision,
     reference: str,
     original: ParsedMessage,
-    raw: bytes,
+    raw: bytes | Enclosures,
     readings: Sequence[FormReading],
     *,
     sender: str,
 ) -> Outgoing:
     """The referral to its recipients: the form and supporting documents byte for byte,
     plus the original email, and a plain summary with no form content in any header.
+
+    Args:
+        raw: the original email, or its parts already written by `enclose` (the daemon's
+            way: the parts come from the worker).
+
+    Raises:
+        UnwritableAddress: a recipient address cannot be written (rules are validated, so
+            this means a bug, not a message).
     """
+    enclosures = raw if isinstance(raw, Enclosures) else enclose(original, raw)
     area = decision.area or "no area"
     subject = f"Prevent referral {reference} [{area}]{_FLAGS[decision.outcome]}"
     if decision.flagged:
         subject += " INCOMPLETE"
-    message = _base(sender, decision.to, decision.cc, subject, "auto-generated")
-    message["X-Referral-Reference"] = reference
-    message["X-Referral-Outcome"] = decision.outcome.value
-    _thread(message, original)
+    extra = [("X-Referral-Reference", reference), ("X-Referral-Outcome", decision.outcome.value)]
+    head, message_id = _head(
+        sender, decision.to, decision.cc, subject, "auto-generated", extra, _thread(original)
+    )
     lines = [
         f"Reference: {reference}",
         f"Outcome: {decision.outcome.value}"
         + (" (flagged by area policy)" if decision.flagged else ""),
         f"Area: {area}",
-        f"Why: {decision.reason}",
-        f"Referrer's email (From): {original.from_address or 'unknown'}",
+        f"Why: {mime.printable(decision.reason)}",
+        f"Referrer's email (From): {mime.printable(original.from_address or 'unknown')}",
         f"Received: {format_datetime(datetime.now(UTC))}",
     ]
     if decision.missing:
         lines.append("Missing required fields: " + "; ".join(map(field_wording, decision.missing)))
     if decision.outcome is Outcome.NEEDS_REVIEW:
         lines.append("A person needs to review this referral: the router could not finish it.")
-    by_index = {a.index: a for a in original.attachments}
-    attached = [by_index[i] for i in _attachments_for(decision, readings) if i in by_index]
-    what = _what_is_attached(decision, attached, came_with=len(original.attachments))
+    attached = [
+        enclosures.attachments[index]
+        for index in attachments_for(decision, readings)
+        if index in enclosures.attachments
+    ]
+    what = _what_is_attached(decision, len(attached), came_with=len(original.attachments))
     lines += ["", *what, "", "Sent by referral-router."]
-    message.set_content("\n".join(lines))
-    for attachment in attached:
-        _attach(message, attachment)
-    _attach_original(message, raw)
-    return _finish(message, [*decision.to, *decision.cc])
+    parts = [_part(mime.text_body("\n".join(lines))), *attached, enclosures.original]
+    recipients = tuple(dict.fromkeys([*decision.to, *decision.cc]))
+    return Outgoing(mime.multipart(head, parts), sender, recipients, message_id)
 
 
-def _what_is_attached(
-    decision: Decision, attached: Sequence[Attachment], *, came_with: int
-) -> list[str]:
+def _what_is_attached(decision: Decision, attached: int, *, came_with: int) -> list[str]:
     """The body's sentence on the attachments, true to what is attached."""
     if not attached:
         why = "it came with no attachment" if not came_with else "it holds all the email had"
         return [f"Attached: the original email only ({why})."]
     if decision.form_index is None:
         return [
-            f"Attached unchanged: the {len(attached)} file(s) that came with the email,",
+            f"Attached unchanged: the {attached} file(s) that came with the email,",
             "and the original email.",
         ]
     return [
@@ -179,7 +196,11 @@ def _what_is_attached(
     ]
 
 
-def _attachments_for(decision: Decision, readings: Sequence[FormReading]) -> list[int]:
+def _part(part: tuple[bytes, bytes]) -> bytes:
+    return part[0] + mime.CRLF + part[1]
+
+
+def attachments_for(decision: Decision, readings: Sequence[FormReading]) -> list[int]:
     """Which attachments travel with a decision's mail.
 
     A form's decision carries its own form, then every supporting document of the email
@@ -217,7 +238,12 @@ def compose_ack(
     sender: str,
     area_name: str,
 ) -> Outgoing:
-    """The reply to the referrer: reference, what happens next, 999 advice; no personal data."""
+    """The reply to the referrer: reference, what happens next, 999 advice; no personal data.
+
+    Raises:
+        UnwritableAddress: the referrer's address cannot be written in a header (a line
+            separator or control character in a quoted local part): no acknowledgment.
+    """
     if decision.ack_to is None:
         raise ValueError("decision has no acknowledgment address")
     text = ack_text(texts, decision.area)
@@ -226,18 +252,24 @@ def compose_ack(
         "reference": reference,
         "area_name": area_name,
         "missing": "\n".join(f"  - {field_wording(field)}" for field in decision.missing),
-        "from_address": decision.ack_to,
+        "from_address": mime.printable(decision.ack_to),
     }
     body = template.format(**values).rstrip()
     footer = (text.footer or "If anyone is in immediate danger, call 999.").format(**values)
     if "999" not in footer:
         footer += "\nIf anyone is in immediate danger, call 999."
     subject = (text.subject or "Prevent referral received: {reference}").format(**values)
-    message = _base(sender, [decision.ack_to], [], subject, "auto-replied")
-    message["X-Referral-Reference"] = reference
-    _thread(message, original)
-    message.set_content(f"{body}\n\n{footer.strip()}\n")
-    return _finish(message, [decision.ack_to])
+    head, message_id = _head(
+        sender,
+        [decision.ack_to],
+        [],
+        subject,
+        "auto-replied",
+        [("X-Referral-Reference", reference)],
+        _thread(original),
+    )
+    data = mime.single(head, mime.text_body(f"{body}\n\n{footer.strip()}\n"))
+    return Outgoing(data, sender, (decision.ack_to,), message_id)
 
 
 def compose_alert(
@@ -247,13 +279,24 @@ def compose_alert(
     sender: str,
     to: str,
     original_raw: bytes | None = None,
+    original: Enclosures | None = None,
     references: Sequence[str] = (),
 ) -> Outgoing:
-    """A message to a person (the review address) about something the router cannot finish."""
-    message = _base(sender, [to], [], subject, "auto-generated")
-    if references:
-        message["References"] = " ".join(references)
-    message.set_content(body.rstrip() + "\n\nSent by referral-router.\n")
-    if original_raw is not None:
-        _attach_original(message, original_raw)
-    return _finish(message, [to])
+    """A message to a person (the review address) about something the router cannot finish.
+
+    Args:
+        original_raw: a message to attach (an original, an undelivered mail).
+        original: the same, already written as a part by `enclose` (in the worker).
+        references: Message-IDs the alert is about (kept only when well-formed).
+    """
+    thread = (None, mime.message_ids(references))
+    head, message_id = _head(sender, [to], [], subject, "auto-generated", (), thread)
+    text = mime.text_body(body.rstrip() + "\n\nSent by referral-router.\n")
+    attached = None
+    if original is not None:
+        attached = original.original
+    elif original_raw is not None:
+        attached = mime.original_part(original_raw, inspect=len(original_raw) <= _INSPECT_MAX)
+    if attached is None:
+        return Outgoing(mime.single(head, text), sender, (to,), message_id)
+    return Outgoing(mime.multipart(head, [_part(text), attached]), sender, (to,), message_id)

@@ -10,9 +10,8 @@ Failure classes (the caller decides what to do with the message):
   and retried; the operator must be alerted because retrying alone will not fix it.
 - `PermanentDeliveryError`: a 5xx reply about this message or its recipients.
 
-`SmtpRelay` opens one connection per message: referrals are few, and a fresh
-connection per send needs no reconnect or keep-alive logic and never reuses a
-connection the server silently dropped. Recipients are all-or-nothing: every
+`SmtpRelay.send` opens one connection per message; `router.delivery.pool` keeps a few
+open between messages with `connect` and `transfer`. Recipients are all-or-nothing: every
 RCPT must be accepted before DATA is sent, so a referral never reaches the force
 without its mandatory CCs (or the other way round).
 """
@@ -188,22 +187,56 @@ class SmtpRelay:
         """See `Relay`."""
         if not recipients:
             raise ValueError("send() needs at least one recipient")
+        client = await self.connect()
+        try:
+            await self.transfer(client, message, sender, recipients)
+            await _quit_quietly(client)
+        finally:
+            await client.shut()
+        log.debug("relay.sent", relay=self.describe(), recipients=len(recipients))
+
+    async def connect(self) -> _Client:
+        """Open, secure and authenticate a connection (see `router.delivery.pool`).
+
+        Raises:
+            TransientDeliveryError: the relay cannot be reached or set up (a
+                `RelaySecurityError` when TLS or credentials are wrong).
+        """
         client = self._client()
         try:
             await client.connect()
             await self._secure(client)
             await self._authenticate(client)
-            await self._transfer(client, message, sender, recipients)
-        except DeliveryError as exc:
-            self._log_failure(exc)
-            raise
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            error = classify(exc)
-            self._log_failure(error)
-            raise error from exc
-        finally:
+        except BaseException as exc:
             await client.shut()
-        log.debug("relay.sent", relay=self.describe(), recipients=len(recipients))
+            raise self._failure(exc) from exc
+        return client
+
+    async def transfer(
+        self, client: _Client, message: bytes, sender: str, recipients: Sequence[str]
+    ) -> None:
+        """MAIL, RCPT and DATA on an open connection, which stays open afterwards.
+        `client.data_started` tells whether the failure came after DATA was sent.
+
+        Raises:
+            TransientDeliveryError, PermanentDeliveryError: as for `send`.
+        """
+        client.data_started = False
+        try:
+            await self._transfer(client, message, sender, recipients)
+        except BaseException as exc:
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: BaseException) -> BaseException:
+        """The error to raise for `exc` (logged): a `DeliveryError` for relay failures."""
+        if isinstance(exc, DeliveryError):
+            error: DeliveryError = exc
+        elif isinstance(exc, aiosmtplib.SMTPException | OSError):
+            error = classify(exc)
+        else:
+            return exc  # cancellation, a bug: not a delivery failure
+        self._log_failure(error)
+        return error
 
     async def probe(self) -> str:
         """Connect, secure and authenticate as `send` does, then QUIT without sending.
@@ -302,7 +335,7 @@ class SmtpRelay:
 
     async def _transfer(
         self,
-        client: aiosmtplib.SMTP,
+        client: _Client,
         message: bytes,
         sender: str,
         recipients: Sequence[str],
@@ -331,8 +364,8 @@ class SmtpRelay:
         if refusals:
             await _reset_quietly(client)
             raise _refusal_error(refusals)
+        client.data_started = True
         await client.data(message)
-        await _quit_quietly(client)
 
 
 class _Client(aiosmtplib.SMTP):
@@ -346,6 +379,7 @@ class _Client(aiosmtplib.SMTP):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._sockets: list[Any] = []
+        self.data_started = False  # DATA was sent in the current transaction
 
     def close(self) -> None:
         """Drop the connection now (see the class docstring)."""
@@ -363,6 +397,9 @@ class _Client(aiosmtplib.SMTP):
                 return
             await asyncio.sleep(0)
         log.warning("relay.socket_linger", sockets=len(self._sockets))
+
+
+RelayConnection = _Client  # an open, secured, authenticated connection (`SmtpRelay.connect`)
 
 
 def _refusal_error(refusals: Sequence[aiosmtplib.SMTPRecipientRefused]) -> DeliveryError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import stat
 import time
-from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from router.delivery.relay import (
     tls_policy,
 )
 from router.settings import Settings, parse_endpoint
+from tests.delivery.conftest import RelayMaker
 from tests.servers.smtp import CaptureFactory, CaptureServer, TlsAuthority, make_tls_authority
 
 SENDER = "referrals@council.example"
@@ -38,27 +38,6 @@ def _message(body: str = "A referral.\n") -> bytes:
     message["Message-ID"] = "<test-1@council.example>"
     message.set_content(body)
     return message.as_bytes()
-
-
-RelayMaker = Callable[..., SmtpRelay]
-
-
-@pytest.fixture
-def relay_for(tls_ca: TlsAuthority) -> RelayMaker:
-    """Build an SmtpRelay aimed at a capture server, trusting the session CA by default."""
-
-    def make(server: CaptureServer, **options: object) -> SmtpRelay:
-        defaults: dict[str, object] = {
-            "user": None,
-            "password": None,
-            "ca_file": tls_ca.ca_file,
-            "allow_insecure": False,
-            "timeout": 5,
-        }
-        defaults.update(options)
-        return SmtpRelay(parse_endpoint(server.url, ("smtp", "smtps")), **defaults)  # type: ignore[arg-type]
-
-    return make
 
 
 async def test_plain_loopback_delivery(smtp_capture: CaptureFactory, relay_for: RelayMaker) -> None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import select
+import shutil
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +21,7 @@ from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.hardening.conftest import ROUTER_FROM
 from tests.hardening.hostile import flate_bomb_pdf, slow_pdf
 from tests.mailfactory import build_email
+from tests.test_lifecycle import RouterProcess, listen_port
 
 REFERRAL = build_email(
     attachments=[("referral.pdf", fillable_pdf(labelled(complete_referral())), "application/pdf")]
@@ -132,3 +137,79 @@ async def test_daemon_decides_a_timed_out_message_and_carries_on(
     assert sorted(outcomes) == ["forward", "needs_review"]
     states = [r["state"] for r in daemon.journal.query("SELECT state FROM messages")]
     assert states == ["done", "done"]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, grandchildren...), from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found += [int(child), *_descendants(int(child))]
+    return found
+
+
+def _maps(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/maps").read_text()
+    return ""
+
+
+def _until_worker_started(pid: int, seconds: float = 30.0) -> list[int]:
+    """Wait (bounded) until the daemon has a forkserver with a worker below it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        below = _descendants(pid)
+        if any(_descendants(child) for child in below):
+            return below
+        time.sleep(0.05)  # polling another process's state
+    raise AssertionError("no analysis worker was started at boot")
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs pidfd_open (Linux 5.3+)")
+def test_worker_is_warm_at_boot_and_nothing_survives_sigkill(
+    tmp_path: Path, rules_dir: Path
+) -> None:
+    """`serve` starts its worker before any mail, from a forkserver that has already loaded
+    the parsers; SIGKILL of the daemon alone leaves no forkserver, tracker or worker behind."""
+    shutil.copytree(rules_dir, tmp_path / "rules")
+    port = listen_port()
+    router = RouterProcess(
+        tmp_path, {"ROUTER_INBOX": f"smtp://127.0.0.1:{port}", "ROUTER_HTTP": ""}, port
+    )
+    try:
+        router.start()
+        assert router.process is not None
+        daemon = router.process.pid
+        watched: list[int] = []
+        below = _until_worker_started(daemon)
+        forkserver = next(pid for pid in below if _descendants(pid))
+        assert "lxml/etree" in _maps(forkserver)  # preloaded before any worker was forked
+        watched = [os.pidfd_open(pid) for pid in below]
+        os.kill(daemon, signal.SIGKILL)
+        router.process.wait(5)
+        deadline = time.monotonic() + 10
+        pending = list(watched)
+        while pending and time.monotonic() < deadline:
+            ready, _, _ = select.select(pending, [], [], deadline - time.monotonic())
+            pending = [fd for fd in pending if fd not in ready]
+        alive = [pid for pid, fd in zip(below, watched, strict=True) if fd in pending]
+        assert not alive, f"processes left behind: {alive}"
+    finally:
+        for fd in watched:
+            os.close(fd)
+        router.stop()
+        if router.process is not None:  # whatever a failure left in the daemon's session
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(router.process.pid, signal.SIGKILL)
+
+
+async def test_overrun_worker_is_replaced_at_once(sandbox, engine) -> None:  # type: ignore[no-untyped-def]
+    """After an overrun the next worker is started straight away, before any message asks."""
+    first = await sandbox.started()
+    sandbox.timeout = 0.001
+    with pytest.raises(AnalysisFailed):
+        await _analyse(sandbox, engine, REFERRAL)
+    second = await sandbox.started()
+    assert second != first and sandbox.worker_pids() == [second]
+    assert sandbox.replaced == 1

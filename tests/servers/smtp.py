@@ -199,6 +199,8 @@ class CaptureServer:
         if controller is None:
             return
         controller.loop.call_soon_threadsafe(self._close_sessions)
+        with self._cond:  # a client may keep its connection open (a pool): wait until it is gone
+            self._cond.wait_for(lambda: not self._sessions, timeout=5)
         controller.stop()
 
     @property
@@ -353,13 +355,14 @@ class CaptureServer:
     def _closed(self, session: SMTP) -> None:
         with self._cond:
             self._sessions.discard(session)
+            self._cond.notify_all()
 
     def _close_sessions(self) -> None:
         with self._cond:
             sessions = list(self._sessions)
         for session in sessions:
             if session.transport is not None:
-                session.transport.close()
+                cast(asyncio.Transport, session.transport).abort()
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any

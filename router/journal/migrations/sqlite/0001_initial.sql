@@ -61,6 +61,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outbox_message_id_header ON outbox (message_id_header);
+-- due_mail holds an acknowledgment back until its forward is sent (looked up by reference);
+-- finish_messages looks for pending mail per message: both stay index lookups as history grows.
+CREATE INDEX IF NOT EXISTS outbox_reference ON outbox (reference, kind, state);
+CREATE INDEX IF NOT EXISTS outbox_message_state ON outbox (message_id, state);
 
 CREATE TABLE IF NOT EXISTS ack_counts (
     sender TEXT NOT NULL,

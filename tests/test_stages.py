@@ -1,0 +1,92 @@
+"""The deciding and delivering loops of a running daemon: overlap, a bound, a runaway message."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from router.daemon import Daemon
+from tests.conftest import submit
+from tests.formfactory import complete_referral, fillable_pdf, labelled
+from tests.hardening.hostile import slow_pdf
+from tests.mailfactory import build_email
+from tests.servers.smtp import CaptureServer
+
+MET = "preventreferrals@met.pnn.police.uk"
+PDF = fillable_pdf(labelled(complete_referral()))
+
+
+def _referral(number: int, pdf: bytes = PDF) -> bytes:
+    return build_email(
+        attachments=[("referral.pdf", pdf, "application/pdf")],
+        message_id=f"<stage-{number}@school.example>",
+    )
+
+
+@contextlib.asynccontextmanager
+async def _running(daemon: Daemon) -> AsyncIterator[None]:
+    """The daemon's loops running as in `serve`, stopped at the end."""
+    task = asyncio.create_task(daemon.run())
+    try:
+        yield
+    finally:
+        daemon.stop_event.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_burst_is_decided_and_delivered_with_overlap(daemon_factory, smtp_capture) -> None:  # type: ignore[no-untyped-def]
+    """Twelve referrals are all forwarded and acknowledged once, and the first forwards went
+    out before the last referral was decided (delivery does not wait for deciding)."""
+    relay = smtp_capture()
+    daemon = await daemon_factory(relay=relay.url)
+    async with _running(daemon):
+        for number in range(12):
+            await submit(daemon, _referral(number))
+        captured = await relay.wait_for_async(24, timeout=60)
+    assert sum(MET in c.rcpt_tos for c in captured) == 12
+    [times] = daemon.journal.query(
+        "SELECT (SELECT MIN(sent_at) FROM outbox) AS first_sent,"
+        " (SELECT MAX(created_at) FROM decisions) AS last_decided"
+    )
+    assert times["first_sent"] < times["last_decided"]
+    states = {r["state"] for r in daemon.journal.query("SELECT state FROM messages")}
+    assert states == {"done"}
+
+
+async def test_deciding_pauses_while_too_much_mail_is_unsent(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    """With the relay down, deciding stops once the unsent mail reaches the bound, leaving
+    the rest stored (not decided into a growing outbox); it resumes when mail goes out."""
+    down = CaptureServer()  # configured, never started: its port refuses connections
+    daemon = await daemon_factory(relay=down.url, retry_base_seconds=0.05)
+    daemon.stages.unsent_limit = 2  # one referral's forward and acknowledgment
+    for number in range(4):
+        await submit(daemon, _referral(number))
+    async with _running(daemon):
+        await asyncio.wait_for(daemon.stages.paused.wait(), 30)
+        states = [r["state"] for r in daemon.journal.query("SELECT state FROM messages")]
+        assert sorted(states) == ["decided", "received", "received", "received"]
+        down.start()  # the relay comes back: everything drains
+        try:
+            captured = await down.wait_for_async(8, timeout=60)
+        finally:
+            daemon.stop_event.set()
+            down.stop()
+    assert sum(MET in c.rcpt_tos for c in captured) == 4
+
+
+async def test_referrals_behind_a_runaway_one_are_forwarded(daemon_factory, smtp_capture) -> None:  # type: ignore[no-untyped-def]
+    """A referral whose form overruns the time limit ends needs_review; the referrals stored
+    after it are read by a fresh worker and forwarded, none failed or quarantined."""
+    relay = smtp_capture()
+    daemon = await daemon_factory(relay=relay.url, parse_timeout_seconds=1.5)
+    await daemon.sandbox.started()
+    await submit(daemon, _referral(0, slow_pdf()))
+    for number in (1, 2):
+        await submit(daemon, _referral(number))
+    async with _running(daemon):
+        captured = await relay.wait_for_async(6, timeout=60)
+    outcomes = sorted(r["outcome"] for r in daemon.journal.query("SELECT outcome FROM decisions"))
+    assert outcomes == ["forward", "forward", "needs_review"]
+    assert sum(MET in c.rcpt_tos for c in captured) == 2
+    assert daemon.sandbox.replaced == 1
