@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import structlog
 
-from router.analysis import Analysis
+from router.analysis import unread_analysis
 from router.delivery.compose import (
     Enclosures,
     Outgoing,
@@ -34,9 +34,8 @@ from router.journal.protocol import Journal
 from router.journal.records import JournalUnavailable, NewMail, OutboxItem, StoredMessage
 from router.kinds import FORWARD, referral_kind
 from router.mail.headers import mailbox_key
-from router.mail.parse import parse_message
 from router.metrics import Metrics
-from router.models import AttachmentKind, Decision, FormReading, FormStatus, Outcome
+from router.models import Decision, Outcome
 from router.redaction import redact
 from router.routing import RoutingEngine
 from router.sandbox import AnalysisFailed, AnalysisSandbox, Worked
@@ -50,7 +49,6 @@ log = structlog.get_logger(__name__)
 MAX_PROCESS_ATTEMPTS = 3
 _DECIDE_BATCH = 4
 SENDERS = 2  # mails handed to the relay at once (its pool keeps as many connections)
-_HEADER_LIMIT = 256 * 1024
 
 
 class Pipeline:
@@ -204,22 +202,18 @@ class Pipeline:
                 reason = str(exc)
                 log.warning("analysis_failed", message=stored.id, reason=reason)
         # Decide from the headers alone: who sent it and to which inbox.
-        head = raw[:_HEADER_LIMIT].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0] + b"\r\n\r\n"
-        message = parse_message(
-            head,
-            envelope_recipients=envelope,
+        analysis = unread_analysis(
+            raw,
+            self.engine,
+            reason or "the message could not be read",
             router_from=self.settings.from_address,
+            envelope_recipients=envelope,
             trusted_authserv_ids=self.settings.authserv_ids,
         )
-        unreadable = FormReading(
-            attachment_index=-1,
-            filename=None,
-            kind=AttachmentKind.OTHER,
-            status=FormStatus.UNREADABLE,
-            reason=reason,
+        enclosures = await asyncio.to_thread(
+            enclose, analysis.message, raw, indexes=(), inspect=False
         )
-        enclosures = await asyncio.to_thread(enclose, message, raw, indexes=(), inspect=False)
-        return Worked(Analysis(message, [], self.engine.decide(message, [unreadable])), enclosures)
+        return Worked(analysis, enclosures)
 
     def _mails_for(self, decision: Decision, reference: str, worked: Worked) -> list[NewMail]:
         sender = self.settings.from_address

@@ -51,6 +51,10 @@ class PooledSmtpRelay:
         """See `Relay`."""
         return self._relay.describe()
 
+    async def probe(self) -> str:
+        """See `SmtpRelay.probe` (on a connection of its own, never a kept one)."""
+        return await self._relay.probe()
+
     async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> None:
         """See `Relay`."""
         if not recipients:
