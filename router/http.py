@@ -232,8 +232,19 @@ class OpsServer:
     # --- routes -------------------------------------------------------------------------
 
     async def metrics(self) -> Response:
-        """Prometheus text format, with the gauges brought up to date from the journal."""
-        await asyncio.to_thread(self.daemon.refresh_gauges)
+        """Prometheus text format, with the gauges brought up to date from the journal.
+
+        A journal that does not answer in time (locked, or its database down) leaves the
+        gauges as last read: the counters still answer, and /healthz says what is wrong.
+        """
+        try:
+            await asyncio.wait_for(
+                asyncio.to_thread(self.daemon.refresh_gauges), self.journal_timeout
+            )
+        except TimeoutError:
+            log.warning("gauges_not_refreshed", seconds=self.journal_timeout)
+        except (sqlite3.Error, OSError, JournalUnavailable) as exc:
+            log.warning("gauges_not_refreshed", error=type(exc).__name__)
         body = generate_latest(self.daemon.metrics.registry)
         return Response(200, body, CONTENT_TYPE_LATEST)
 

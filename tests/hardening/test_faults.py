@@ -53,7 +53,7 @@ def test_journal_locked_longer_than_the_busy_timeout(
     serve: tuple[ServeProcess, CaptureServer],
 ) -> None:
     """Another process holds the journal's write lock for 9 s: mail is answered 451 (never
-    5xx), the pipeline's failure is counted and shown on /healthz, and after the lock goes
+    5xx), the delivery loop's failure is counted and shown on /healthz, and after the lock goes
     everything is forwarded within 30 s by the same process."""
     router, capture = serve
     router.env["ROUTER_RETRY_BASE_SECONDS"] = "3"
@@ -68,15 +68,16 @@ def test_journal_locked_longer_than_the_busy_timeout(
     lock.execute("BEGIN IMMEDIATE")
     locked_at = time.monotonic()
     sender = _send_in_background(router, range(1, 3), deadline)
+    # The deferred forward's retry falls due in the delivery loop (router.stages).
     _wait_for(
-        lambda: router.metric("router_task_restarts_total", task="pipeline") >= 1,
+        lambda: router.metric("router_task_restarts_total", task="delivery") >= 1,
         30,
-        "the pipeline's failure to be counted",
+        "the delivery loop's failure to be counted",
     )
     status, report, _ = router.health()
     assert status == 503
     failing = report["checks"]["tasks"]["failing"]  # type: ignore[index]
-    assert failing["pipeline"]["error"] == "OperationalError"
+    assert failing["delivery"]["error"] == "OperationalError"
     time.sleep(max(0.0, locked_at + 9 - time.monotonic()))  # hold the lock 9 s in all
     lock.execute("ROLLBACK")
     lock.close()

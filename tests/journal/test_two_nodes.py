@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from router.pipeline import SENDERS
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email
 from tests.servers.postgres import PostgresServer, postgres_available
@@ -157,6 +158,10 @@ def test_two_nodes_share_the_work_through_three_kills(cluster, postgres_url: str
             kills += 1
             if number != 74:
                 victim.start()
+                # Let the restarted node finish what it took back before the next kill: a
+                # message interrupted by three kills in a row is quarantined by design (the
+                # crash-loop bound), which is not what this test is about.
+                _wait_for_all(nodes.relay, number + 1, seconds=60)
     killed_at = time.monotonic()
     forwards, acknowledged = _wait_for_all(nodes.relay, total, seconds=120)
     taken_over = time.monotonic() - killed_at
@@ -190,7 +195,9 @@ def test_a_database_restart_under_load_loses_nothing(cluster, tmp_path: Path) ->
         forwards, acknowledged = _wait_for_all(nodes.relay, total, seconds=120)
         assert set(forwards) == {f"<referral-{n}@school.example>" for n in range(total)}
         assert len(acknowledged) == total
-        assert sum(count - 1 for count in forwards.values()) <= 2
+        # The unavoidable window between a relay's 250 and the journal's write: each node
+        # has up to SENDERS mails in flight when the database dies.
+        assert sum(count - 1 for count in forwards.values()) <= 2 * SENDERS
         _assert_one_outcome_each(url, total)
     finally:
         server.close()
