@@ -13,9 +13,10 @@ from typing import Protocol
 import structlog
 
 from router.aio import wait_any
+from router.delivery.factory import make_relay
 from router.delivery.pool import pooled
 from router.delivery.probe import RelayProbe
-from router.delivery.relay import Relay, make_relay
+from router.delivery.relay import Relay
 from router.http import OpsServer, RelayHealth
 from router.journal.dedupe import recent_copy
 from router.journal.files import ensure_dir

@@ -1,4 +1,4 @@
-"""The outgoing mail relay: hands finished messages to an SMTP server or writes them to a Maildir.
+"""The outgoing SMTP relay and what every relay shares: the `Relay` contract and its failures.
 
 Failure classes (the caller decides what to do with the message):
 
@@ -10,21 +10,18 @@ Failure classes (the caller decides what to do with the message):
   and retried; the operator must be alerted because retrying alone will not fix it.
 - `PermanentDeliveryError`: a 5xx reply about this message or its recipients.
 
-`SmtpRelay.send` opens one connection per message; `router.delivery.pool` keeps a few
-open between messages with `connect` and `transfer`. Recipients are all-or-nothing: every
-RCPT must be accepted before DATA is sent, so a referral never reaches the force
-without its mandatory CCs (or the other way round).
+`router.delivery.maildir` writes to a Maildir instead; `router.delivery.factory` builds the
+relay the settings name. `SmtpRelay.send` opens one connection per message;
+`router.delivery.pool` keeps a few open between messages with `connect` and `transfer`.
+Recipients are all-or-nothing: every RCPT must be accepted before DATA is sent, so a
+referral never reaches the force without its mandatory CCs (or the other way round).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import os
-import secrets
-import socket
 import ssl
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +32,7 @@ import structlog
 
 from router.oauth.base import OAuthError, TokenSource
 from router.redaction import redact
-from router.settings import Endpoint, Settings
+from router.settings import Endpoint
 
 log = structlog.get_logger(__name__)
 
@@ -461,98 +458,3 @@ async def _reset_quietly(client: aiosmtplib.SMTP) -> None:
         await client.rset()
     except (aiosmtplib.SMTPException, OSError) as exc:
         log.debug("relay.rset_failed", error=redact(str(exc)))
-
-
-class MaildirRelay:
-    """Writes each message as one file into a Maildir's `new/`. See `Relay`.
-
-    The bytes are written unchanged (they already carry To and Cc): no envelope
-    headers are added, so what a reader finds is exactly what would have been sent.
-    """
-
-    def __init__(self, path: Path) -> None:
-        """Create `path/{cur,new,tmp}` (mode 0700) when absent.
-
-        Raises:
-            OSError: the directory cannot be created.
-        """
-        self._path = path
-        self._ensure_dirs()
-
-    def describe(self) -> str:
-        """See `Relay`."""
-        return f"maildir:{self._path}"
-
-    async def close(self) -> None:
-        """See `Relay`. Nothing to release."""
-
-    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> None:
-        """See `Relay`."""
-        try:
-            name = await asyncio.to_thread(self._write, message)
-        except OSError as exc:
-            raise TransientDeliveryError(None, f"cannot write to {self._path}: {exc}") from exc
-        log.debug("relay.sent", relay=self.describe(), file=name, recipients=len(recipients))
-
-    def _ensure_dirs(self) -> None:
-        # The folder itself private too when we create it (mkdir's parents get 0755).
-        self._path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for sub in ("cur", "new", "tmp"):
-            (self._path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-
-    def _write(self, message: bytes) -> str:
-        """Write to tmp/, fsync, rename into new/, fsync new/. Returns the file name."""
-        self._ensure_dirs()
-        name = _unique_name(len(message))
-        tmp_path = self._path / "tmp" / name
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(message)
-                file.flush()
-                os.fsync(file.fileno())
-            os.rename(tmp_path, self._path / "new" / name)
-        except BaseException:
-            tmp_path.unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self._path / "new", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return name
-
-
-def _unique_name(size: int) -> str:
-    """A Maildir file name: `seconds.MmicrosPpidRrandom.host,S=size`."""
-    now = time.time()
-    host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
-    micros = int((now % 1) * 1_000_000)
-    return f"{int(now)}.M{micros}P{os.getpid()}R{secrets.token_hex(8)}.{host},S={size}"
-
-
-def make_relay(settings: Settings, tokens: TokenSource | None = None) -> Relay:
-    """Build the relay `settings.relay` names.
-
-    Args:
-        tokens: the relay's token source when `ROUTER_RELAY_AUTH=oauth2`.
-
-    Raises:
-        ValueError: the relay CA file is unusable.
-        OSError: the Maildir cannot be created.
-    """
-    endpoint = settings.relay_endpoint
-    if endpoint.scheme == "maildir":
-        assert endpoint.path is not None  # parse_endpoint always sets it for maildir:
-        return MaildirRelay(endpoint.path)
-    method = settings.relay_auth_method
-    if method == "oauth2" and tokens is None:
-        raise ValueError("ROUTER_RELAY_AUTH=oauth2 needs a token source")
-    return SmtpRelay(
-        endpoint,
-        user=None if method == "none" else settings.relay_user or endpoint.user,
-        password=settings.secret("relay"),
-        ca_file=settings.relay_ca_file,
-        allow_insecure=settings.allow_insecure,
-        tokens=tokens if method == "oauth2" else None,
-    )

@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from router.delivery.relay import DeliveryError, SmtpRelay, make_relay
+from router.delivery.factory import make_relay
+from router.delivery.relay import DeliveryError, SmtpRelay
 from router.inbox.imap_config import ImapConfigError, check_settings, imap_ssl_context
 from router.inbox.imap_session import ImapConnectionError, ImapSession
 from router.inbox.imap_start import FirstConnection, MemoryStartStore, StartStore

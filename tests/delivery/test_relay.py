@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from router.delivery.factory import make_relay
+from router.delivery.maildir import MaildirRelay
 from router.delivery.relay import (
-    MaildirRelay,
     PermanentDeliveryError,
     RelaySecurityError,
     SmtpRelay,
     TlsMode,
     TransientDeliveryError,
-    make_relay,
     tls_policy,
 )
 from router.settings import Settings, parse_endpoint
