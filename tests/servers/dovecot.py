@@ -82,6 +82,11 @@ issuers = {issuer}
 """
 
 
+def dovecot_binary() -> str:
+    """Dovecot's path: on PATH, or where Debian puts it (root's PATH has sbin; others may not)."""
+    return shutil.which("dovecot") or "/usr/sbin/dovecot"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -171,7 +176,7 @@ class Dovecot:
         )
         self._config = config
         self._proc = subprocess.Popen(
-            ["dovecot", "-F", "-c", str(config)],
+            [dovecot_binary(), "-F", "-c", str(config)],
             start_new_session=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -409,7 +414,7 @@ class StallingProxy:
 
 def require_dovecot() -> None:
     """Skip the calling test when the dovecot binary is not installed."""
-    if shutil.which("dovecot") is None:
+    if not Path(dovecot_binary()).exists():
         pytest.skip("dovecot is not installed (apt-get install dovecot-imapd)")
 
 

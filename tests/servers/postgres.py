@@ -49,7 +49,7 @@ class PostgresServer:
         self.port = free_port()
         self._as: list[str] = []
         if os.geteuid() == 0:
-            self._as = ["runuser", "-u", "postgres", "--"]
+            self._as = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", "postgres", "--"]
             account = pwd.getpwnam("postgres")
             os.chown(self.root, account.pw_uid, account.pw_gid)
         self._run(
