@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from router.forms import read_attachment
 from router.mail.parse import ParsedMessage, parse_message
 from router.models import AttachmentKind, Decision, FormReading, FormStatus
 from router.routing import RoutingEngine
@@ -51,6 +50,8 @@ def analyse(
     )
     if message.automatic.ignore:
         return Analysis(message, [], engine.decide(message, []))
+    from router.forms.read import read_attachment  # the readers: the worker has them preloaded
+
     readings = [read_attachment(a, engine.rules.forms) for a in message.attachments]
     return Analysis(message, readings, engine.decide(message, readings))
 

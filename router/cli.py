@@ -105,14 +105,18 @@ def cmd_rules_test(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
-    from router.daemon import serve
-    from router.logs import configure_logging
     from router.settings import serve_problems
 
     settings = load_settings()
     problems = serve_problems(settings)
     if problems:
         raise CommandError(f"bad settings: {'; '.join(problems)}")
+    from router import forkserver
+
+    forkserver.start()  # the workers' readers load while the daemon imports (router/forkserver)
+    from router.daemon import serve
+    from router.logs import configure_logging
+
     configure_logging(settings.log_level, settings.log_format)  # ROUTER_LOG_LEVEL, _FORMAT
     return serve(settings)
 

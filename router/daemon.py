@@ -122,7 +122,7 @@ class Daemon:
         """
         self.journal.start_heartbeat()
         self._remove_orphans(time.time())  # nothing is being stored yet: every orphan is one
-        self.sandbox.start()  # a warm worker, started off the event loop: /readyz does not wait
+        self.sandbox.start(self.pipeline.engine)  # warm, off the event loop: /readyz does not wait
         await self._start_operations()
         endpoint = self.settings.inbox_endpoint
         if endpoint.scheme == "smtp":

@@ -9,9 +9,9 @@ that overruns gives the same `needs_review` decision, saying why.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 from types import TracebackType
 
+from router import forkserver
 from router.analysis import Analysis, unread_analysis
 from router.routing import RoutingEngine
 from router.sandbox import AnalysisFailed, AnalysisSandbox
@@ -26,7 +26,7 @@ class DryRun:
         self.engine = engine
         # Workers fork from a server that has the readers imported already: a fresh worker
         # per run (and after each overrun) then starts in a fraction of a second.
-        multiprocessing.get_context("forkserver").set_forkserver_preload(["router.sandbox"])
+        forkserver.preload()
         self.sandbox = AnalysisSandbox(timeout=settings.parse_timeout_seconds)
         self._runner = asyncio.Runner()
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from router import forkserver
 from router.analysis import Analysis, analyse
 from router.delivery.compose import Enclosures, attachments_for, enclose
 from router.models import Outcome
@@ -36,10 +37,9 @@ from router.rules.model import Rules
 
 log = structlog.get_logger(__name__)
 
-# Imported once by the forkserver, so each new worker starts with them loaded.
-PRELOAD = ("router.sandbox", "pypdf", "docx", "lxml.etree", "pydantic", "router.forms")
 _PR_SET_PDEATHSIG = 1
 _WATCH_STACK = 256 * 1024
+_WARM_FROM = "warm-up@router.invalid"
 _START_SECONDS = 30.0  # how long an analysis waits for a new worker before submitting anyway
 
 
@@ -91,8 +91,14 @@ def _die_with(daemon_pid: int) -> None:
         threading.stack_size(previous)
 
 
-def _warm() -> int:
-    """A first task for a new worker: proves it runs (imports are already loaded)."""
+def _warm(rules: Rules | None, review_address: str) -> int:
+    """A new worker's first task: read the bundled sample referral with the current rules,
+    so that what the first real message would otherwise do once (the routing engine, lazily
+    imported parts of the readers, compiled patterns) is done before any message waits."""
+    if rules is not None:
+        from router.sample import sample_email
+
+        _work_in_worker(sample_email(), rules, review_address, _WARM_FROM, (), 10, ())
     return os.getpid()
 
 
@@ -139,10 +145,11 @@ class AnalysisSandbox:
         self.replaced = 0  # workers replaced after a failure (for metrics and benchmarks)
         self._pool: ProcessPoolExecutor | None = None
         self._warming: asyncio.Future[int] | None = None
+        self._engine: RoutingEngine | None = None  # the rules a new worker warms up with
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(list(PRELOAD))  # used when the forkserver starts
+        forkserver.preload()  # used if the forkserver is not running yet
         return ProcessPoolExecutor(
             max_workers=1,
             mp_context=context,
@@ -150,8 +157,11 @@ class AnalysisSandbox:
             initargs=(self.memory_bytes, os.getpid()),
         )
 
-    def start(self) -> None:
-        """Start a worker now, off the event loop (boot, and after each replacement)."""
+    def start(self, engine: RoutingEngine | None = None) -> None:
+        """Start a worker now, off the event loop (boot, and after each replacement); with
+        `engine`, the worker warms up by reading the sample referral with its rules."""
+        if engine is not None:
+            self._engine = engine
         if self._warming is not None and self._usable(self._warming):
             return
         self._warming = asyncio.ensure_future(self._warm_up())
@@ -167,7 +177,9 @@ class AnalysisSandbox:
         def spawn() -> Future[int]:
             if self._pool is None:
                 self._pool = self._new_pool()
-            return self._pool.submit(_warm)
+            engine = self._engine
+            rules, review = (engine.rules, engine.review_address) if engine else (None, "")
+            return self._pool.submit(_warm, rules, review)
 
         pid = await asyncio.wrap_future(await asyncio.to_thread(spawn))
         log.debug("sandbox_worker_ready", pid=pid)
@@ -231,6 +243,7 @@ class AnalysisSandbox:
         Raises:
             AnalysisFailed: on timeout, memory exhaustion or a dead worker.
         """
+        self._engine = engine
         task = functools.partial(
             _work_in_worker,
             raw,

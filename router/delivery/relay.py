@@ -338,7 +338,7 @@ class SmtpRelay:
         recipients: Sequence[str],
     ) -> None:
         options = []
-        if any(b > 0x7F for b in message) and client.supports_extension("8bitmime"):
+        if not message.isascii() and client.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")
         encoding = "ascii"
         if not all(address.isascii() for address in (sender, *recipients)):

@@ -6,9 +6,6 @@ from collections.abc import Callable
 
 from router.oauth.base import TokenFetcher
 from router.oauth.cache import CachedTokenSource
-from router.oauth.generic import GenericFetcher
-from router.oauth.google import GoogleFetcher, load_service_account
-from router.oauth.microsoft import MicrosoftFetcher, load_certificate
 from router.settings import Settings
 
 
@@ -35,8 +32,11 @@ def make_fetcher(settings: Settings, user: str, *, verify: bool | str = True) ->
     Raises:
         ValueError: a credential file cannot be read or used; the message names the setting.
     """
+    # Each provider's library is imported only when it is the one configured.
     provider = settings.oauth_provider
     if provider == "google":
+        from router.oauth.google import GoogleFetcher, load_service_account
+
         assert settings.oauth_certificate_file is not None  # checked by Settings
         info = load_service_account(settings.oauth_certificate_file)
         return GoogleFetcher(
@@ -44,6 +44,8 @@ def make_fetcher(settings: Settings, user: str, *, verify: bool | str = True) ->
         )
     secret = client_secret(settings)
     if provider == "generic":
+        from router.oauth.generic import GenericFetcher
+
         return GenericFetcher(
             settings.oauth_token_url,
             settings.oauth_client_id,
@@ -51,6 +53,8 @@ def make_fetcher(settings: Settings, user: str, *, verify: bool | str = True) ->
             settings.oauth_scope,
             verify=verify,
         )
+    from router.oauth.microsoft import MicrosoftFetcher, load_certificate
+
     credential = (
         load_certificate(settings.oauth_certificate_file)
         if settings.oauth_certificate_file is not None

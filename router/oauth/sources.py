@@ -14,11 +14,11 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from router.oauth.cache import CachedTokenSource
 from router.oauth.factory import make_token_source
-from router.oauth.microsoft import CertificateCredential, load_certificate
 from router.settings import Settings
 
 if TYPE_CHECKING:
     from router.journal.protocol import Journal
+    from router.oauth.microsoft import CertificateCredential
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +60,8 @@ class OAuthSources:
                 settings, user, role="relay", verify=verify, on_change=on_change
             )
         if (self.inbox or self.relay) and settings.oauth_provider == "microsoft":
+            from router.oauth.microsoft import load_certificate
+
             path = settings.oauth_certificate_file
             self.certificate = load_certificate(path) if path is not None else None
 

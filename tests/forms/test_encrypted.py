@@ -53,7 +53,7 @@ def refuse(name, *args, **kwargs):
         raise ImportError(name)
     return real(name, *args, **kwargs)
 builtins.__import__ = refuse
-from router.forms import read_attachment
+from router.forms.read import read_attachment
 from router.rules.loader import load_rules
 from tests.formfactory import attachment
 from router.models import AttachmentKind

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from router.forms import read_attachment
+from router.forms.read import read_attachment
 from router.logs import configure_logging
 from router.models import AttachmentKind
 from tests.conftest import ROOT, submit
