@@ -7,7 +7,6 @@ daemon can be killed at any moment and carry on where it was.
 from __future__ import annotations
 
 import asyncio
-import random
 import sqlite3
 import time
 from collections.abc import Callable
@@ -15,28 +14,22 @@ from collections.abc import Callable
 import structlog
 
 from router.analysis import unread_analysis
+from router.delivering import SENDERS, Delivery, new_mail
 from router.delivery.compose import (
     Enclosures,
-    Outgoing,
     UnwritableAddress,
     compose_ack,
     compose_alert,
     compose_forward,
     enclose,
 )
-from router.delivery.relay import (
-    DeliveryError,
-    PermanentDeliveryError,
-    Relay,
-    TransientDeliveryError,
-)
+from router.delivery.relay import Relay
 from router.journal.protocol import Journal
-from router.journal.records import JournalUnavailable, NewMail, OutboxItem, StoredMessage
-from router.kinds import FORWARD, referral_kind
+from router.journal.records import JournalUnavailable, NewMail, StoredMessage
+from router.kinds import referral_kind
 from router.mail.headers import mailbox_key
 from router.metrics import Metrics
 from router.models import Decision, Outcome
-from router.redaction import redact
 from router.routing import RoutingEngine
 from router.sandbox import AnalysisFailed, AnalysisSandbox, Worked
 from router.settings import Settings
@@ -48,7 +41,7 @@ log = structlog.get_logger(__name__)
 # an attempt is counted before it starts).
 MAX_PROCESS_ATTEMPTS = 3
 _DECIDE_BATCH = 4
-SENDERS = 2  # mails handed to the relay at once (its pool keeps as many connections)
+_OVERLAP = 2  # messages being decided at once (one in the worker, the next waiting for it)
 
 
 class Pipeline:
@@ -66,13 +59,22 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.journal = journal
-        self.relay = relay
         self.engine = engine
         self.sandbox = sandbox
         self.metrics = metrics
         self.clock = clock
+        self.delivery = Delivery(settings, journal, relay, metrics, clock)
         self.on_decided: Callable[[], None] = lambda: None
         self._failed_this_round: set[str] = set()
+
+    @property
+    def relay(self) -> Relay:
+        """Where mail is sent (the daemon wraps it to watch its health)."""
+        return self.delivery.relay
+
+    @relay.setter
+    def relay(self, relay: Relay) -> None:
+        self.delivery.relay = relay
 
     async def run_once(self) -> None:
         """Process every stored message and send every mail that is due now, then return."""
@@ -94,32 +96,47 @@ class Pipeline:
 
     async def process_received(self, batch: int = _DECIDE_BATCH) -> int:
         """Decide up to `batch` stored messages (a small batch, so a burst's first forwards
-        go out while the rest are still being read)."""
-        count = 0
+        go out while the rest are still being read).
+
+        Two are under way at once: while one is in the worker, the next is claimed and read
+        and waits its turn there, and the one before is composed and recorded, so the worker
+        does not wait for the journal. Returns how many were decided or quarantined.
+        """
         waiting = await asyncio.to_thread(
             self.journal.received, limit=batch + len(self._failed_this_round)
         )
-        for stored in waiting:
-            if stored.id in self._failed_this_round:
-                continue
-            if count >= batch:
-                break
-            try:
-                await self.process(stored)
-                count += 1
-            except Exception as exc:
-                if is_environmental(exc):
-                    # The journal or the disk failed, not this message: the attempt does
-                    # not count against it, and the supervisor retries the whole round.
-                    self._give_back_attempt(stored)
-                    raise
-                self._failed_this_round.add(stored.id)
-                error = f"{type(exc).__name__}: {exc}"[:500]
-                log.error("processing_failed", message=stored.id, error=type(exc).__name__)
-                if stored.attempts + 1 >= MAX_PROCESS_ATTEMPTS:
-                    self.quarantine(stored, error, summary=type(exc).__name__)
-                    count += 1
-        return count
+        todo = [s for s in waiting if s.id not in self._failed_this_round][:batch]
+        slots = asyncio.Semaphore(_OVERLAP)
+
+        async def one(stored: StoredMessage) -> int:
+            async with slots:
+                return await self._process_counted(stored)
+
+        results = await asyncio.gather(*(one(s) for s in todo), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # environmental (the others finished first): see below
+        return sum(r for r in results if isinstance(r, int))
+
+    async def _process_counted(self, stored: StoredMessage) -> int:
+        """Process one message; 1 when it was decided or quarantined, 0 when it failed this
+        round. A failure of the journal or the disk is raised, for the supervisor."""
+        try:
+            await self.process(stored)
+        except Exception as exc:
+            if is_environmental(exc):
+                # The journal or the disk failed, not this message: the attempt does not
+                # count against it, and the supervisor retries the whole round.
+                await asyncio.to_thread(self._give_back_attempt, stored)
+                raise
+            self._failed_this_round.add(stored.id)
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            log.error("processing_failed", message=stored.id, error=type(exc).__name__)
+            if stored.attempts + 1 >= MAX_PROCESS_ATTEMPTS:
+                await asyncio.to_thread(self.quarantine, stored, error, summary=type(exc).__name__)
+                return 1
+            return 0
+        return 1
 
     def _give_back_attempt(self, stored: StoredMessage) -> None:
         """Undo `claim`'s count for an attempt cut short (if the claim was recorded)."""
@@ -139,12 +156,11 @@ class Pipeline:
         The journal's durable writes (claim, record) run in a thread, so the event loop
         keeps serving intake, delivery and /healthz while they wait for the disk.
         """
-        attempts = await asyncio.to_thread(self.journal.claim, stored.id)
+        started = time.monotonic()
+        attempts, raw = await asyncio.to_thread(self._claim, stored)
         if attempts > MAX_PROCESS_ATTEMPTS:
             self.quarantine(stored, f"processing was interrupted {attempts - 1} times")
             return
-        started = time.monotonic()
-        raw = await asyncio.to_thread(self.journal.raw_message, stored.id)
         if raw is None:
             raise LookupError("the stored copy of the message is missing")
         worked = await self._work(stored, raw)
@@ -165,6 +181,13 @@ class Pipeline:
                 seconds=elapsed,
                 rules=self.engine.rules.version[:12],
             )
+
+    def _claim(self, stored: StoredMessage) -> tuple[int, bytes | None]:
+        """Count an attempt at a message and read its bytes (one trip to the journal)."""
+        attempts = self.journal.claim(stored.id)
+        if attempts > MAX_PROCESS_ATTEMPTS:
+            return attempts, None
+        return attempts, self.journal.raw_message(stored.id)
 
     def _record(self, stored: StoredMessage, worked: Worked) -> list[tuple[str, dict[str, object]]]:
         """Compose each decision's mail and record decisions and mail in one transaction."""
@@ -229,7 +252,7 @@ class Pipeline:
             analysis.readings,
             sender=sender,
         )
-        mails.append(_new_mail(referral_kind(decision.outcome), reference, forward))
+        mails.append(new_mail(referral_kind(decision.outcome), reference, forward))
         limit = self.engine.rules.acknowledgments.daily_limit_per_sender
         if decision.ack_to and self.journal.count_ack(mailbox_key(decision.ack_to), limit):
             area = next((a for a in self.engine.rules.areas if a.id == decision.area), None)
@@ -246,7 +269,7 @@ class Pipeline:
                 # The forward goes; only the reply to an address no header can hold does not.
                 log.warning("acknowledgment_unwritable", reference=reference)
             else:
-                mails.append(_new_mail("ack", reference, ack))
+                mails.append(new_mail("ack", reference, ack))
         elif decision.ack_to:
             log.warning("acknowledgment_capped", reference=reference)
         return mails
@@ -272,7 +295,7 @@ class Pipeline:
                 original=enclosures,
                 references=[reported],
             )
-            mails.append(_new_mail("alert", row["reference"], alert))
+            mails.append(new_mail("alert", row["reference"], alert))
         return mails
 
     def quarantine(self, stored: StoredMessage, error: str, *, summary: str | None = None) -> None:
@@ -296,113 +319,11 @@ class Pipeline:
             to=self.settings.review_address,
             original_raw=self.journal.raw_message(stored.id),
         )
-        self.journal.add_mail(stored.id, _new_mail("alert", None, alert))
-
-    # --- delivering ---------------------------------------------------------------------
+        self.journal.add_mail(stored.id, new_mail("alert", None, alert))
 
     async def deliver_due(self, concurrency: int = SENDERS) -> int:
-        """Send every mail that is due now, a few at once; returns how many were tried."""
-        items = await asyncio.to_thread(self.journal.due_mail, self.clock())
-        slots = asyncio.Semaphore(concurrency)
-
-        async def deliver_one(item: OutboxItem) -> None:
-            async with slots:
-                await self.deliver(item)
-
-        await asyncio.gather(*(deliver_one(item) for item in items))
-        return len(items)
-
-    async def deliver(self, item: OutboxItem) -> None:
-        """Send one spooled mail; record sent, retry later, or fail and alert a person."""
-        data = await asyncio.to_thread(self.journal.outgoing_data, item.id)
-        if data is None:
-            raise LookupError(f"the spooled mail {item.id} is missing")
-        try:
-            await self.relay.send(data, sender=item.sender, recipients=item.recipients)
-        except TransientDeliveryError as exc:
-            await asyncio.to_thread(self._retry, item, exc)
-            return
-        except PermanentDeliveryError as exc:
-            await asyncio.to_thread(self._failed, item, exc, data)
-            return
-        except Exception as exc:  # a relay bug must not stop every later delivery
-            log.error("delivery_crashed", reference=item.reference, error=type(exc).__name__)
-            error = PermanentDeliveryError(None, type(exc).__name__)
-            await asyncio.to_thread(self._failed, item, error, data)
-            return
-        await asyncio.to_thread(self.journal.mark_sent, item.id)  # right after the 250
-        self.metrics.sent.labels(item.kind).inc()
-        log.info("sent", reference=item.reference, kind=item.kind, attempts=item.attempts + 1)
-        if item.kind == FORWARD:  # to a force; notices and reviews are not timed
-            received = await asyncio.to_thread(
-                self.journal.query,
-                "SELECT received_at FROM messages WHERE id = ?",
-                (item.message_id,),
-            )
-            if received:
-                self.metrics.latency.observe(max(0.0, time.time() - received[0]["received_at"]))
-
-    def _retry(self, item: OutboxItem, exc: DeliveryError) -> None:
-        delay = min(
-            self.settings.retry_base_seconds * 2**item.attempts, self.settings.retry_max_seconds
-        )
-        delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
-        self.journal.mark_retry(item.id, _describe(exc), self.clock() + delay)
-        self.metrics.retries.inc()
-        log.warning(
-            "delivery_deferred",
-            reference=item.reference,
-            kind=item.kind,
-            attempts=item.attempts + 1,
-            retry_in=round(delay, 1),
-            error=redact(_describe(exc)),  # the relay's reply may quote a referrer's address
-        )
-        if item.attempts + 1 == self.settings.max_attempts and item.kind != "alert":
-            alert = compose_alert(
-                f"Referral {item.reference}: delivery delayed",
-                f"The {item.kind} for {item.reference} has failed {item.attempts + 1} times "
-                f"and is still being retried.\nLast error: {_describe(exc)}",
-                sender=self.settings.from_address,
-                to=self.settings.review_address,
-            )
-            self.journal.add_mail(item.message_id, _new_mail("alert", item.reference, alert))
-
-    def _failed(self, item: OutboxItem, exc: DeliveryError, data: bytes) -> None:
-        self.journal.mark_failed(item.id, _describe(exc))
-        self.metrics.failed.labels(item.kind).inc()
-        log.error(
-            "delivery_failed",
-            reference=item.reference,
-            kind=item.kind,
-            error=redact(_describe(exc)),
-        )
-        if item.kind == "ack":
-            return  # a referrer's address that refuses mail: nothing more to do
-        if item.kind != "alert":
-            self.journal.quarantine(item.message_id, f"{item.kind} failed: {_describe(exc)}")
-            self.metrics.quarantined.inc()
-            alert = compose_alert(
-                f"Referral {item.reference} was NOT delivered",
-                f"The {item.kind} for {item.reference} to {', '.join(item.recipients)} was "
-                f"refused for good.\nError: {_describe(exc)}\n\nThe undelivered mail is "
-                "attached. Check the rules, then send it by hand or run\n"
-                f"referral-router reprocess {item.message_id}",
-                sender=self.settings.from_address,
-                to=self.settings.review_address,
-                original_raw=data,
-            )
-            self.journal.add_mail(item.message_id, _new_mail("alert", item.reference, alert))
-
-
-def _new_mail(kind: str, reference: str | None, outgoing: Outgoing) -> NewMail:
-    return NewMail(
-        kind=kind,
-        reference=reference,
-        sender=outgoing.sender,
-        recipients=outgoing.recipients,
-        message_id_header=outgoing.message_id,
-        data=outgoing.data,
-    )
+        """Send every mail that is due now (see `Delivery.deliver_due`)."""
+        return await self.delivery.deliver_due(concurrency)
 
 
 # Why an `ignored` decision was automatic, in fixed words: the verdict's own reason can
@@ -427,10 +348,6 @@ def _ignored_because(decision: Decision) -> str | None:
         if decision.reason.startswith(prefix):
             return words
     return decision.automatic or "automatic mail"
-
-
-def _describe(exc: DeliveryError) -> str:
-    return str(exc)[:300] or type(exc).__name__
 
 
 def _json_list(value: str) -> list[str]:

@@ -146,6 +146,9 @@ class AnalysisSandbox:
         self._pool: ProcessPoolExecutor | None = None
         self._warming: asyncio.Future[int] | None = None
         self._engine: RoutingEngine | None = None  # the rules a new worker warms up with
+        # One message in the worker at a time: its time limit runs only while it is being
+        # read, and a message waiting behind one that overruns waits for the new worker.
+        self._turn = asyncio.Lock()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
@@ -238,11 +241,27 @@ class AnalysisSandbox:
         trusted_authserv_ids: tuple[str, ...] = (),
     ) -> Worked:
         """Analyse one email and write its parts in the worker. The time limit starts when
-        the worker is ready for it (a worker still starting does not count against it).
+        the worker takes it up: neither a worker still starting nor messages ahead of it in
+        the queue count against it.
 
         Raises:
             AnalysisFailed: on timeout, memory exhaustion or a dead worker.
         """
+        async with self._turn:
+            return await self._work(
+                raw, engine, router_from, envelope_recipients, max_attachments,
+                trusted_authserv_ids,
+            )  # fmt: skip
+
+    async def _work(
+        self,
+        raw: bytes,
+        engine: RoutingEngine,
+        router_from: str,
+        envelope_recipients: tuple[str, ...],
+        max_attachments: int,
+        trusted_authserv_ids: tuple[str, ...],
+    ) -> Worked:
         self._engine = engine
         task = functools.partial(
             _work_in_worker,
