@@ -213,3 +213,46 @@ async def test_overrun_worker_is_replaced_at_once(sandbox, engine) -> None:  # t
     second = await sandbox.started()
     assert second != first and sandbox.worker_pids() == [second]
     assert sandbox.replaced == 1
+
+
+async def test_message_queued_behind_a_runaway_one_is_read_not_failed(sandbox, engine) -> None:  # type: ignore[no-untyped-def]
+    """Two messages handed over at once: the one that overruns fails alone, and the one
+    waiting behind it is read by the replacement worker within its own time limit."""
+    await sandbox.started()
+    sandbox.timeout = 1.5
+    hostile = build_email(attachments=[("referral.pdf", slow_pdf(), "application/pdf")])
+    runaway = asyncio.ensure_future(_analyse(sandbox, engine, hostile))
+    innocent = asyncio.ensure_future(_analyse(sandbox, engine, REFERRAL))
+    with pytest.raises(AnalysisFailed, match="longer than"):
+        await runaway
+    assert (await innocent).decisions[0].outcome == "forward"
+    assert sandbox.replaced == 1
+
+
+def test_new_worker_warms_up_on_the_sample_referral(engine) -> None:  # type: ignore[no-untyped-def]
+    """A new worker's first task reads the bundled sample with the current rules, so the
+    routing engine the first real message needs is built before that message arrives."""
+    from router import sandbox as module
+
+    module._ENGINE.clear()
+    assert module._warm(None, "") == os.getpid()  # no rules yet: only proves it runs
+    assert not module._ENGINE
+    assert module._warm(engine.rules, engine.review_address) == os.getpid()
+    assert module._ENGINE[engine.rules.version].review_address == engine.review_address
+
+
+def test_daemon_imports_no_reader() -> None:
+    """The daemon loads no document reader, Outlook or OAuth library (only its worker reads
+    attachments, from a forkserver that has them preloaded): it starts faster and smaller."""
+    import subprocess
+    import sys
+
+    heavy = ("pypdf", "docx", "lxml", "extract_msg", "msal", "google", "requests", "cryptography")
+    code = (
+        "import sys, router.daemon, router.cli; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
