@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from router.journal.protocol import Journal
     from router.metrics import Metrics
     from router.oauth.sources import OAuthSources
+    from router.sandbox import AnalysisSandbox
     from router.supervise import Supervisor
 
 
@@ -46,6 +47,7 @@ class Operated(Protocol):
     relay_probe: RelayProbe
     oauth: OAuthSources
     supervisor: Supervisor
+    sandbox: AnalysisSandbox
 
     def refresh_gauges(self) -> None: ...
 
@@ -260,7 +262,8 @@ class OpsServer:
 
     async def readyz(self) -> Response:
         """Ready to take and deliver mail: journal writable, loops running, inbox connected,
-        relay reached, and no stored message waiting too long for its decision."""
+        relay reached, analysis worker started, and no stored message waiting too long for
+        its decision."""
         inbox = self.daemon.inbox
         state = inbox.state if inbox is not None else "none"
         inbox_detail = {"state": state}
@@ -275,11 +278,21 @@ class OpsServer:
             # The start-up probe (router.delivery.probe) fails it too until the relay works.
             "relay": Check(relay.ok and probe.ok, {**relay.detail, **probe.detail()}),
             "undecided": await self.undecided_check(),
+            "analysis_worker": self.worker_check(),
         }
         oauth = self.daemon.oauth  # OAuth 2.0: the cause and the setting to check (router/oauth)
         if oauth.sources:
             checks["oauth"] = Check(oauth.ok, oauth.health())
         return _verdict(checks)
+
+    def worker_check(self) -> Check:
+        """OK once the analysis worker has started (warm, from a preloaded forkserver), so the
+        first referral is not kept waiting for it, and unless its last start failed."""
+        sandbox = self.daemon.sandbox
+        if sandbox.start_error is not None:
+            return Check(False, {"state": "failed to start", "error": sandbox.start_error})
+        state = "started" if sandbox.booted else "starting"
+        return Check(sandbox.booted, {"state": state, "replaced": sandbox.replaced})
 
     def loop_check(self) -> Check:
         """OK unless the daemon's event loop has not turned for `loop_stall` seconds."""

@@ -146,6 +146,10 @@ class AnalysisSandbox:
         self._pool: ProcessPoolExecutor | None = None
         self._warming: asyncio.Future[int] | None = None
         self._engine: RoutingEngine | None = None  # the rules a new worker warms up with
+        # For /readyz (read from the endpoint's thread): a worker came up once since boot;
+        # the error class of the last start that failed, None after one that worked.
+        self.booted = False
+        self.start_error: str | None = None
         # One message in the worker at a time: its time limit runs only while it is being
         # read, and a message waiting behind one that overruns waits for the new worker.
         self._turn = asyncio.Lock()
@@ -184,7 +188,16 @@ class AnalysisSandbox:
             rules, review = (engine.rules, engine.review_address) if engine else (None, "")
             return self._pool.submit(_warm, rules, review)
 
-        pid = await asyncio.wrap_future(await asyncio.to_thread(spawn))
+        try:
+            pid = await asyncio.wrap_future(await asyncio.to_thread(spawn))
+        except asyncio.CancelledError:
+            raise  # discarded for a replacement, which reports for itself
+        except BaseException as exc:
+            self.start_error = type(exc).__name__
+            log.error("sandbox_worker_start_failed", error=self.start_error)
+            raise
+        self.start_error = None
+        self.booted = True
         log.debug("sandbox_worker_ready", pid=pid)
         return pid
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
+import os
 import socket
 import urllib.error
 import urllib.request
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from router.sandbox import AnalysisSandbox
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.journal.backends import break_health_probe
@@ -114,6 +119,45 @@ async def test_healthz_and_readyz_report_their_checks(daemon_factory, smtp_captu
     assert report["checks"]["relay"]["last_success_seconds_ago"] is not None
     assert report["checks"]["undecided"]["ok"] is True
     assert report["checks"]["undecided"]["oldest_seconds"] is None
+    worker = {"ok": True, "state": "started", "replaced": 0}
+    assert report["checks"]["analysis_worker"] == worker
+
+
+class _Unstartable(AnalysisSandbox):
+    """A sandbox whose worker process exits in its initializer, before taking any task."""
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("forkserver")
+        return ProcessPoolExecutor(1, context, initializer=os._exit, initargs=(3,))
+
+
+async def test_readyz_fails_when_the_analysis_worker_cannot_start(
+    daemon_factory, smtp_capture, bundled_rules, tmp_path
+):
+    """A worker that dies as it starts makes /readyz 503 naming the analysis worker and
+    the error; the mail stored meanwhile waits in the journal."""
+    from router.daemon import Daemon
+    from tests.conftest import make_settings
+
+    relay = smtp_capture()
+    settings = make_settings(tmp_path, http="127.0.0.1:0", relay=relay.url)
+    daemon = Daemon(settings, bundled_rules)
+    daemon.sandbox = daemon.pipeline.sandbox = _Unstartable(timeout=30)
+    try:
+        await daemon.start()
+        await submit(daemon, _referral())
+        with pytest.raises(BrokenProcessPool):
+            await daemon.sandbox.started()
+        status, _, body = await fetch(daemon, "/readyz")
+        check = json.loads(body)["checks"]["analysis_worker"]
+        assert status == 503
+        assert check["ok"] is False and check["state"] == "failed to start"
+        assert check["error"] == "BrokenProcessPool"
+        assert [r["state"] for r in daemon.journal.query("SELECT state FROM messages")] == [
+            "received"
+        ]
+    finally:
+        await daemon.close()
 
 
 async def test_readyz_fails_while_the_relay_keeps_failing(daemon_factory, smtp_capture):
