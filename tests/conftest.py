@@ -74,6 +74,7 @@ async def daemon_factory(tmp_path: Path, bundled_rules, journal: str):  # type: 
         daemon = Daemon(settings, bundled_rules)
         daemons.append(daemon)  # closed after the test even when it fails to start
         await daemon.start()
+        await daemon.sandbox.started()  # as `serve` is, before /readyz says 200
         return daemon
 
     yield create

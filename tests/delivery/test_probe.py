@@ -39,6 +39,7 @@ async def test_relay_missing_at_start_fails_readyz_until_it_comes(
         configure_logging("info", "json", stream=buffer)  # the real rendered lines
         try:
             await daemon.start()
+            await daemon.sandbox.started()  # /readyz waits for it too: not what is tested
             await asyncio.wait_for(daemon.relay_probe.checked.wait(), timeout=30)
         finally:
             configure_logging("info", "json")
