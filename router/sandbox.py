@@ -22,6 +22,7 @@ import resource
 import select
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -260,22 +261,6 @@ class AnalysisSandbox:
         Raises:
             AnalysisFailed: on timeout, memory exhaustion or a dead worker.
         """
-        async with self._turn:
-            return await self._work(
-                raw, engine, router_from, envelope_recipients, max_attachments,
-                trusted_authserv_ids,
-            )  # fmt: skip
-
-    async def _work(
-        self,
-        raw: bytes,
-        engine: RoutingEngine,
-        router_from: str,
-        envelope_recipients: tuple[str, ...],
-        max_attachments: int,
-        trusted_authserv_ids: tuple[str, ...],
-    ) -> Worked:
-        self._engine = engine
         task = functools.partial(
             _work_in_worker,
             raw,
@@ -286,6 +271,12 @@ class AnalysisSandbox:
             max_attachments,
             tuple(trusted_authserv_ids),
         )
+        async with self._turn:
+            self._engine = engine
+            return await self._run(task)
+
+    async def _run(self, task: Callable[[], Worked]) -> Worked:
+        """Run one task in the worker under the time limit (the caller has the turn)."""
         loop = asyncio.get_running_loop()
         try:
             future = loop.run_in_executor(await self._ready(), task)
