@@ -41,7 +41,7 @@ log = structlog.get_logger(__name__)
 # an attempt is counted before it starts).
 MAX_PROCESS_ATTEMPTS = 3
 _DECIDE_BATCH = 4
-_OVERLAP = 2  # messages being decided at once (one in the worker, the next waiting for it)
+_OVERLAP = 4  # messages being decided at once (one in the worker, the others claimed or recording)
 
 
 class Pipeline:
@@ -98,9 +98,10 @@ class Pipeline:
         """Decide up to `batch` stored messages (a small batch, so a burst's first forwards
         go out while the rest are still being read).
 
-        Two are under way at once: while one is in the worker, the next is claimed and read
-        and waits its turn there, and the one before is composed and recorded, so the worker
-        does not wait for the journal. Returns how many were decided or quarantined.
+        A few are under way at once: while one is in the worker, the next ones are claimed
+        and read and wait their turn there, and those before are composed and recorded, so
+        the worker does not wait for the journal. Returns how many were decided or
+        quarantined.
         """
         waiting = await asyncio.to_thread(
             self.journal.received, limit=batch + len(self._failed_this_round)
