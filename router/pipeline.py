@@ -64,7 +64,8 @@ class Pipeline:
         self.metrics = metrics
         self.clock = clock
         self.delivery = Delivery(settings, journal, relay, metrics, clock)
-        self.on_decided: Callable[[], None] = lambda: None
+        self.on_decided: Callable[[], None] = lambda: None  # after a round (IMAP settles)
+        self.on_recorded: Callable[[], None] = lambda: None  # after each decision's record
         self._failed_this_round: set[str] = set()
 
     @property
@@ -167,6 +168,7 @@ class Pipeline:
         worked = await self._work(stored, raw)
         analysis = worked.analysis
         records = await asyncio.to_thread(self._record, stored, worked)
+        self.on_recorded()  # its mail can go now, before the rest of the batch is decided
         elapsed = round(time.monotonic() - started, 3)
         for (reference, _), decision in zip(records, analysis.decisions, strict=True):
             self.metrics.decisions.labels(decision.outcome.value, decision.area or "none").inc()

@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 UNSENT_LIMIT = 200  # decided-but-unsent mails before deciding waits for delivery
 _IDLE_SECONDS = 30.0  # a loop with nothing to do looks again after this long
 _FULL_SECONDS = 1.0  # how often a paused deciding loop looks at the outbox again
-_BATCH = 8  # messages decided between two looks at the bound
+_BATCH = 16  # messages decided between two looks at the bound
 
 
 class Stages:
@@ -47,6 +47,7 @@ class Stages:
         self.unsent_limit = unsent_limit
         self._to_decide = asyncio.Event()
         self._to_deliver = asyncio.Event()
+        pipeline.on_recorded = self._to_deliver.set  # a forward goes as soon as it is recorded
         self._sent = asyncio.Event()
         self.paused = asyncio.Event()  # set while deciding waits for the outbox to drain
         self.finished = asyncio.Event()  # set when messages are done (retention may purge)
