@@ -45,9 +45,9 @@ class JournalCore:
         """See `Journal.query`."""
         return self._db.query(sql, params)
 
-    def transaction(self) -> AbstractContextManager[Transaction]:
+    def transaction(self, *, durable: bool = True) -> AbstractContextManager[Transaction]:
         """See `Journal.transaction`."""
-        return self._db.transaction()
+        return self._db.transaction(durable=durable)
 
     def close(self) -> None:
         """See `Journal.close`."""

@@ -38,8 +38,17 @@ class Database(Protocol):
     # Appended to a SELECT of one row that is then changed (`FOR UPDATE`, or empty).
     for_update: str
 
-    def transaction(self) -> AbstractContextManager[Transaction]:
-        """One atomic, durable unit of work.
+    def transaction(self, *, durable: bool = True) -> AbstractContextManager[Transaction]:
+        """One atomic unit of work.
+
+        Args:
+            durable: True (the default): committed means on disk, through a power cut.
+                False, for bookkeeping whose loss can only make work be repeated (claims,
+                leases, sent marks): the commit survives a crash of the process at once, but
+                a power cut (or kernel crash) may lose it until the next durable commit
+                (SQLite `synchronous=NORMAL` in WAL mode; PostgreSQL
+                `synchronous_commit = off`). Never for what creates work or records an
+                outcome.
 
         Raises:
             JournalUnavailable: the database cannot be reached.

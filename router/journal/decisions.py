@@ -27,7 +27,8 @@ class Decisions(JournalCore):
             )
             return [_stored(row) for row in rows]
         claimable, params = self._claimable(time.time())
-        with self._db.transaction() as tx:
+        # A claim lost to a power cut lapses: the message is taken (and decided) again.
+        with self._db.transaction(durable=False) as tx:
             rows = tx.rows(
                 f"SELECT * FROM messages WHERE state = 'received' AND {claimable}"  # noqa: S608
                 f" ORDER BY received_at LIMIT ?{self._db.skip_locked}",
@@ -42,7 +43,9 @@ class Decisions(JournalCore):
 
     def claim(self, message_id: str) -> int:
         """See `Journal.claim`."""
-        with self._db.transaction() as tx:
+        # Bookkeeping: a crash of the process keeps the count (so crash loops stay bounded);
+        # only a power cut can lose the last increment, which gives one more attempt.
+        with self._db.transaction(durable=False) as tx:
             tx.run(
                 "UPDATE messages SET attempts = attempts + 1, claimed_by = ?, lease_until = ?"
                 " WHERE id = ?",

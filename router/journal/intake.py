@@ -175,7 +175,9 @@ class Intake(JournalCore):
         """See `InboxSink.settled`."""
 
         def update() -> None:
-            with self._db.transaction() as tx:
+            # Not fsynced: a settle lost to a power cut is done again, and moving a copy that
+            # already left the folder moves nothing.
+            with self._db.transaction(durable=False) as tx:
                 tx.run("UPDATE messages SET settled = 1 WHERE id = ?", (message_id,))
 
         await asyncio.to_thread(update)

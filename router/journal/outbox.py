@@ -39,7 +39,8 @@ class Outbox(Decisions):
     def due_mail(self, now: float, limit: int = 50) -> list[OutboxItem]:
         """See `Journal.due_mail`."""
         claimable, params = self._claimable(time.time())
-        with self._db.transaction() as tx:
+        # Only claims are written here: one lost to a power cut lapses and is taken again.
+        with self._db.transaction(durable=False) as tx:
             rows = tx.rows(
                 f"SELECT * FROM outbox WHERE {_SENDABLE} AND next_attempt_at <= ?"  # noqa: S608
                 f" AND {claimable} ORDER BY next_attempt_at LIMIT ?{self._db.skip_locked}",
@@ -66,7 +67,10 @@ class Outbox(Decisions):
 
     def mark_sent(self, mail_id: str) -> None:
         """See `Journal.mark_sent`."""
-        with self._db.transaction() as tx:
+        # Not fsynced: a crash of the process keeps it, but a power cut just after may lose
+        # it, and the mail (accepted by the relay already) is sent once more. A duplicate to
+        # the same recipients is the promise (at least once); a lost mail never is.
+        with self._db.transaction(durable=False) as tx:
             tx.run(
                 "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1,"
                 " last_error = NULL, claimed_by = NULL, lease_until = NULL WHERE id = ?",
@@ -75,7 +79,9 @@ class Outbox(Decisions):
 
     def mark_retry(self, mail_id: str, error: str, next_attempt_at: float) -> None:
         """See `Journal.mark_retry`."""
-        with self._db.transaction() as tx:
+        # Not fsynced: losing it (a power cut) leaves the mail pending with its previous
+        # attempt count and due at once, so it is only tried again sooner, never lost.
+        with self._db.transaction(durable=False) as tx:
             tx.run(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
                 " claimed_by = NULL, lease_until = NULL WHERE id = ?",
@@ -84,6 +90,7 @@ class Outbox(Decisions):
 
     def mark_failed(self, mail_id: str, error: str) -> None:
         """See `Journal.mark_failed`."""
+        # Durable: an outcome a person acts on (`status` lists it), and it holds the acks back.
         with self._db.transaction() as tx:
             tx.run(
                 "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?,"
@@ -100,7 +107,8 @@ class Outbox(Decisions):
 
     def finish_messages(self) -> list[str]:
         """See `Journal.finish_messages`."""
-        with self._db.transaction() as tx:
+        # Not fsynced: 'done' follows from the outbox alone, so a lost one is found again.
+        with self._db.transaction(durable=False) as tx:
             rows = tx.rows(
                 "UPDATE messages SET state = 'done', done_at = ? WHERE state = 'decided'"
                 " AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.message_id = messages.id"

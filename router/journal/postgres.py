@@ -102,12 +102,18 @@ class PostgresDatabase:
         return DOWN_POOL_TIMEOUT_SECONDS if self._down else POOL_TIMEOUT_SECONDS
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self, *, durable: bool = True) -> Iterator[Transaction]:
+        """See `Database.transaction`. A bookkeeping commit does not wait for the WAL flush
+        (`synchronous_commit = off` for this transaction only): the server still writes
+        it within `wal_writer_delay`, and a server crash can lose only those last commits,
+        never corrupt or half-apply one."""
         try:
             with (
                 self._pool.connection(timeout=self._wait_seconds()) as connection,
                 connection.transaction(),
             ):
+                if not durable:
+                    connection.execute("SET LOCAL synchronous_commit = off")
                 yield _PostgresTransaction(connection)
         except _UNREACHABLE as exc:
             self._down = isinstance(exc, _DOWN)
