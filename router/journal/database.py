@@ -72,7 +72,16 @@ class Blobs(Protocol):
 
     def stage(self, kind: str, key: str, data: bytes) -> None: ...
 
+    def stage_many(self, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """`stage` for several (key, bytes) at once, durable together when it returns (files:
+        one fsync per file and one for their folder, not one per file)."""
+        ...
+
     def attach(self, tx: Transaction, kind: str, key: str, data: bytes) -> None: ...
+
+    def attach_many(self, tx: Transaction, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """`attach` for several (key, bytes) at once (one statement)."""
+        ...
 
     def unstage(self, kind: str, key: str) -> None:
         """Undo `stage` when the row's transaction failed, so no bytes are left that no row

@@ -32,8 +32,13 @@ class Outbox(Decisions):
         """See `Journal.add_mail`."""
         mail_id = f"{message_id}.a{secrets.token_hex(3)}"
         self._blobs.stage(SPOOL, mail_id, mail.data)
-        with self._db.transaction() as tx:
-            self._insert_mail(tx, mail_id, message_id, mail, time.time())
+        try:
+            with self._db.transaction() as tx:
+                self._insert_mail(tx, mail_id, message_id, mail, time.time())
+                self._blobs.attach(tx, SPOOL, mail_id, mail.data)
+        except BaseException:
+            self._blobs.unstage(SPOOL, mail_id)  # no file left that no row names
+            raise
         return mail_id
 
     def due_mail(self, now: float, limit: int = 50) -> list[OutboxItem]:

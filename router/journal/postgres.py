@@ -175,11 +175,20 @@ class TableBlobs:
     def stage(self, kind: str, key: str, data: bytes) -> None:
         """Nothing to do before the transaction: the bytes go in with the row."""
 
+    def stage_many(self, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """Nothing to do before the transaction: the bytes go in with the rows."""
+
     def attach(self, tx: Transaction, kind: str, key: str, data: bytes) -> None:
+        self.attach_many(tx, kind, [(key, data)])
+
+    def attach_many(self, tx: Transaction, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
+        if not items:
+            return
+        values = ", ".join(["(?, ?, ?)"] * len(items))
         tx.run(
-            "INSERT INTO blobs (kind, id, data) VALUES (?, ?, ?)"
+            f"INSERT INTO blobs (kind, id, data) VALUES {values}"  # noqa: S608 - placeholders only
             " ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
-            (kind, key, data),
+            [value for key, data in items for value in (kind, key, data)],
         )
 
     def unstage(self, kind: str, key: str) -> None:

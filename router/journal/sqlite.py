@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from router.journal.database import MESSAGE, Transaction
-from router.journal.files import FILE_MODE, ensure_dir, write_durably
+from router.journal.files import FILE_MODE, ensure_dir, write_all_durably, write_durably
 from router.journal.migrations import VERSION_TABLE, migrations
 from router.journal.records import Row
 from router.journal.sql import SqlJournal
@@ -150,8 +150,15 @@ class FileBlobs:
     def stage(self, kind: str, key: str, data: bytes) -> None:
         write_durably(self.path(kind, key), data, tmp_dir=self.tmp_dir)
 
+    def stage_many(self, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
+        files = [(self.path(kind, key), data) for key, data in items]
+        write_all_durably(files, tmp_dir=self.tmp_dir)
+
     def attach(self, tx: Transaction, kind: str, key: str, data: bytes) -> None:
         """The file was written and fsynced by `stage`."""
+
+    def attach_many(self, tx: Transaction, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """The files were written and fsynced by `stage_many`."""
 
     def load(self, kind: str, key: str) -> bytes | None:
         try:

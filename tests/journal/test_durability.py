@@ -3,16 +3,20 @@ marks, leases) without waiting for the disk, yet still kept when the process is 
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from router.journal.records import NewMail
 from router.journal.sqlite import SqliteJournal
+from tests.journal.backends import stored_bytes
 
 RAW = b"Message-ID: <one@school.example>\r\nFrom: a@school.example\r\n\r\nhello\r\n"
 
@@ -124,3 +128,46 @@ def test_a_killed_process_keeps_its_last_bookkeeping_commits(tmp_path: Path) -> 
         assert journal.query("SELECT value FROM meta WHERE key = 'last'") == [{"value": "normal"}]
     finally:
         journal.close()
+
+
+def test_a_decisions_mails_are_synced_together(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Recording a decision with three mails syncs each spool file once and the spool folder
+    once (not a folder sync per file), and every mail's bytes are in place afterwards."""
+    journal = SqliteJournal(tmp_path / "state")
+    try:
+        message_id = journal.accept_sync(RAW)
+        synced: list[str] = []
+        real_fsync, real_fdatasync = os.fsync, os.fdatasync
+
+        def fsync(fd: int) -> None:
+            synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+            real_fsync(fd)
+
+        def fdatasync(fd: int) -> None:
+            synced.append("file")
+            real_fdatasync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "fdatasync", fdatasync)
+        mails = [_mail("forward"), _mail("ack"), _mail("review")]
+        decision = [("PR-x-1", {"outcome": "forward", "area": "lewisham"})]
+        journal.record_decisions(message_id, decision, mails, rules_version="v1")
+        monkeypatch.undo()
+        assert sorted(synced) == ["dir", "file", "file", "file"]
+        assert [journal.outgoing_data(f"{message_id}.{n}") for n in range(3)] == [b"x"] * 3
+    finally:
+        journal.close()
+
+
+def test_a_decision_that_cannot_be_recorded_leaves_no_spooled_mail(journal_factory) -> None:  # type: ignore[no-untyped-def]
+    """When a decision's transaction fails (here: its reference is taken), none of the mails
+    written for it stay behind, and the message is still waiting to be decided."""
+    journal = journal_factory()
+    first, second = journal.accept_sync(RAW), journal.accept_sync(RAW + b"2")
+    decision = [("PR-x-1", {"outcome": "forward", "area": "lewisham"})]
+    journal.record_decisions(first, decision, [_mail()], rules_version="v1")
+    before = stored_bytes(journal)
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        journal.record_decisions(second, decision, [_mail(), _mail("ack")], rules_version="v1")
+    assert stored_bytes(journal) == before
+    assert [stored.id for stored in journal.received()] == [second]
