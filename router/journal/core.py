@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from router.journal.database import Blobs, Database, Transaction
+from router.journal.group import GroupCommit
 from router.journal.records import Row
 
 # How long a claim on a message or a mail lasts without a heartbeat. A killed node's work
@@ -40,6 +41,8 @@ class JournalCore:
         self.where = where
         self.folders = {"processed": processed_folder, "failed": failed_folder}
         self.lease_seconds = LEASE_SECONDS  # tests shorten it
+        # Stored messages whose rows commit together (see `Intake._store`).
+        self.intake_commits: GroupCommit[Any, bool] = GroupCommit()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """See `Journal.query`."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -41,3 +44,23 @@ def break_health_probe(journal: Journal) -> str:
     with psycopg.connect(journal.url, autocommit=True) as connection:
         connection.execute("ALTER TABLE meta ADD CONSTRAINT refuse CHECK (false) NOT VALID")
     return "JournalUnavailable"
+
+
+@contextmanager
+def journal_locked(journal: Journal) -> Iterator[None]:
+    """Hold the journal's write lock from another connection while the block runs (reads go
+    on): SQLite `BEGIN IMMEDIATE`; PostgreSQL a lock on the messages table that INSERT waits
+    for."""
+    if isinstance(journal, SqliteJournal):
+        holder = sqlite3.connect(journal.path, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            yield
+            holder.execute("ROLLBACK")
+        finally:
+            holder.close()
+        return
+    with psycopg.connect(journal.url) as connection:
+        connection.execute("LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE")
+        yield
+        connection.rollback()
