@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -41,6 +42,10 @@ class JournalCore:
         self.where = where
         self.folders = {"processed": processed_folder, "failed": failed_folder}
         self.lease_seconds = LEASE_SECONDS  # tests shorten it
+        # Messages that may have nothing left to send (see `Outbox.finish_messages`).
+        self._finish_lock = threading.Lock()
+        self._finish_candidates: set[str] = set()
+        self._full_finish_at = 0.0
         # Stored messages whose rows commit together (see `Intake._store`).
         self.intake_commits: GroupCommit[Any, bool] = GroupCommit()
 
@@ -55,6 +60,11 @@ class JournalCore:
     def close(self) -> None:
         """See `Journal.close`."""
         self._db.close()
+
+    def _finishable(self, message_ids: Iterable[str]) -> None:
+        """Have the next `finish_messages` look at these messages (their mail changed)."""
+        with self._finish_lock:
+            self._finish_candidates.update(message_ids)
 
     def _lease(self) -> float:
         return time.time() + self.lease_seconds

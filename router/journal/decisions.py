@@ -97,6 +97,7 @@ class Decisions(JournalCore):
             for mail_id, _ in spooled:
                 self._blobs.unstage(SPOOL, mail_id)
             raise
+        self._finishable([message_id])  # done at once if it has nothing to send
 
     @staticmethod
     def _undecided(

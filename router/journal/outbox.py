@@ -13,12 +13,24 @@ from router.journal.records import NewMail, OutboxItem, Row
 
 # Pending mail that may go now. An acknowledgment waits for its referral's forward: the
 # referrer is never told "forwarded" about a referral the relay has not accepted.
+# (A scalar subquery, not NOT EXISTS: PostgreSQL would hash every unsent forward of the
+# outbox on each call; this way each pending ack looks up its own reference in an index.)
 _SENDABLE = (
-    "state = 'pending' AND NOT (kind = 'ack' AND EXISTS (SELECT 1 FROM outbox AS f"
+    "state = 'pending' AND (kind != 'ack' OR (SELECT 1 FROM outbox AS f"
     " WHERE f.reference = outbox.reference"
     " AND f.kind IN ('forward', 'incomplete_notice', 'review')"
-    " AND f.state != 'sent'))"
+    " AND f.state != 'sent' LIMIT 1) IS NULL)"
 )
+# finish_messages looks at every decided message this often (first call included): the
+# messages another node or an earlier process sent the last mail of. In between, only
+# those whose mail this journal object saw leave the queue (see `_finishable`).
+FULL_FINISH_SECONDS = 60.0
+_FINISH = (
+    "UPDATE messages SET state = 'done', done_at = ? WHERE state = 'decided'"
+    " AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.message_id = messages.id"
+    " AND outbox.state = 'pending')"
+)
+_BATCH = 500
 
 
 class Outbox(Decisions):
@@ -76,11 +88,13 @@ class Outbox(Decisions):
         # it, and the mail (accepted by the relay already) is sent once more. A duplicate to
         # the same recipients is the promise (at least once); a lost mail never is.
         with self._db.transaction(durable=False) as tx:
-            tx.run(
+            rows = tx.rows(
                 "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1,"
-                " last_error = NULL, claimed_by = NULL, lease_until = NULL WHERE id = ?",
+                " last_error = NULL, claimed_by = NULL, lease_until = NULL WHERE id = ?"
+                " RETURNING message_id",
                 (time.time(), mail_id),
             )
+        self._finishable(row["message_id"] for row in rows)
 
     def mark_retry(self, mail_id: str, error: str, next_attempt_at: float) -> None:
         """See `Journal.mark_retry`."""
@@ -97,9 +111,9 @@ class Outbox(Decisions):
         """See `Journal.mark_failed`."""
         # Durable: an outcome a person acts on (`status` lists it), and it holds the acks back.
         with self._db.transaction() as tx:
-            tx.run(
+            rows = tx.rows(
                 "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?,"
-                " claimed_by = NULL, lease_until = NULL WHERE id = ?",
+                " claimed_by = NULL, lease_until = NULL WHERE id = ? RETURNING message_id",
                 (error[:500], mail_id),
             )
             tx.run(
@@ -109,17 +123,44 @@ class Outbox(Decisions):
                 " AND kind IN ('forward', 'incomplete_notice', 'review'))",
                 (mail_id,),
             )
+        self._finishable(row["message_id"] for row in rows)
 
     def finish_messages(self) -> list[str]:
-        """See `Journal.finish_messages`."""
-        # Not fsynced: 'done' follows from the outbox alone, so a lost one is found again.
-        with self._db.transaction(durable=False) as tx:
-            rows = tx.rows(
-                "UPDATE messages SET state = 'done', done_at = ? WHERE state = 'decided'"
-                " AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.message_id = messages.id"
-                " AND outbox.state = 'pending') RETURNING id",
-                (time.time(),),
-            )
+        """See `Journal.finish_messages`.
+
+        Costs what it can finish, not the whole queue: between full passes (every
+        `FULL_FINISH_SECONDS`) it looks only at the messages whose mail left the queue
+        through this journal object, or that were decided with nothing to send.
+        """
+        now = time.time()
+        with self._finish_lock:
+            candidates, self._finish_candidates = self._finish_candidates, set()
+            full = now >= self._full_finish_at
+            if full:
+                self._full_finish_at = now + FULL_FINISH_SECONDS
+        if not (full or candidates):
+            return []
+        try:
+            # Not fsynced: 'done' follows from the outbox alone, so a lost one is found again.
+            with self._db.transaction(durable=False) as tx:
+                if full:
+                    rows = tx.rows(f"{_FINISH} RETURNING id", (now,))
+                else:
+                    rows = []
+                    ordered = sorted(candidates)
+                    for start in range(0, len(ordered), _BATCH):
+                        batch = ordered[start : start + _BATCH]
+                        marks = ", ".join("?" * len(batch))
+                        rows += tx.rows(
+                            f"{_FINISH} AND id IN ({marks}) RETURNING id",
+                            (now, *batch),
+                        )
+        except BaseException:
+            with self._finish_lock:  # look at them again next time
+                self._finish_candidates |= candidates
+                if full:
+                    self._full_finish_at = 0.0
+            raise
         return [row["id"] for row in rows]
 
     def mail_by_message_id_header(self, header: str) -> Row | None:
