@@ -19,6 +19,14 @@ LEASE_SECONDS = 20.0
 HEARTBEAT_SECONDS = 5.0
 
 
+# Decided messages with no mail left to send become done (more conditions are appended).
+FINISH = (
+    "UPDATE messages SET state = 'done', done_at = ? WHERE state = 'decided'"
+    " AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.message_id = messages.id"
+    " AND outbox.state = 'pending')"
+)
+
+
 class JournalCore:
     """Holds what the journal's parts (intake, decisions, outbox, retention) work on."""
 
@@ -42,9 +50,10 @@ class JournalCore:
         self.where = where
         self.folders = {"processed": processed_folder, "failed": failed_folder}
         self.lease_seconds = LEASE_SECONDS  # tests shorten it
-        # Messages that may have nothing left to send (see `Outbox.finish_messages`).
+        # Messages this object marked done, for the next `finish_messages` to report, and
+        # when that looks at every decided message again (see `Outbox.finish_messages`).
         self._finish_lock = threading.Lock()
-        self._finish_candidates: set[str] = set()
+        self._finished: list[str] = []
         self._full_finish_at = 0.0
         # Stored messages whose rows commit together (see `Intake._store`).
         self.intake_commits: GroupCommit[Any, bool] = GroupCommit()
@@ -61,10 +70,21 @@ class JournalCore:
         """See `Journal.close`."""
         self._db.close()
 
-    def _finishable(self, message_ids: Iterable[str]) -> None:
-        """Have the next `finish_messages` look at these messages (their mail changed)."""
-        with self._finish_lock:
-            self._finish_candidates.update(message_ids)
+    @staticmethod
+    def _finish(tx: Transaction, message_ids: Iterable[str], now: float) -> list[str]:
+        """Mark done, in `tx`, those of these messages that are decided and have no mail
+        left to send (one index look-up each); returns their ids."""
+        finished = []
+        for message_id in message_ids:
+            rows = tx.rows(f"{FINISH} AND id = ? RETURNING id", (now, message_id))
+            finished += [row["id"] for row in rows]
+        return finished
+
+    def _report_finished(self, message_ids: list[str]) -> None:
+        """Have the next `finish_messages` return these (committed done just now)."""
+        if message_ids:
+            with self._finish_lock:
+                self._finished += message_ids
 
     def _lease(self) -> float:
         return time.time() + self.lease_seconds

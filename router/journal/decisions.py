@@ -93,11 +93,12 @@ class Decisions(JournalCore):
                         message_id,
                     ),
                 )
+                finished = self._finish(tx, [message_id], now)  # nothing to send: done
         except BaseException:
             for mail_id, _ in spooled:
                 self._blobs.unstage(SPOOL, mail_id)
             raise
-        self._finishable([message_id])  # done at once if it has nothing to send
+        self._report_finished(finished)
 
     @staticmethod
     def _undecided(

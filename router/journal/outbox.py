@@ -6,7 +6,7 @@ import json
 import secrets
 import time
 
-from router.journal.core import HEARTBEAT_SECONDS
+from router.journal.core import FINISH, HEARTBEAT_SECONDS
 from router.journal.database import SPOOL
 from router.journal.decisions import Decisions
 from router.journal.records import NewMail, OutboxItem, Row
@@ -21,16 +21,11 @@ _SENDABLE = (
     " AND f.kind IN ('forward', 'incomplete_notice', 'review')"
     " AND f.state != 'sent' LIMIT 1) IS NULL)"
 )
-# finish_messages looks at every decided message this often (first call included): the
-# messages another node or an earlier process sent the last mail of. In between, only
-# those whose mail this journal object saw leave the queue (see `_finishable`).
+# finish_messages looks at every decided message this often (its first call included),
+# for what no mark finished: a journal written by an older version, or a message whose last
+# two mails two nodes marked at the same moment (neither saw the other's commit). Otherwise
+# a message is finished in the transaction that takes its last mail out of the queue.
 FULL_FINISH_SECONDS = 60.0
-_FINISH = (
-    "UPDATE messages SET state = 'done', done_at = ? WHERE state = 'decided'"
-    " AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.message_id = messages.id"
-    " AND outbox.state = 'pending')"
-)
-_BATCH = 500
 
 
 class Outbox(Decisions):
@@ -87,14 +82,16 @@ class Outbox(Decisions):
         # Not fsynced: a crash of the process keeps it, but a power cut just after may lose
         # it, and the mail (accepted by the relay already) is sent once more. A duplicate to
         # the same recipients is the promise (at least once); a lost mail never is.
+        now = time.time()
         with self._db.transaction(durable=False) as tx:
             rows = tx.rows(
                 "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1,"
                 " last_error = NULL, claimed_by = NULL, lease_until = NULL WHERE id = ?"
                 " RETURNING message_id",
-                (time.time(), mail_id),
+                (now, mail_id),
             )
-        self._finishable(row["message_id"] for row in rows)
+            finished = self._finish(tx, (row["message_id"] for row in rows), now)
+        self._report_finished(finished)
 
     def mark_retry(self, mail_id: str, error: str, next_attempt_at: float) -> None:
         """See `Journal.mark_retry`."""
@@ -123,45 +120,34 @@ class Outbox(Decisions):
                 " AND kind IN ('forward', 'incomplete_notice', 'review'))",
                 (mail_id,),
             )
-        self._finishable(row["message_id"] for row in rows)
+            finished = self._finish(tx, (row["message_id"] for row in rows), time.time())
+        self._report_finished(finished)
 
     def finish_messages(self) -> list[str]:
         """See `Journal.finish_messages`.
 
-        Costs what it can finish, not the whole queue: between full passes (every
-        `FULL_FINISH_SECONDS`) it looks only at the messages whose mail left the queue
-        through this journal object, or that were decided with nothing to send.
+        Costs what it finishes, not the whole queue: a message is marked done in the
+        transaction that takes its last mail out of the queue (`mark_sent`, `mark_failed`,
+        or its decision with nothing to send), and this returns those. Every
+        `FULL_FINISH_SECONDS` (and at the first call) it also looks at every decided message.
         """
         now = time.time()
         with self._finish_lock:
-            candidates, self._finish_candidates = self._finish_candidates, set()
+            finished, self._finished = self._finished, []
             full = now >= self._full_finish_at
             if full:
                 self._full_finish_at = now + FULL_FINISH_SECONDS
-        if not (full or candidates):
-            return []
-        try:
-            # Not fsynced: 'done' follows from the outbox alone, so a lost one is found again.
-            with self._db.transaction(durable=False) as tx:
-                if full:
-                    rows = tx.rows(f"{_FINISH} RETURNING id", (now,))
-                else:
-                    rows = []
-                    ordered = sorted(candidates)
-                    for start in range(0, len(ordered), _BATCH):
-                        batch = ordered[start : start + _BATCH]
-                        marks = ", ".join("?" * len(batch))
-                        rows += tx.rows(
-                            f"{_FINISH} AND id IN ({marks}) RETURNING id",
-                            (now, *batch),
-                        )
-        except BaseException:
-            with self._finish_lock:  # look at them again next time
-                self._finish_candidates |= candidates
-                if full:
+        if full:
+            try:
+                # Not fsynced: 'done' follows from the outbox alone; a lost one is found again.
+                with self._db.transaction(durable=False) as tx:
+                    finished += [row["id"] for row in tx.rows(f"{FINISH} RETURNING id", (now,))]
+            except BaseException:
+                with self._finish_lock:  # report them next time, and look again then
+                    self._finished[:0] = finished
                     self._full_finish_at = 0.0
-            raise
-        return [row["id"] for row in rows]
+                raise
+        return finished
 
     def mail_by_message_id_header(self, header: str) -> Row | None:
         """See `Journal.mail_by_message_id_header`."""

@@ -56,14 +56,26 @@ def test_a_message_is_finished_when_its_last_mail_leaves_the_queue(journal_facto
     assert states == {sent: "done", failed: "done", waiting: "decided"}
 
 
-def test_mail_another_node_sent_is_finished_by_the_next_full_pass(journal_factory) -> None:  # type: ignore[no-untyped-def]
-    """Mail sent by another node (or an earlier process) finishes its message at this node's
-    next full pass, which comes every FULL_FINISH_SECONDS."""
+def test_the_node_that_sends_the_last_mail_finishes_the_message(journal_factory) -> None:  # type: ignore[no-untyped-def]
+    """The message is done in the same commit as its last mail's sent mark, whichever node
+    sent it (so a node killed just after leaves nothing undone); that node reports it."""
     node_a, node_b = journal_factory("node-a"), journal_factory("node-b")
     message_id = _decide(node_a, 1)
     assert node_a.finish_messages() == []
     node_b.mark_sent(f"{message_id}.0")
     node_b.mark_sent(f"{message_id}.1")
-    assert node_a.finish_messages() == []  # not this node's news, nor a full pass yet
-    node_a._full_finish_at = 0.0  # as if FULL_FINISH_SECONDS had passed
-    assert node_a.finish_messages() == [message_id]
+    [row] = node_a.query("SELECT state FROM messages WHERE id = ?", (message_id,))
+    assert row["state"] == "done"
+    assert node_a.finish_messages() == []
+    assert node_b.finish_messages() == [message_id]
+    assert node_b.finish_messages() == []
+
+
+def test_a_full_pass_finishes_what_no_mark_did(journal_factory) -> None:  # type: ignore[no-untyped-def]
+    """A decided message with nothing left to send that no mark finished (a journal from an
+    older version) is finished by the first call, and by later full passes."""
+    journal = journal_factory()
+    message_id = _decide(journal, 1)
+    with journal.transaction() as tx:  # as an older version left it
+        tx.run("UPDATE outbox SET state = 'sent' WHERE message_id = ?", (message_id,))
+    assert journal.finish_messages() == [message_id]
