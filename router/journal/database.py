@@ -77,6 +77,15 @@ class Blobs(Protocol):
         one fsync per file and one for their folder, not one per file)."""
         ...
 
+    def stage_unnamed(self, kind: str, key: str, data: bytes) -> None:
+        """`stage`, except that the file's name is durable only after `sync_names(kind)`
+        (so that several files staged by concurrent callers share one folder fsync)."""
+        ...
+
+    def sync_names(self, kind: str) -> None:
+        """Make the names of every file staged with `stage_unnamed` durable."""
+        ...
+
     def attach(self, tx: Transaction, kind: str, key: str, data: bytes) -> None: ...
 
     def attach_many(self, tx: Transaction, kind: str, items: Sequence[tuple[str, bytes]]) -> None:

@@ -38,7 +38,9 @@ def write_durably(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> No
     write_all_durably([(path, data)], tmp_dir=tmp_dir)
 
 
-def write_all_durably(files: Sequence[tuple[Path, bytes]], *, tmp_dir: Path | None = None) -> None:
+def write_all_durably(
+    files: Sequence[tuple[Path, bytes]], *, tmp_dir: Path | None = None, sync_folders: bool = True
+) -> None:
     """Write several files so that after return all of them survive a power cut, with one
     fsync per file and one per destination folder (not one per file).
 
@@ -48,6 +50,9 @@ def write_all_durably(files: Sequence[tuple[Path, bytes]], *, tmp_dir: Path | No
     out of it is made durable by the destination's fsync (one filesystem journal
     transaction on ext4/xfs); at worst a power cut leaves a stale temporary file, which the
     orphan sweep deletes (`orphans.remove_orphans`).
+
+    With `sync_folders=False` the folders are not fsynced: the caller does it (`fsync_dir`)
+    once for several calls, before anything depends on the names.
 
     Raises:
         OSError: when the disk refuses; no temporary file is left, and the files already
@@ -66,8 +71,9 @@ def write_all_durably(files: Sequence[tuple[Path, bytes]], *, tmp_dir: Path | No
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
         raise
-    for folder in dict.fromkeys(path.parent for _, path in staged):
-        fsync_dir(folder)
+    if sync_folders:
+        for folder in dict.fromkeys(path.parent for _, path in staged):
+            fsync_dir(folder)
 
 
 def _write_synced(tmp: Path, data: bytes) -> None:

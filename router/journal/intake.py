@@ -52,10 +52,11 @@ class Intake(JournalCore):
 
         The file is written and fsynced here, in the caller's thread; the row is committed
         with those of the other messages being stored at the same moment (`GroupCommit`),
-        so a burst of sessions costs one commit, not one each.
+        after one fsync of the folder for all their files' names, so a burst of sessions
+        costs one commit and one folder fsync, not one each.
         """
         message_id = new_message_id()
-        self._blobs.stage(MESSAGE, message_id, raw)
+        self._blobs.stage_unnamed(MESSAGE, message_id, raw)
         try:
             inserted = self.intake_commits.submit((message_id, raw, row), self._insert_messages)
         except BaseException:
@@ -74,6 +75,9 @@ class Intake(JournalCore):
     def _insert_messages(self, batch: Sequence[_Stored]) -> list[bool]:
         """One durable transaction for the rows of a batch; whether each was inserted (not
         refused by a source key stored before, by another node or earlier in the batch)."""
+        # Every file of the batch was renamed into place before it was queued: one fsync
+        # of the folder makes all the names durable, before any row names them.
+        self._blobs.sync_names(MESSAGE)
         inserted = []
         with self._db.transaction() as tx:
             for message_id, _, row in batch:

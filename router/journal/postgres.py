@@ -178,6 +178,12 @@ class TableBlobs:
     def stage_many(self, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
         """Nothing to do before the transaction: the bytes go in with the rows."""
 
+    def stage_unnamed(self, kind: str, key: str, data: bytes) -> None:
+        """Nothing to do before the transaction: the bytes go in with the row."""
+
+    def sync_names(self, kind: str) -> None:
+        """Nothing to do: no files."""
+
     def attach(self, tx: Transaction, kind: str, key: str, data: bytes) -> None:
         self.attach_many(tx, kind, [(key, data)])
 

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from router.journal.database import MESSAGE, Transaction
-from router.journal.files import FILE_MODE, ensure_dir, write_all_durably, write_durably
+from router.journal.files import (
+    FILE_MODE,
+    ensure_dir,
+    fsync_dir,
+    write_all_durably,
+    write_durably,
+)
 from router.journal.migrations import VERSION_TABLE, migrations
 from router.journal.records import Row
 from router.journal.sql import SqlJournal
@@ -153,6 +159,14 @@ class FileBlobs:
     def stage_many(self, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
         files = [(self.path(kind, key), data) for key, data in items]
         write_all_durably(files, tmp_dir=self.tmp_dir)
+
+    def stage_unnamed(self, kind: str, key: str, data: bytes) -> None:
+        files = [(self.path(kind, key), data)]
+        write_all_durably(files, tmp_dir=self.tmp_dir, sync_folders=False)
+
+    def sync_names(self, kind: str) -> None:
+        """One fsync of the folder makes every rename into it so far durable."""
+        fsync_dir(self.dirs[kind])
 
     def attach(self, tx: Transaction, kind: str, key: str, data: bytes) -> None:
         """The file was written and fsynced by `stage`."""

@@ -3,9 +3,7 @@ marks, leases) without waiting for the disk, yet still kept when the process is 
 
 from __future__ import annotations
 
-import os
 import signal
-import stat
 import subprocess
 import sys
 import textwrap
@@ -16,7 +14,7 @@ import pytest
 
 from router.journal.records import NewMail
 from router.journal.sqlite import SqliteJournal
-from tests.journal.backends import stored_bytes
+from tests.journal.backends import count_syncs, stored_bytes
 
 RAW = b"Message-ID: <one@school.example>\r\nFrom: a@school.example\r\n\r\nhello\r\n"
 
@@ -136,19 +134,7 @@ def test_a_decisions_mails_are_synced_together(tmp_path: Path, monkeypatch) -> N
     journal = SqliteJournal(tmp_path / "state")
     try:
         message_id = journal.accept_sync(RAW)
-        synced: list[str] = []
-        real_fsync, real_fdatasync = os.fsync, os.fdatasync
-
-        def fsync(fd: int) -> None:
-            synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
-            real_fsync(fd)
-
-        def fdatasync(fd: int) -> None:
-            synced.append("file")
-            real_fdatasync(fd)
-
-        monkeypatch.setattr(os, "fsync", fsync)
-        monkeypatch.setattr(os, "fdatasync", fdatasync)
+        synced = count_syncs(monkeypatch)
         mails = [_mail("forward"), _mail("ack"), _mail("review")]
         decision = [("PR-x-1", {"outcome": "forward", "area": "lewisham"})]
         journal.record_decisions(message_id, decision, mails, rules_version="v1")

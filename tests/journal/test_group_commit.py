@@ -10,7 +10,12 @@ import pytest
 
 from router.journal.protocol import Journal
 from router.journal.sqlite import SqliteJournal
-from tests.journal.backends import break_message_storage, journal_locked, stored_bytes
+from tests.journal.backends import (
+    break_message_storage,
+    count_syncs,
+    journal_locked,
+    stored_bytes,
+)
 
 SESSIONS = 12
 
@@ -44,12 +49,13 @@ def _accept_together(
     return futures
 
 
-def test_concurrent_intakes_share_commits_and_store_each_once(journal_factory) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_intakes_share_commits_and_store_each_once(journal_factory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Twelve messages stored at once are all stored, each once (on PostgreSQL two of them
     are the same inbox copy: stored once, both callers get its id), in fewer commits than
-    messages."""
+    messages; SQLite syncs each file once and the messages folder once per commit."""
     journal = journal_factory()
     group = journal.intake_commits
+    synced = count_syncs(monkeypatch)
     keys = _keys(journal)
     futures = _accept_together(journal, keys, release=lambda: group.submitted == SESSIONS)
     ids = [future.result() for future in futures]
@@ -68,6 +74,9 @@ def test_concurrent_intakes_share_commits_and_store_each_once(journal_factory) -
     ]
     assert group.items == SESSIONS
     assert group.commits < SESSIONS
+    if isinstance(journal, SqliteJournal):
+        assert synced.count("file") == SESSIONS
+        assert synced.count("dir") == group.commits
     print(f"group commit: {SESSIONS} concurrent intakes in {group.commits} commits")
 
 
