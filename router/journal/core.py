@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from router.journal.database import Blobs, Database, Transaction
+from router.journal.group import GroupCommit
 from router.journal.records import Row
 
 # How long a claim on a message or a mail lasts without a heartbeat. A killed node's work
@@ -15,6 +17,14 @@ from router.journal.records import Row
 LEASE_SECONDS = 20.0
 # A live node renews its claims this often.
 HEARTBEAT_SECONDS = 5.0
+
+
+# Decided messages with no mail left to send become done (more conditions are appended).
+FINISH = (
+    "UPDATE messages SET state = 'done', done_at = ? WHERE state = 'decided'"
+    " AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.message_id = messages.id"
+    " AND outbox.state = 'pending')"
+)
 
 
 class JournalCore:
@@ -40,18 +50,41 @@ class JournalCore:
         self.where = where
         self.folders = {"processed": processed_folder, "failed": failed_folder}
         self.lease_seconds = LEASE_SECONDS  # tests shorten it
+        # Messages this object marked done, for the next `finish_messages` to report, and
+        # when that looks at every decided message again (see `Outbox.finish_messages`).
+        self._finish_lock = threading.Lock()
+        self._finished: list[str] = []
+        self._full_finish_at = 0.0
+        # Stored messages whose rows commit together (see `Intake._store`).
+        self.intake_commits: GroupCommit[Any, bool] = GroupCommit()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """See `Journal.query`."""
         return self._db.query(sql, params)
 
-    def transaction(self) -> AbstractContextManager[Transaction]:
+    def transaction(self, *, durable: bool = True) -> AbstractContextManager[Transaction]:
         """See `Journal.transaction`."""
-        return self._db.transaction()
+        return self._db.transaction(durable=durable)
 
     def close(self) -> None:
         """See `Journal.close`."""
         self._db.close()
+
+    @staticmethod
+    def _finish(tx: Transaction, message_ids: Iterable[str], now: float) -> list[str]:
+        """Mark done, in `tx`, those of these messages that are decided and have no mail
+        left to send (one index look-up each); returns their ids."""
+        finished = []
+        for message_id in message_ids:
+            rows = tx.rows(f"{FINISH} AND id = ? RETURNING id", (now, message_id))
+            finished += [row["id"] for row in rows]
+        return finished
+
+    def _report_finished(self, message_ids: list[str]) -> None:
+        """Have the next `finish_messages` return these (committed done just now)."""
+        if message_ids:
+            with self._finish_lock:
+                self._finished += message_ids
 
     def _lease(self) -> float:
         return time.time() + self.lease_seconds

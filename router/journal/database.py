@@ -38,8 +38,17 @@ class Database(Protocol):
     # Appended to a SELECT of one row that is then changed (`FOR UPDATE`, or empty).
     for_update: str
 
-    def transaction(self) -> AbstractContextManager[Transaction]:
-        """One atomic, durable unit of work.
+    def transaction(self, *, durable: bool = True) -> AbstractContextManager[Transaction]:
+        """One atomic unit of work.
+
+        Args:
+            durable: True (the default): committed means on disk, through a power cut.
+                False, for bookkeeping whose loss can only make work be repeated (claims,
+                leases, sent marks): the commit survives a crash of the process at once, but
+                a power cut (or kernel crash) may lose it until the next durable commit
+                (SQLite `synchronous=NORMAL` in WAL mode; PostgreSQL
+                `synchronous_commit = off`). Never for what creates work or records an
+                outcome.
 
         Raises:
             JournalUnavailable: the database cannot be reached.
@@ -63,7 +72,25 @@ class Blobs(Protocol):
 
     def stage(self, kind: str, key: str, data: bytes) -> None: ...
 
+    def stage_many(self, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """`stage` for several (key, bytes) at once, durable together when it returns (files:
+        one fsync per file and one for their folder, not one per file)."""
+        ...
+
+    def stage_unnamed(self, kind: str, key: str, data: bytes) -> None:
+        """`stage`, except that the file's name is durable only after `sync_names(kind)`
+        (so that several files staged by concurrent callers share one folder fsync)."""
+        ...
+
+    def sync_names(self, kind: str) -> None:
+        """Make the names of every file staged with `stage_unnamed` durable."""
+        ...
+
     def attach(self, tx: Transaction, kind: str, key: str, data: bytes) -> None: ...
+
+    def attach_many(self, tx: Transaction, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """`attach` for several (key, bytes) at once (one statement)."""
+        ...
 
     def unstage(self, kind: str, key: str) -> None:
         """Undo `stage` when the row's transaction failed, so no bytes are left that no row

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +27,8 @@ class Decisions(JournalCore):
             )
             return [_stored(row) for row in rows]
         claimable, params = self._claimable(time.time())
-        with self._db.transaction() as tx:
+        # A claim lost to a power cut lapses: the message is taken (and decided) again.
+        with self._db.transaction(durable=False) as tx:
             rows = tx.rows(
                 f"SELECT * FROM messages WHERE state = 'received' AND {claimable}"  # noqa: S608
                 f" ORDER BY received_at LIMIT ?{self._db.skip_locked}",
@@ -42,7 +43,9 @@ class Decisions(JournalCore):
 
     def claim(self, message_id: str) -> int:
         """See `Journal.claim`."""
-        with self._db.transaction() as tx:
+        # Bookkeeping: a crash of the process keeps the count (so crash loops stay bounded);
+        # only a power cut can lose the last increment, which gives one more attempt.
+        with self._db.transaction(durable=False) as tx:
             tx.run(
                 "UPDATE messages SET attempts = attempts + 1, claimed_by = ?, lease_until = ?"
                 " WHERE id = ?",
@@ -60,43 +63,76 @@ class Decisions(JournalCore):
         rules_version: str,
         quarantine_reason: str | None = None,
     ) -> None:
-        """See `Journal.record_decisions`."""
+        """See `Journal.record_decisions`.
+
+        The spooled mails are written together (files: fsynced once each, their folder
+        once), then the decision, its mails and the message's new state commit in one
+        durable transaction. If that fails, the files written for it are removed.
+        """
+        if not self._undecided(self._db.query, message_id):
+            return  # decided already: leave its spooled mails as they are
         now = time.time()
-        for number, mail in enumerate(mails):
-            self._blobs.stage(SPOOL, f"{message_id}.{number}", mail.data)
-        state = "quarantined" if quarantine_reason else "decided"
-        with self._db.transaction() as tx:
-            rows = tx.rows(
-                f"SELECT state FROM messages WHERE id = ?{self._db.for_update}",  # noqa: S608
-                (message_id,),
-            )
-            if not rows or rows[0]["state"] != "received":
-                return  # decided already (after a crash, or by another node): nothing to do
-            for position, (reference, record) in enumerate(decisions):
+        spooled = [(f"{message_id}.{number}", mail.data) for number, mail in enumerate(mails)]
+        self._blobs.stage_many(SPOOL, spooled)
+        try:
+            with self._db.transaction() as tx:
+                if not self._undecided(tx.rows, message_id, self._db.for_update):
+                    return  # another node decided it meanwhile
+                self._insert_decisions(tx, message_id, decisions, now)
+                for (mail_id, _), mail in zip(spooled, mails, strict=True):
+                    self._insert_mail(tx, mail_id, message_id, mail, now)
+                self._blobs.attach_many(tx, SPOOL, spooled)
                 tx.run(
-                    "INSERT INTO decisions (reference, message_id, position, outcome, area,"
-                    " record, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "UPDATE messages SET state = ?, rules_version = ?, decided_at = ?,"
+                    " last_error = ?, claimed_by = NULL, lease_until = NULL WHERE id = ?",
                     (
-                        reference,
-                        message_id,
-                        position,
-                        record["outcome"],
-                        record.get("area"),
-                        json.dumps(record),
+                        "quarantined" if quarantine_reason else "decided",
+                        rules_version,
                         now,
+                        quarantine_reason,
+                        message_id,
                     ),
                 )
-            for number, mail in enumerate(mails):
-                self._insert_mail(tx, f"{message_id}.{number}", message_id, mail, now)
+                finished = self._finish(tx, [message_id], now)  # nothing to send: done
+        except BaseException:
+            for mail_id, _ in spooled:
+                self._blobs.unstage(SPOOL, mail_id)
+            raise
+        self._report_finished(finished)
+
+    @staticmethod
+    def _undecided(
+        rows: Callable[[str, Sequence[Any]], list[Row]], message_id: str, lock: str = ""
+    ) -> bool:
+        found = rows(f"SELECT state FROM messages WHERE id = ?{lock}", (message_id,))  # noqa: S608
+        return bool(found) and found[0]["state"] == "received"
+
+    @staticmethod
+    def _insert_decisions(
+        tx: Transaction,
+        message_id: str,
+        decisions: Sequence[tuple[str, dict[str, Any]]],
+        now: float,
+    ) -> None:
+        for position, (reference, record) in enumerate(decisions):
             tx.run(
-                "UPDATE messages SET state = ?, rules_version = ?, decided_at = ?,"
-                " last_error = ?, claimed_by = NULL, lease_until = NULL WHERE id = ?",
-                (state, rules_version, now, quarantine_reason, message_id),
+                "INSERT INTO decisions (reference, message_id, position, outcome, area,"
+                " record, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    reference,
+                    message_id,
+                    position,
+                    record["outcome"],
+                    record.get("area"),
+                    json.dumps(record),
+                    now,
+                ),
             )
 
     def _insert_mail(
         self, tx: Transaction, mail_id: str, message_id: str, mail: NewMail, now: float
     ) -> None:
+        """The outbox row of a mail (its bytes are attached by the caller)."""
         tx.run(
             "INSERT INTO outbox (id, message_id, reference, kind, sender, recipients,"
             " message_id_header, state, next_attempt_at, created_at)"
@@ -113,7 +149,6 @@ class Decisions(JournalCore):
                 now,
             ),
         )
-        self._blobs.attach(tx, SPOOL, mail_id, mail.data)
 
     def quarantine(self, message_id: str, error: str) -> None:
         """See `Journal.quarantine`."""

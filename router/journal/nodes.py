@@ -53,7 +53,8 @@ class Nodes(JournalCore):
         """See `Journal.heartbeat`."""
         now = time.time()
         lease = now + self.lease_seconds
-        with self._db.transaction() as tx:
+        # Renewals only, every few seconds: one lost to a power cut is the next one's to do.
+        with self._db.transaction(durable=False) as tx:
             tx.run(
                 "INSERT INTO nodes (name, pid, started_at, last_heartbeat) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET pid = excluded.pid,"

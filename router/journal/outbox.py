@@ -6,19 +6,26 @@ import json
 import secrets
 import time
 
-from router.journal.core import HEARTBEAT_SECONDS
+from router.journal.core import FINISH, HEARTBEAT_SECONDS
 from router.journal.database import SPOOL
 from router.journal.decisions import Decisions
 from router.journal.records import NewMail, OutboxItem, Row
 
 # Pending mail that may go now. An acknowledgment waits for its referral's forward: the
 # referrer is never told "forwarded" about a referral the relay has not accepted.
+# (A scalar subquery, not NOT EXISTS: PostgreSQL would hash every unsent forward of the
+# outbox on each call; this way each pending ack looks up its own reference in an index.)
 _SENDABLE = (
-    "state = 'pending' AND NOT (kind = 'ack' AND EXISTS (SELECT 1 FROM outbox AS f"
+    "state = 'pending' AND (kind != 'ack' OR (SELECT 1 FROM outbox AS f"
     " WHERE f.reference = outbox.reference"
     " AND f.kind IN ('forward', 'incomplete_notice', 'review')"
-    " AND f.state != 'sent'))"
+    " AND f.state != 'sent' LIMIT 1) IS NULL)"
 )
+# finish_messages looks at every decided message this often (its first call included),
+# for what no mark finished: a journal written by an older version, or a message whose last
+# two mails two nodes marked at the same moment (neither saw the other's commit). Otherwise
+# a message is finished in the transaction that takes its last mail out of the queue.
+FULL_FINISH_SECONDS = 60.0
 
 
 class Outbox(Decisions):
@@ -32,14 +39,20 @@ class Outbox(Decisions):
         """See `Journal.add_mail`."""
         mail_id = f"{message_id}.a{secrets.token_hex(3)}"
         self._blobs.stage(SPOOL, mail_id, mail.data)
-        with self._db.transaction() as tx:
-            self._insert_mail(tx, mail_id, message_id, mail, time.time())
+        try:
+            with self._db.transaction() as tx:
+                self._insert_mail(tx, mail_id, message_id, mail, time.time())
+                self._blobs.attach(tx, SPOOL, mail_id, mail.data)
+        except BaseException:
+            self._blobs.unstage(SPOOL, mail_id)  # no file left that no row names
+            raise
         return mail_id
 
     def due_mail(self, now: float, limit: int = 50) -> list[OutboxItem]:
         """See `Journal.due_mail`."""
         claimable, params = self._claimable(time.time())
-        with self._db.transaction() as tx:
+        # Only claims are written here: one lost to a power cut lapses and is taken again.
+        with self._db.transaction(durable=False) as tx:
             rows = tx.rows(
                 f"SELECT * FROM outbox WHERE {_SENDABLE} AND next_attempt_at <= ?"  # noqa: S608
                 f" AND {claimable} ORDER BY next_attempt_at LIMIT ?{self._db.skip_locked}",
@@ -66,16 +79,25 @@ class Outbox(Decisions):
 
     def mark_sent(self, mail_id: str) -> None:
         """See `Journal.mark_sent`."""
-        with self._db.transaction() as tx:
-            tx.run(
+        # Not fsynced: a crash of the process keeps it, but a power cut just after may lose
+        # it, and the mail (accepted by the relay already) is sent once more. A duplicate to
+        # the same recipients is the promise (at least once); a lost mail never is.
+        now = time.time()
+        with self._db.transaction(durable=False) as tx:
+            rows = tx.rows(
                 "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1,"
-                " last_error = NULL, claimed_by = NULL, lease_until = NULL WHERE id = ?",
-                (time.time(), mail_id),
+                " last_error = NULL, claimed_by = NULL, lease_until = NULL WHERE id = ?"
+                " RETURNING message_id",
+                (now, mail_id),
             )
+            finished = self._finish(tx, (row["message_id"] for row in rows), now)
+        self._report_finished(finished)
 
     def mark_retry(self, mail_id: str, error: str, next_attempt_at: float) -> None:
         """See `Journal.mark_retry`."""
-        with self._db.transaction() as tx:
+        # Not fsynced: losing it (a power cut) leaves the mail pending with its previous
+        # attempt count and due at once, so it is only tried again sooner, never lost.
+        with self._db.transaction(durable=False) as tx:
             tx.run(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
                 " claimed_by = NULL, lease_until = NULL WHERE id = ?",
@@ -84,10 +106,11 @@ class Outbox(Decisions):
 
     def mark_failed(self, mail_id: str, error: str) -> None:
         """See `Journal.mark_failed`."""
+        # Durable: an outcome a person acts on (`status` lists it), and it holds the acks back.
         with self._db.transaction() as tx:
-            tx.run(
+            rows = tx.rows(
                 "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?,"
-                " claimed_by = NULL, lease_until = NULL WHERE id = ?",
+                " claimed_by = NULL, lease_until = NULL WHERE id = ? RETURNING message_id",
                 (error[:500], mail_id),
             )
             tx.run(
@@ -97,17 +120,34 @@ class Outbox(Decisions):
                 " AND kind IN ('forward', 'incomplete_notice', 'review'))",
                 (mail_id,),
             )
+            finished = self._finish(tx, (row["message_id"] for row in rows), time.time())
+        self._report_finished(finished)
 
     def finish_messages(self) -> list[str]:
-        """See `Journal.finish_messages`."""
-        with self._db.transaction() as tx:
-            rows = tx.rows(
-                "UPDATE messages SET state = 'done', done_at = ? WHERE state = 'decided'"
-                " AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.message_id = messages.id"
-                " AND outbox.state = 'pending') RETURNING id",
-                (time.time(),),
-            )
-        return [row["id"] for row in rows]
+        """See `Journal.finish_messages`.
+
+        Costs what it finishes, not the whole queue: a message is marked done in the
+        transaction that takes its last mail out of the queue (`mark_sent`, `mark_failed`,
+        or its decision with nothing to send), and this returns those. Every
+        `FULL_FINISH_SECONDS` (and at the first call) it also looks at every decided message.
+        """
+        now = time.time()
+        with self._finish_lock:
+            finished, self._finished = self._finished, []
+            full = now >= self._full_finish_at
+            if full:
+                self._full_finish_at = now + FULL_FINISH_SECONDS
+        if full:
+            try:
+                # Not fsynced: 'done' follows from the outbox alone; a lost one is found again.
+                with self._db.transaction(durable=False) as tx:
+                    finished += [row["id"] for row in tx.rows(f"{FINISH} RETURNING id", (now,))]
+            except BaseException:
+                with self._finish_lock:  # report them next time, and look again then
+                    self._finished[:0] = finished
+                    self._full_finish_at = 0.0
+                raise
+        return finished
 
     def mail_by_message_id_header(self, header: str) -> Row | None:
         """See `Journal.mail_by_message_id_header`."""

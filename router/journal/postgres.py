@@ -102,12 +102,18 @@ class PostgresDatabase:
         return DOWN_POOL_TIMEOUT_SECONDS if self._down else POOL_TIMEOUT_SECONDS
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self, *, durable: bool = True) -> Iterator[Transaction]:
+        """See `Database.transaction`. A bookkeeping commit does not wait for the WAL flush
+        (`synchronous_commit = off` for this transaction only): the server still writes
+        it within `wal_writer_delay`, and a server crash can lose only those last commits,
+        never corrupt or half-apply one."""
         try:
             with (
                 self._pool.connection(timeout=self._wait_seconds()) as connection,
                 connection.transaction(),
             ):
+                if not durable:
+                    connection.execute("SET LOCAL synchronous_commit = off")
                 yield _PostgresTransaction(connection)
         except _UNREACHABLE as exc:
             self._down = isinstance(exc, _DOWN)
@@ -169,11 +175,26 @@ class TableBlobs:
     def stage(self, kind: str, key: str, data: bytes) -> None:
         """Nothing to do before the transaction: the bytes go in with the row."""
 
+    def stage_many(self, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """Nothing to do before the transaction: the bytes go in with the rows."""
+
+    def stage_unnamed(self, kind: str, key: str, data: bytes) -> None:
+        """Nothing to do before the transaction: the bytes go in with the row."""
+
+    def sync_names(self, kind: str) -> None:
+        """Nothing to do: no files."""
+
     def attach(self, tx: Transaction, kind: str, key: str, data: bytes) -> None:
+        self.attach_many(tx, kind, [(key, data)])
+
+    def attach_many(self, tx: Transaction, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
+        if not items:
+            return
+        values = ", ".join(["(?, ?, ?)"] * len(items))
         tx.run(
-            "INSERT INTO blobs (kind, id, data) VALUES (?, ?, ?)"
+            f"INSERT INTO blobs (kind, id, data) VALUES {values}"  # noqa: S608 - placeholders only
             " ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
-            (kind, key, data),
+            [value for key, data in items for value in (kind, key, data)],
         )
 
     def unstage(self, kind: str, key: str) -> None:

@@ -162,9 +162,10 @@ class Journal(InboxSink, Protocol):
         `status`, gauges and tests)."""
         ...
 
-    def transaction(self) -> AbstractContextManager[Transaction]:
+    def transaction(self, *, durable: bool = True) -> AbstractContextManager[Transaction]:
         """One atomic unit of work in SQL both backends accept, for the journal's own
-        extensions (the mailbox first-connection record, the OAuth health)."""
+        extensions (the mailbox first-connection record, the OAuth health). See
+        `Database.transaction` for `durable`."""
         ...
 
     def close(self) -> None: ...
