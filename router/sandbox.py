@@ -40,6 +40,7 @@ log = structlog.get_logger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _WATCH_STACK = 256 * 1024
+_DEPTH = 2  # tasks in the worker's queue at once: one being read, the next waiting
 _WARM_FROM = "warm-up@router.invalid"
 _START_SECONDS = 30.0  # how long an analysis waits for a new worker before submitting anyway
 
@@ -151,9 +152,13 @@ class AnalysisSandbox:
         # the error class of the last start that failed, None after one that worked.
         self.booted = False
         self.start_error: str | None = None
-        # One message in the worker at a time: its time limit runs only while it is being
-        # read, and a message waiting behind one that overruns waits for the new worker.
-        self._turn = asyncio.Lock()
+        # Two messages handed to the worker at once, so it never waits for the daemon between
+        # two: one being read, the next queued behind it (its time limit starts when the
+        # one ahead is done, see `_run`).
+        self._slots = asyncio.Semaphore(_DEPTH)
+        self._ahead: asyncio.Event | None = None  # set when the last task handed over is done
+        self._generation = 0  # bumped whenever the worker is discarded
+        self._closed = False
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
@@ -228,6 +233,7 @@ class AnalysisSandbox:
         return self._pool
 
     def _discard_pool(self) -> None:
+        self._generation += 1
         pool, self._pool = self._pool, None
         warming, self._warming = self._warming, None
         if warming is not None and not warming.done():
@@ -271,12 +277,27 @@ class AnalysisSandbox:
             max_attachments,
             tuple(trusted_authserv_ids),
         )
-        async with self._turn:
-            self._engine = engine
-            return await self._run(task)
+        self._engine = engine
+        async with self._slots:
+            while True:  # at most twice: a task queued behind one that overran goes again
+                done = asyncio.Event()
+                try:
+                    worked = await self._run(task, done)
+                finally:
+                    done.set()
+                if worked is not None:
+                    return worked
 
-    async def _run(self, task: Callable[[], Worked]) -> Worked:
-        """Run one task in the worker under the time limit (the caller has the turn)."""
+    async def _run(self, task: Callable[[], Worked], done: asyncio.Event) -> Worked | None:
+        """Hand one task to the worker and wait for it under the time limit, which starts
+        when the task ahead of it (the worker reads one at a time, in order) is done.
+
+        Returns:
+            The result, or None when the worker was replaced before this task started
+            (the one ahead overran or died): the task was not read, and goes again.
+        """
+        if self._closed:
+            raise AnalysisFailed("the analysis worker is shut down")
         loop = asyncio.get_running_loop()
         try:
             future = loop.run_in_executor(await self._ready(), task)
@@ -286,19 +307,35 @@ class AnalysisSandbox:
             log.warning("sandbox_worker_replaced", reason="worker died while idle")
             self._replace()
             future = loop.run_in_executor(await self._ready(), task)
+        generation, ahead, self._ahead = self._generation, self._ahead, done
+        if ahead is not None:
+            await ahead.wait()  # the worker takes this task up as the one ahead ends
+        if self._generation != generation:
+            future.cancel()
+            return None  # discarded with the worker that the task ahead overran or killed
         try:
             return await asyncio.wait_for(future, self.timeout)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if future.cancelled() and current is not None and not current.cancelling():
+                return None  # the worker was discarded under it (not this task cancelled)
+            raise
         except TimeoutError:
-            self._replace()
+            self._replace_if(generation)
             raise AnalysisFailed(
                 f"reading the message took longer than {self.timeout:g} s"
             ) from None
         except MemoryError:
-            self._replace()
+            self._replace_if(generation)
             raise AnalysisFailed("reading the message ran out of memory") from None
         except BrokenProcessPool:
-            self._replace()
+            self._replace_if(generation)
             raise AnalysisFailed("the reader process died") from None
+
+    def _replace_if(self, generation: int) -> None:
+        """Replace the worker this task ran in, unless that was done already."""
+        if self._generation == generation:
+            self._replace()
 
     async def analyse(
         self,
@@ -335,4 +372,5 @@ class AnalysisSandbox:
         return [p.pid for p in processes.values() if p.pid is not None and p.is_alive()]
 
     def close(self) -> None:
+        self._closed = True
         self._discard_pool()
