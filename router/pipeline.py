@@ -31,7 +31,7 @@ from router.mail.headers import mailbox_key
 from router.metrics import Metrics
 from router.models import Decision, Outcome
 from router.routing import RoutingEngine
-from router.sandbox import AnalysisFailed, AnalysisSandbox, Worked
+from router.sandbox import SANDBOX_DEPTH, AnalysisFailed, AnalysisSandbox, Worked
 from router.settings import Settings
 from router.supervise import is_environmental
 
@@ -67,6 +67,7 @@ class Pipeline:
         self.on_decided: Callable[[], None] = lambda: None  # after a round (IMAP settles)
         self.on_recorded: Callable[[], None] = lambda: None  # after each decision's record
         self._failed_this_round: set[str] = set()
+        self._analysing = asyncio.Semaphore(SANDBOX_DEPTH)  # claimed and in the worker
 
     @property
     def relay(self) -> Relay:
@@ -159,13 +160,20 @@ class Pipeline:
         keeps serving intake, delivery and /healthz while they wait for the disk.
         """
         started = time.monotonic()
-        attempts, raw = await asyncio.to_thread(self._claim, stored)
-        if attempts > MAX_PROCESS_ATTEMPTS:
-            self.quarantine(stored, f"processing was interrupted {attempts - 1} times")
-            return
-        if raw is None:
-            raise LookupError("the stored copy of the message is missing")
-        worked = await self._work(stored, raw)
+        # An attempt is counted as the message is handed to a worker that is up, and only
+        # as many are handed over as the worker takes at once: a crash (or a restart while
+        # the worker starts) does not count against the messages merely waiting their turn.
+        async with self._analysing:
+            await self.sandbox.ready()
+            attempts, raw = await asyncio.to_thread(self._claim, stored)
+            if attempts > MAX_PROCESS_ATTEMPTS:
+                await asyncio.to_thread(
+                    self.quarantine, stored, f"processing was interrupted {attempts - 1} times"
+                )
+                return
+            if raw is None:
+                raise LookupError("the stored copy of the message is missing")
+            worked = await self._work(stored, raw)
         analysis = worked.analysis
         records = await asyncio.to_thread(self._record, stored, worked)
         self.on_recorded()  # its mail can go now, before the rest of the batch is decided

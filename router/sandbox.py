@@ -40,7 +40,7 @@ log = structlog.get_logger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _WATCH_STACK = 256 * 1024
-_DEPTH = 2  # tasks in the worker's queue at once: one being read, the next waiting
+SANDBOX_DEPTH = 2  # tasks in the worker's queue at once: one being read, the next waiting
 _WARM_FROM = "warm-up@router.invalid"
 _START_SECONDS = 30.0  # how long an analysis waits for a new worker before submitting anyway
 
@@ -155,7 +155,7 @@ class AnalysisSandbox:
         # Two messages handed to the worker at once, so it never waits for the daemon between
         # two: one being read, the next queued behind it (its time limit starts when the
         # one ahead is done, see `_run`).
-        self._slots = asyncio.Semaphore(_DEPTH)
+        self._slots = asyncio.Semaphore(SANDBOX_DEPTH)
         self._ahead: asyncio.Event | None = None  # set when the last task handed over is done
         self._generation = 0  # bumped whenever the worker is discarded
         self._closed = False
@@ -206,6 +206,10 @@ class AnalysisSandbox:
         self.booted = True
         log.debug("sandbox_worker_ready", pid=pid)
         return pid
+
+    async def ready(self) -> None:
+        """Wait until a worker is up (or its start failed: `work` then says why)."""
+        await self._ready()
 
     async def started(self) -> int:
         """Wait until the worker being started (at boot or as a replacement) is up.
