@@ -225,8 +225,9 @@ class Daemon:
         while not self.stop_event.is_set():
             await wait_any(self.stages.finished, self.stop_event, seconds=_IDLE_WAKE_SECONDS)
             self.stages.finished.clear()
-            self._update_gauges()
-            self._maybe_purge()
+            # In a thread: a query waits for the journal's lock while a commit holds it.
+            await asyncio.to_thread(self._update_gauges)
+            await asyncio.to_thread(self._maybe_purge)
             self.supervisor.ok("housekeeping")
             await wait_any(self.stop_event, seconds=_HOUSEKEEPING_SECONDS)
 
