@@ -70,12 +70,20 @@ class JournalCore:
         """See `Journal.close`."""
         self._db.close()
 
-    @staticmethod
-    def _finish(tx: Transaction, message_ids: Iterable[str], now: float) -> list[str]:
+    def _finish(self, tx: Transaction, message_ids: Iterable[str], now: float) -> list[str]:
         """Mark done, in `tx`, those of these messages that are decided and have no mail
-        left to send (one index look-up each); returns their ids."""
+        left to send (one index look-up each); returns their ids.
+
+        On PostgreSQL the message's row is locked first: two senders marking the last two
+        mails of one message at once would otherwise each see the other's mail still
+        pending (READ COMMITTED), and neither would finish it."""
         finished = []
         for message_id in message_ids:
+            if self._db.for_update:
+                tx.rows(
+                    f"SELECT id FROM messages WHERE id = ?{self._db.for_update}",  # noqa: S608
+                    (message_id,),
+                )
             rows = tx.rows(f"{FINISH} AND id = ? RETURNING id", (now, message_id))
             finished += [row["id"] for row in rows]
         return finished

@@ -46,9 +46,9 @@ class Database(Protocol):
                 False, for bookkeeping whose loss can only make work be repeated (claims,
                 leases, sent marks): the commit survives a crash of the process at once, but
                 a power cut (or kernel crash) may lose it until the next durable commit
-                (SQLite `synchronous=NORMAL` in WAL mode; PostgreSQL
-                `synchronous_commit = off`). Never for what creates work or records an
-                outcome.
+                (SQLite `synchronous=NORMAL` in WAL mode; PostgreSQL commits durably all
+                the same, since there the database server's own crash would lose it).
+                Never for what creates work or records an outcome.
 
         Raises:
             JournalUnavailable: the database cannot be reached.

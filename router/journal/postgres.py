@@ -103,17 +103,17 @@ class PostgresDatabase:
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[Transaction]:
-        """See `Database.transaction`. A bookkeeping commit does not wait for the WAL flush
-        (`synchronous_commit = off` for this transaction only): the server still writes
-        it within `wal_writer_delay`, and a server crash can lose only those last commits,
-        never corrupt or half-apply one."""
+        """See `Database.transaction`. Every commit waits for its WAL flush, `durable` or
+        not: with `synchronous_commit = off` a crash of the database server itself (a
+        restart, a failover, an out-of-memory kill: ordinary events for a shared journal,
+        not only a power cut) would lose the last commits, and lost sent marks are mail
+        sent twice."""
+        del durable
         try:
             with (
                 self._pool.connection(timeout=self._wait_seconds()) as connection,
                 connection.transaction(),
             ):
-                if not durable:
-                    connection.execute("SET LOCAL synchronous_commit = off")
                 yield _PostgresTransaction(connection)
         except _UNREACHABLE as exc:
             self._down = isinstance(exc, _DOWN)

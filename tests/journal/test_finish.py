@@ -3,6 +3,9 @@ PostgreSQL outbox index by reference, and finish passes over what changed."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 from router.journal.records import NewMail
 from router.journal.sqlite import SqliteJournal
 
@@ -79,3 +82,37 @@ def test_a_full_pass_finishes_what_no_mark_did(journal_factory) -> None:  # type
     with journal.transaction() as tx:  # as an older version left it
         tx.run("UPDATE outbox SET state = 'sent' WHERE message_id = ?", (message_id,))
     assert journal.finish_messages() == [message_id]
+
+
+def test_two_last_mails_marked_sent_at_once_finish_the_message(journal_factory) -> None:  # type: ignore[no-untyped-def]
+    """Two senders mark the last two mails of one message sent at the same moment (two
+    forms in one email, or two nodes): whichever commits second finishes the message, even
+    though neither could see the other's mark when it started (PostgreSQL, READ COMMITTED)."""
+    journal = journal_factory()
+    message_id = _decide(journal, 1)
+    first, second = f"{message_id}.0", f"{message_id}.1"
+    marking = threading.Thread(target=journal.mark_sent, args=(second,))
+    with journal.transaction() as tx:  # what mark_sent(first) does, held open
+        tx.run("UPDATE outbox SET state = 'sent' WHERE id = ?", (first,))
+        assert journal._finish(tx, [message_id], time.time()) == []  # the other is pending
+        marking.start()
+        if not isinstance(journal, SqliteJournal):  # SQLite has one writer: it waits anyway
+            _wait_until_done_or_waiting_for_a_lock(journal, marking)
+    marking.join(timeout=30)
+    assert not marking.is_alive()
+    [row] = journal.query("SELECT state FROM messages WHERE id = ?", (message_id,))
+    assert row["state"] == "done"
+    assert journal.finish_messages() == [message_id]
+
+
+def _wait_until_done_or_waiting_for_a_lock(journal, thread: threading.Thread) -> None:  # type: ignore[no-untyped-def]
+    """Until `thread` has finished or a backend of this database waits for a row lock."""
+    deadline = time.monotonic() + 30
+    while thread.is_alive() and time.monotonic() < deadline:
+        waiting = journal.query(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        if waiting[0]["n"]:
+            return
+        thread.join(timeout=0.01)
