@@ -79,6 +79,9 @@ def test_journal_locked_longer_than_the_busy_timeout(
     failing = report["checks"]["tasks"]["failing"]  # type: ignore[index]
     assert failing["delivery"]["error"] == "OperationalError"
     time.sleep(max(0.0, locked_at + 9 - time.monotonic()))  # hold the lock 9 s in all
+    # ... and until a store has failed: the journal's one connection serves its callers in
+    # turn, so a store queued behind the delivery loop's own 5 s wait may start late.
+    _wait_for(lambda: '"store_failed"' in router.log_text(), 30, "a 451 while locked")
     lock.execute("ROLLBACK")
     lock.close()
     released = time.monotonic()
