@@ -31,6 +31,9 @@ from router.settings import Settings
 log = structlog.get_logger(__name__)
 
 SENDERS = 2  # mails handed to the relay at once (its pool keeps as many connections)
+# Spooled bytes read together with the due mail (one trip to a thread, not one a mail);
+# bounded, as mail can be tens of MB.
+_READ_AHEAD_BYTES = 8 * 1024 * 1024
 
 
 class Delivery:
@@ -52,19 +55,32 @@ class Delivery:
 
     async def deliver_due(self, concurrency: int = SENDERS) -> int:
         """Send every mail that is due now, a few at once; returns how many were tried."""
-        items = await asyncio.to_thread(self.journal.due_mail, self.clock())
+        due = await asyncio.to_thread(self._due, self.clock())
         slots = asyncio.Semaphore(concurrency)
 
-        async def deliver_one(item: OutboxItem) -> None:
+        async def deliver_one(item: OutboxItem, data: bytes | None) -> None:
             async with slots:
-                await self.deliver(item)
+                await self.deliver(item, data)
 
-        await asyncio.gather(*(deliver_one(item) for item in items))
-        return len(items)
+        await asyncio.gather(*(deliver_one(item, data) for item, data in due))
+        return len(due)
 
-    async def deliver(self, item: OutboxItem) -> None:
-        """Send one spooled mail; record sent, retry later, or fail and alert a person."""
-        data = await asyncio.to_thread(self.journal.outgoing_data, item.id)
+    def _due(self, now: float) -> list[tuple[OutboxItem, bytes | None]]:
+        """The mail due now, with the bytes of the first few MB of it read in the same trip
+        to the journal's thread (the rest is read when its turn comes)."""
+        due: list[tuple[OutboxItem, bytes | None]] = []
+        budget = _READ_AHEAD_BYTES
+        for item in self.journal.due_mail(now):
+            data = self.journal.outgoing_data(item.id) if budget > 0 else None
+            budget -= len(data or b"")
+            due.append((item, data))
+        return due
+
+    async def deliver(self, item: OutboxItem, data: bytes | None = None) -> None:
+        """Send one spooled mail (its bytes read here unless given); record sent, retry
+        later, or fail and alert a person."""
+        if data is None:
+            data = await asyncio.to_thread(self.journal.outgoing_data, item.id)
         if data is None:
             raise LookupError(f"the spooled mail {item.id} is missing")
         try:

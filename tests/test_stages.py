@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
+from router import delivering
 from router.daemon import Daemon
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
@@ -90,3 +92,26 @@ async def test_referrals_behind_a_runaway_one_are_forwarded(daemon_factory, smtp
     assert outcomes == ["forward", "forward", "needs_review"]
     assert sum(MET in c.rcpt_tos for c in captured) == 2
     assert daemon.sandbox.replaced == 1
+
+
+async def test_mail_read_ahead_is_bounded_and_the_rest_read_in_turn(  # type: ignore[no-untyped-def]
+    daemon_factory, smtp_capture, monkeypatch
+) -> None:
+    """The due mail's bytes are read with it only up to the read-ahead bound; the mail
+    beyond it is read when its turn comes, and every mail goes out once, byte for byte."""
+    relay = smtp_capture()
+    daemon = await daemon_factory(relay=relay.url)
+    for number in range(3):
+        await submit(daemon, _referral(number))
+    await daemon.pipeline.process_received()
+    monkeypatch.setattr(delivering, "_READ_AHEAD_BYTES", 1)  # only the first mail's bytes
+    due = await asyncio.to_thread(daemon.pipeline.delivery._due, time.time())
+    assert [item.kind for item, _ in due] == ["forward"] * 3  # acks wait for their forward
+    assert due[0][1] is not None and [data for _, data in due[1:]] == [None, None]
+    ids = [row["id"] for row in daemon.journal.query("SELECT id FROM outbox")]
+    spooled = [daemon.journal.outgoing_data(mail_id) for mail_id in ids]
+    assert await daemon.pipeline.delivery.deliver_due() == 3
+    assert await daemon.pipeline.delivery.deliver_due() == 3  # the acknowledgments
+    captured = await relay.wait_for_async(6, timeout=30)
+    assert sorted(c.data for c in captured) == sorted(spooled)
+    assert {r["state"] for r in daemon.journal.query("SELECT state FROM outbox")} == {"sent"}

@@ -36,6 +36,10 @@ class StoringHandler:
         self.on_stored = on_stored
         self.find_copy = find_copy
 
+    def __dir__(self) -> list[str]:
+        """Only the hooks: aiosmtpd looks up every name `dir()` gives at each connection."""
+        return [name for name in dir(type(self)) if name.startswith("handle_")]
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
