@@ -104,9 +104,17 @@ class Daemon:
         """Swap in a new rules version; decisions already made keep the version they used."""
         self.pipeline.engine = RoutingEngine(rules, review_address=self.settings.review_address)
 
-    async def _find_copy(self, raw: bytes) -> str | None:
-        """A message the SMTP inbox stored recently with the same Message-ID and bytes."""
-        return await asyncio.to_thread(recent_copy, self.journal, raw)
+    async def _store(self, raw: bytes, recipients: list[str]) -> tuple[str, bool]:
+        """Store what the SMTP inbox received, unless it stored a copy (the same Message-ID
+        and bytes) recently; returns the journal's id and whether it was such a copy."""
+
+        def store() -> tuple[str, bool]:
+            copy = recent_copy(self.journal, raw)
+            if copy is not None:
+                return copy, True
+            return self.journal.accept_sync(raw, envelope_recipients=recipients), False
+
+        return await asyncio.to_thread(store)
 
     def _stored(self) -> None:
         self.metrics.received.labels(self.settings.inbox_endpoint.scheme).inc()
@@ -135,7 +143,7 @@ class Daemon:
                 options=listener_options(self.settings),
                 allow=self.settings.inbox_allow,
                 on_stored=self._stored,
-                find_copy=self._find_copy,
+                store=self._store,
                 metrics=self.metrics,
             )
             await smtp.start()

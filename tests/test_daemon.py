@@ -205,3 +205,19 @@ async def _until_due(daemon) -> None:  # type: ignore[no-untyped-def]
     due = daemon.journal.next_due()
     if due is not None:
         await asyncio.sleep(max(0.0, min(1.0, due - time.time())))
+
+
+async def test_a_message_sent_again_is_stored_once(daemon_factory, smtp_capture):  # type: ignore[no-untyped-def]
+    """A sending server that lost the 250 and sends the same message again is told it is
+    stored, under the same id, and the referral is forwarded once; a changed message with the
+    same Message-ID is a new one."""
+    relay = smtp_capture()
+    daemon = await daemon_factory(relay=relay.url)
+    raw, _ = _referral()
+    first, again = await submit(daemon, raw), await submit(daemon, raw)
+    assert first == again and first.startswith("2.0.0 Stored as ")
+    changed = raw.replace(b"\r\n\r\n", b"\r\nX-Resent: yes\r\n\r\n", 1)
+    assert await submit(daemon, changed) != first
+    assert len(daemon.journal.query("SELECT id FROM messages")) == 2
+    await daemon.run_once()
+    assert sum(MET in c.rcpt_tos for c in relay.messages) == 2

@@ -19,7 +19,9 @@ from router.settings import Settings
 log = structlog.get_logger(__name__)
 
 _TRY_LATER = "451 4.3.0 Cannot store the message now; please try again later"
-FindCopy = Callable[[bytes], Awaitable[str | None]]
+# Stores a message unless a copy of it was stored lately (both in one trip to a thread):
+# (raw, envelope recipients) -> (the journal's id, whether it was a copy).
+Store = Callable[[bytes, list[str]], Awaitable[tuple[str, bool]]]
 
 
 class StoringHandler:
@@ -30,11 +32,11 @@ class StoringHandler:
     """
 
     def __init__(
-        self, sink: InboxSink, on_stored: Callable[[], None], find_copy: FindCopy | None = None
+        self, sink: InboxSink, on_stored: Callable[[], None], store: Store | None = None
     ) -> None:
         self.sink = sink
         self.on_stored = on_stored
-        self.find_copy = find_copy
+        self.store = store
 
     def __dir__(self) -> list[str]:
         """Only the hooks: aiosmtpd looks up every name `dir()` gives at each connection."""
@@ -52,15 +54,19 @@ class StoringHandler:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
+        recipients = list(envelope.rcpt_tos)
         try:
-            copy = await self.find_copy(raw) if self.find_copy is not None else None
-            if copy is not None:
-                log.info("received_again", message=copy, inbox="smtp", size=len(raw))
-                return f"250 2.0.0 Stored as {copy}"
-            message_id = await self.sink.accept(raw, envelope_recipients=list(envelope.rcpt_tos))
+            if self.store is not None:
+                message_id, copy = await self.store(raw, recipients)
+            else:
+                message_id = await self.sink.accept(raw, envelope_recipients=recipients)
+                copy = False
         except Exception as exc:  # a lock, a full disk, a journal error: all "try later"
             log.error("store_failed", error=type(exc).__name__, errno=getattr(exc, "errno", None))
             return _TRY_LATER
+        if copy:
+            log.info("received_again", message=message_id, inbox="smtp", size=len(raw))
+            return f"250 2.0.0 Stored as {message_id}"
         log.info("received", message=message_id, inbox="smtp", size=len(raw))
         self.on_stored()
         return f"250 2.0.0 Stored as {message_id}"
@@ -128,11 +134,11 @@ class SmtpInbox:
         options: ListenerOptions,
         allow: str = "",
         on_stored: Callable[[], None] = lambda: None,
-        find_copy: FindCopy | None = None,
+        store: Store | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.host, self.port = host, port
-        self.handler = StoringHandler(sink, on_stored, find_copy)
+        self.handler = StoringHandler(sink, on_stored, store)
         self.options = options
         self.admission = Admission(
             parse_networks(allow), options.max_sessions, options.max_sessions_per_client
