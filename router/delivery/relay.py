@@ -30,11 +30,13 @@ from typing import Any, Protocol, cast
 import aiosmtplib
 import structlog
 
+from router.delivery import smtp_data
 from router.oauth.base import OAuthError, TokenSource
 from router.redaction import redact
 from router.settings import Endpoint
 
 log = structlog.get_logger(__name__)
+smtp_data.install()  # DATA prepared as aiosmtplib does, without its cost for mail that is ready
 
 _DETAIL_MAX = 300
 _CLOSE_TURNS = 20  # an aborted socket is closed on the next loop turn
