@@ -57,10 +57,20 @@ class Delivery:
         """Send every mail that is due now, a few at once; returns how many were tried."""
         due = await asyncio.to_thread(self._due, self.clock())
         slots = asyncio.Semaphore(concurrency)
+        failed = False
 
         async def deliver_one(item: OutboxItem, data: bytes | None) -> None:
+            nonlocal failed
             async with slots:
-                await self.deliver(item, data)
+                if failed:
+                    # Sending on while the journal cannot record what was sent would only
+                    # send it all again later: leave the rest for the next round.
+                    return
+                try:
+                    await self.deliver(item, data)
+                except BaseException:
+                    failed = True
+                    raise
 
         await asyncio.gather(*(deliver_one(item, data) for item, data in due))
         return len(due)

@@ -7,8 +7,11 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
+import pytest
+
 from router import delivering
 from router.daemon import Daemon
+from router.journal.records import JournalUnavailable
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.hardening.hostile import slow_pdf
@@ -115,3 +118,30 @@ async def test_mail_read_ahead_is_bounded_and_the_rest_read_in_turn(  # type: ig
     captured = await relay.wait_for_async(6, timeout=30)
     assert sorted(c.data for c in captured) == sorted(spooled)
     assert {r["state"] for r in daemon.journal.query("SELECT state FROM outbox")} == {"sent"}
+
+
+async def test_sending_stops_when_the_journal_cannot_record_it(  # type: ignore[no-untyped-def]
+    daemon_factory, smtp_capture, monkeypatch
+) -> None:
+    """A sent mark that fails (the journal went away) stops the round: the mail already
+    read ahead is not sent on, since none of it could be recorded. The next round sends it;
+    only the mail whose mark failed goes twice."""
+    relay = smtp_capture()
+    daemon = await daemon_factory(relay=relay.url)
+    for number in range(3):
+        await submit(daemon, _referral(number))
+    await daemon.pipeline.process_received()
+    journal = daemon.journal
+    mark_sent = journal.mark_sent
+
+    def unavailable(mail_id: str) -> None:
+        raise JournalUnavailable("OperationalError")
+
+    monkeypatch.setattr(journal, "mark_sent", unavailable)
+    with pytest.raises(JournalUnavailable):
+        await daemon.pipeline.delivery.deliver_due(concurrency=1)
+    assert len(relay.messages) == 1
+    monkeypatch.setattr(journal, "mark_sent", mark_sent)
+    assert await daemon.pipeline.delivery.deliver_due() == 3
+    forwards = [c for c in relay.messages if MET in c.rcpt_tos]
+    assert len(forwards) == 4 and len({c.data for c in forwards}) == 3
