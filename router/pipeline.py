@@ -41,7 +41,7 @@ log = structlog.get_logger(__name__)
 # an attempt is counted before it starts).
 MAX_PROCESS_ATTEMPTS = 3
 _DECIDE_BATCH = 4
-_OVERLAP = 4  # messages being decided at once (one in the worker, the others claimed or recording)
+_OVERLAP = 6  # messages being decided at once (one in the worker, the others claimed or recording)
 
 
 class Pipeline:

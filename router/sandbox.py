@@ -40,7 +40,7 @@ log = structlog.get_logger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _WATCH_STACK = 256 * 1024
-SANDBOX_DEPTH = 2  # tasks in the worker's queue at once: one being read, the next waiting
+SANDBOX_DEPTH = 3  # tasks in the worker's queue at once: one being read, the next ones waiting
 _WARM_FROM = "warm-up@router.invalid"
 _START_SECONDS = 30.0  # how long an analysis waits for a new worker before submitting anyway
 
@@ -152,9 +152,9 @@ class AnalysisSandbox:
         # the error class of the last start that failed, None after one that worked.
         self.booted = False
         self.start_error: str | None = None
-        # Two messages handed to the worker at once, so it never waits for the daemon between
-        # two: one being read, the next queued behind it (its time limit starts when the
-        # one ahead is done, see `_run`).
+        # SANDBOX_DEPTH messages handed to the worker at once, so it never waits for the
+        # daemon between two: one being read, the next ones queued behind it (each one's
+        # time limit starts when the one ahead is done, see `_run`).
         self._slots = asyncio.Semaphore(SANDBOX_DEPTH)
         self._ahead: asyncio.Event | None = None  # set when the last task handed over is done
         self._generation = 0  # bumped whenever the worker is discarded

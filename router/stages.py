@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 UNSENT_LIMIT = 200  # decided-but-unsent mails before deciding waits for delivery
 _IDLE_SECONDS = 30.0  # a loop with nothing to do looks again after this long
 _FULL_SECONDS = 1.0  # how often a paused deciding loop looks at the outbox again
-_BATCH = 16  # messages decided between two looks at the bound
+_BATCH = 64  # messages decided between two looks at the bound
 
 
 class Stages:
