@@ -20,10 +20,8 @@ referral never reaches the force without its mandatory CCs (or the other way rou
 from __future__ import annotations
 
 import asyncio
-import enum
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -31,6 +29,7 @@ import aiosmtplib
 import structlog
 
 from router.delivery import smtp_data
+from router.delivery.tls import TlsMode, client_tls_context, tls_policy
 from router.oauth.base import OAuthError, TokenSource
 from router.redaction import redact
 from router.settings import Endpoint
@@ -91,55 +90,6 @@ class Relay(Protocol):
         ...
 
 
-class TlsMode(enum.Enum):
-    """How an SMTP relay connection is secured."""
-
-    IMPLICIT = "TLS"  # smtps://: TLS from the first byte
-    REQUIRED = "STARTTLS required"  # smtp:// to a remote host
-    OPPORTUNISTIC = "STARTTLS when offered"  # smtp:// on loopback, or allow_insecure
-
-
-@dataclass(frozen=True)
-class TlsPolicy:
-    """The TLS rules for one relay endpoint.
-
-    Attributes:
-        mode: how the connection is secured.
-        plain_auth_allowed: whether the password may be sent without TLS (loopback only).
-    """
-
-    mode: TlsMode
-    plain_auth_allowed: bool
-
-
-def tls_policy(endpoint: Endpoint, allow_insecure: bool) -> TlsPolicy:
-    """Decide how to secure a connection to `endpoint`.
-
-    A relay that is not on loopback must offer STARTTLS unless the operator set
-    `allow_insecure`. When TLS is used, the certificate is always verified; the
-    password is only ever sent in plain text to a loopback relay.
-    """
-    if endpoint.scheme == "smtps":
-        mode = TlsMode.IMPLICIT
-    elif endpoint.is_loopback or allow_insecure:
-        mode = TlsMode.OPPORTUNISTIC
-    else:
-        mode = TlsMode.REQUIRED
-    return TlsPolicy(mode=mode, plain_auth_allowed=endpoint.is_loopback)
-
-
-def _client_tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """A verifying client context: `ca_file` alone when given, else the system CAs.
-
-    Raises:
-        ValueError: the CA file cannot be read or holds no certificate.
-    """
-    try:
-        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"relay CA file {ca_file}: {exc}") from exc
-
-
 class SmtpRelay:
     """Sends through an SMTP relay with aiosmtplib. See `Relay`."""
 
@@ -169,7 +119,7 @@ class SmtpRelay:
         self._password = password
         self._tokens = tokens
         self._policy = tls_policy(endpoint, allow_insecure)
-        self._tls_context = _client_tls_context(ca_file)
+        self._tls_context = client_tls_context(ca_file)
         self._timeout = timeout
 
     def describe(self) -> str:

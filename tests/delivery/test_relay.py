@@ -16,10 +16,9 @@ from router.delivery.relay import (
     PermanentDeliveryError,
     RelaySecurityError,
     SmtpRelay,
-    TlsMode,
     TransientDeliveryError,
-    tls_policy,
 )
+from router.delivery.tls import TlsMode, tls_policy
 from router.settings import Settings, parse_endpoint
 from tests.delivery.conftest import RelayMaker
 from tests.servers.smtp import CaptureFactory, CaptureServer, TlsAuthority, make_tls_authority

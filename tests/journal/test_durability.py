@@ -13,7 +13,7 @@ import pytest
 
 from router.journal.records import NewMail
 from router.journal.sqlite import SqliteJournal
-from tests.journal.backends import count_syncs, stored_bytes
+from tests.journal.backends import break_health_probe, count_syncs, stored_bytes
 
 RAW = b"Message-ID: <one@school.example>\r\nFrom: a@school.example\r\n\r\nhello\r\n"
 
@@ -153,3 +153,25 @@ def test_a_decision_that_cannot_be_recorded_leaves_no_spooled_mail(journal_facto
         journal.record_decisions(second, decision, [_mail(), _mail("ack")], rules_version="v1")
     assert stored_bytes(journal) == before
     assert [stored.id for stored in journal.received()] == [second]
+
+
+def test_a_journal_that_just_stored_is_not_probed_again(tmp_path: Path) -> None:
+    """The health probe writes nothing while the journal's own durable writes are fresh (a
+    message stored just now), so a failure it would find shows only once they are not; on
+    an idle journal it writes a file and a row, and reports what broke."""
+    journal = SqliteJournal(tmp_path / "state")
+    try:
+        journal.probe_fresh_seconds = 3600.0
+        journal.probe()  # idle: nothing stored yet, so it really writes
+        assert journal.query("SELECT value FROM meta WHERE key = 'health'") == [{"value": "local"}]
+        journal.accept_sync(b"Message-ID: <p@x>\r\n\r\nhi\r\n")
+        commits = journal.database.commits["FULL"]
+        error = break_health_probe(journal)
+        journal.probe()  # a message was stored just now: that is the proof
+        assert journal.database.commits["FULL"] == commits
+        journal.probe_fresh_seconds = 0.0  # as if that store were long ago
+        with pytest.raises(OSError) as raised:
+            journal.probe()
+        assert type(raised.value).__name__ == error
+    finally:
+        journal.close()
