@@ -98,10 +98,10 @@ class ListenerSMTP(SMTP):
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's address parsing (address, parameters), a plain address without it."""
-        plain = _PLAIN_ADDRESS.match(arg)
+        plain = plain_address(arg)
         if plain is None:
             return super()._getaddr(arg)
-        address, rest = plain.group(1), plain.group(2) or ""
+        address, rest = plain
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return address, rest
@@ -259,3 +259,10 @@ def _session_methods(cls: type) -> list[str]:
     if names is None:
         names = _METHODS[cls] = [n for n in dir(cls) if n.startswith(("smtp_", "auth_"))]
     return names
+
+
+def plain_address(arg: str) -> tuple[str, str] | None:
+    """A MAIL or RCPT argument that is a plain `<local-part@domain>` (dot-atoms) with any
+    parameters after a space, as (address, parameters); None for anything else."""
+    plain = _PLAIN_ADDRESS.match(arg)
+    return None if plain is None else (plain.group(1), plain.group(2) or "")
