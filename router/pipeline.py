@@ -97,8 +97,8 @@ class Pipeline:
     # --- deciding -----------------------------------------------------------------------
 
     async def process_received(self, batch: int = _DECIDE_BATCH) -> int:
-        """Decide up to `batch` stored messages (a small batch, so a burst's first forwards
-        go out while the rest are still being read).
+        """Decide up to `batch` stored messages (the deciding loop asks for up to 64; each
+        message's mail may go as soon as it is recorded, see `on_recorded`).
 
         A few are under way at once: while one is in the worker, the next ones are claimed
         and read and wait their turn there, and those before are composed and recorded, so

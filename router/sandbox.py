@@ -283,7 +283,7 @@ class AnalysisSandbox:
         )
         self._engine = engine
         async with self._slots:
-            while True:  # at most twice: a task queued behind one that overran goes again
+            while True:  # again each time the worker is discarded before it takes it up
                 done = asyncio.Event()
                 try:
                     worked = await self._run(task, done)

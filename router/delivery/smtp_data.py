@@ -13,17 +13,10 @@ aiosmtplib's own code does it. So what is sent is byte for byte what aiosmtplib 
 
 from __future__ import annotations
 
-import re
-from typing import Protocol
-
 from aiosmtplib import protocol
 
 _normalize = protocol.normalize_message_line_endings
 _PERIOD = protocol.PERIOD_REGEX
-
-
-class _Substitution(Protocol):
-    def sub(self, replacement: bytes, message: bytes) -> bytes: ...
 
 
 def normalized(message: bytes) -> bytes:
@@ -39,8 +32,6 @@ def normalized(message: bytes) -> bytes:
 class _LeadingDots:
     """`PERIOD_REGEX`'s `sub`: unchanged when no line starts with a dot."""
 
-    pattern = _PERIOD.pattern
-
     def sub(self, replacement: bytes, message: bytes) -> bytes:
         if message.startswith(b".") or b"\n." in message:
             return _PERIOD.sub(replacement, message)
@@ -50,5 +41,4 @@ class _LeadingDots:
 def install() -> None:
     """Put the short cuts in place of aiosmtplib's two (once; idempotent)."""
     protocol.normalize_message_line_endings = normalized
-    dots: _Substitution | re.Pattern[bytes] = _LeadingDots()
-    protocol.PERIOD_REGEX = dots  # type: ignore[assignment]
+    protocol.PERIOD_REGEX = _LeadingDots()  # type: ignore[assignment]  # only `sub` is used
