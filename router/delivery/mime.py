@@ -19,6 +19,7 @@ from email.policy import SMTP
 CRLF = b"\r\n"
 _MAX_LINE = 998  # RFC 5322 2.1.1, without the CRLF
 _LONG_LINE = re.compile(rb"^[^\r\n]{999}", re.MULTILINE)
+_SPLIT_LINES = 100_000  # lines up to which `_verbatim_ok` splits rather than searches
 _MIME_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
 _MESSAGE_ID = re.compile(r"<[!-;=?-~]{1,250}>")  # printable ASCII, no < > or spaces inside
 _FILENAME_MAX = 200
@@ -143,7 +144,9 @@ def _verbatim_ok(raw: bytes) -> bool:
     crlf = raw.count(CRLF)
     if raw.count(b"\r") != crlf or raw.count(b"\n") != crlf or b"\x00" in raw:
         return False
-    return _LONG_LINE.search(raw) is None
+    if crlf <= _SPLIT_LINES:  # a split is several times faster than the expression...
+        return max(map(len, raw.split(CRLF))) <= _MAX_LINE
+    return _LONG_LINE.search(raw) is None  # ...which needs no list of a million lines
 
 
 def multipart(head: bytes, parts: Sequence[bytes]) -> bytes:

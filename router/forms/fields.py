@@ -114,6 +114,9 @@ _CONTINUED = frozenset({"person_address", "concern"})
 # Parts of an address printed as their own fields; their values extend person_address.
 _ADDRESS_PARTS = frozenset({("town",), ("city",), ("town", "city"), ("county",), ("street",)})
 
+_MEMO_LABELS = 4096  # labels `LabelMap.normalise` remembers, at most...
+_MEMO_LABEL_CHARS = 120  # ...each no longer than this
+
 _PHRASE_FOLDS = (
     (re.compile(r"\be mail\b"), "email"),
     (re.compile(r"\bemail address\b"), "email"),
@@ -224,6 +227,7 @@ class LabelMap:
     def __init__(self, form_rules: FormRules) -> None:
         self.rules = form_rules
         self._prefix = _prefix_pattern(form_rules.prefixes)
+        self._normalised: dict[str, str] = {}  # label -> normalised (see `normalise`)
         self._known: dict[tuple[str, ...], _Known] = {}
         for field, labels in form_rules.labels.items():
             for label in labels:
@@ -242,8 +246,20 @@ class LabelMap:
             self._known[key] = _Known(key, match, label_role(key))
 
     def normalise(self, label: str) -> str:
-        """`normalise_label` with this map's prefixes."""
-        return _normalise(label.strip(), self._prefix)
+        """`normalise_label` with this map's prefixes.
+
+        Remembered for short labels: the same form's field names and headings come with
+        every referral, and about a dozen regular expressions a label cost the worker a few
+        per cent of its time. Bounded, and kept only in the analysis worker's memory.
+        """
+        if len(label) > _MEMO_LABEL_CHARS:
+            return _normalise(label.strip(), self._prefix)
+        found = self._normalised.get(label)
+        if found is None:
+            if len(self._normalised) >= _MEMO_LABELS:
+                self._normalised.clear()
+            found = self._normalised[label] = _normalise(label.strip(), self._prefix)
+        return found
 
     def canonical(self, label: str, section: str | None = None) -> str | None:
         """The canonical field a label names directly, or None (composite parts give None)."""

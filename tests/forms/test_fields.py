@@ -169,3 +169,19 @@ def test_clean_fields_drops_placeholders() -> None:
     """clean_fields keeps only real answers."""
     fields = {"person_name": "Jane", "concern": "TBC", "consent": ""}
     assert clean_fields(fields, default_form_rules()) == {"person_name": "Jane"}
+
+
+def test_remembered_labels_are_bounded_and_agree() -> None:
+    """`LabelMap.normalise` remembers short labels (the same form's come every time) within
+    a bound, and a remembered answer is the one it would work out again."""
+    from router.forms import fields
+
+    label_map = LabelMap(default_form_rules())
+    first = label_map.normalise("txtReferrer_Email")
+    assert label_map.normalise("txtReferrer_Email") == first == "referrer email"
+    for number in range(fields._MEMO_LABELS + 10):
+        label_map.normalise(f"Question {number}")
+    assert 0 < len(label_map._normalised) <= fields._MEMO_LABELS
+    long_label = "Describe your concerns " * 10
+    assert label_map.normalise(long_label) == normalise_label(long_label, PREFIXES)
+    assert long_label not in label_map._normalised
