@@ -229,10 +229,11 @@ class AnalysisSandbox:
         if self._pool is None or self._warming is None:
             self.start()
         assert self._warming is not None
-        with contextlib.suppress(Exception):
-            # A start that failed (a broken pool) shows as AnalysisFailed on submit below;
-            # one that hangs is not waited for beyond a bound.
-            await asyncio.wait_for(asyncio.shield(self._warming), self.timeout + _START_SECONDS)
+        if not self._warming.done():  # up already: the common case, asked twice a message
+            with contextlib.suppress(Exception):
+                # A start that failed (a broken pool) shows as AnalysisFailed on submit
+                # below; one that hangs is not waited for beyond a bound.
+                await asyncio.wait_for(asyncio.shield(self._warming), self.timeout + _START_SECONDS)
         assert self._pool is not None
         return self._pool
 
