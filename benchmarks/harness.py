@@ -284,8 +284,13 @@ class HealthProbe:
             self.latencies.append(time.perf_counter() - started)
 
     def p99(self) -> float:
-        ordered = sorted(self.latencies) or [0.0]
-        return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+        return p99(self.latencies)
+
+
+def p99(values: Sequence[float]) -> float:
+    """The 99th percentile (nearest rank); 0 for no values."""
+    ordered = sorted(values) or [0.0]
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
 def _vm_hwm(pid: int) -> int:

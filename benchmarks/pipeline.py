@@ -44,6 +44,7 @@ from benchmarks.harness import (
     RouterProcess,
     TimedCapture,
     make_referrals,
+    p99,
     pdf_variants,
     send_referral,
 )
@@ -182,7 +183,7 @@ def _burst_rows(
 ) -> list[Row]:
     """The bursts' rows: throughput each, the rest over all of them together."""
     healthz = [latency for burst in bursts for latency in burst.healthz]
-    results["healthz_p99"] = _p99(healthz)
+    results["healthz_p99"] = p99(healthz)
     cpu = sum(burst.cpu for burst in bursts) / (args.n * len(bursts))
     return [
         (f"{len(bursts)} bursts of {args.n}, {args.concurrency} SMTP clients: throughput",
@@ -338,18 +339,13 @@ def _filesystem(path: Path) -> str:
     return f"{kind} ({best})"
 
 
-def _p99(values: list[float]) -> float:
-    ordered = sorted(values) or [0.0]
-    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-
-
 def _percentiles(values: list[float]) -> str:
     p50 = statistics.median(values or [0.0])
-    return f"{p50 * 1000:.0f} ms / {_p99(values) * 1000:.0f} ms"
+    return f"{p50 * 1000:.0f} ms / {p99(values) * 1000:.0f} ms"
 
 
 def _ms(values: list[float]) -> str:
-    return f"{statistics.mean(values) * 1000:.1f} ms / {_p99(values) * 1000:.1f} ms"
+    return f"{statistics.mean(values) * 1000:.1f} ms / {p99(values) * 1000:.1f} ms"
 
 
 def _mb(size: int) -> str:

@@ -59,10 +59,11 @@ class Daemon:
     def __init__(self, settings: Settings, rules: Rules, *, relay: Relay | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.metrics.start(settings.inbox_endpoint.scheme, (area.id for area in rules.areas))
+        inbox = settings.inbox_endpoint.scheme
+        self.metrics.start(inbox, (area.id for area in rules.areas))
         # Counted at every message stored (parsing the inbox setting each time cost the
         # event loop about 2 % of its time in a burst).
-        self._received = self.metrics.received.labels(settings.inbox_endpoint.scheme)
+        self._received = self.metrics.received.labels(inbox)
         self.journal = open_journal(settings)
         # OAuth 2.0 token sources for the inbox and the relay (router/oauth), when asked for.
         self.oauth = OAuthSources(settings, on_change=self._oauth_changed)

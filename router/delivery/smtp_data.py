@@ -24,13 +24,13 @@ import re
 from aiosmtplib import email as aiosmtplib_email
 from aiosmtplib import protocol, smtp
 
+from router.mail.headers import DOT_ATOM_ADDRESS
+
 _normalize = protocol.normalize_message_line_endings
 _PERIOD = protocol.PERIOD_REGEX
 _quote = aiosmtplib_email.quote_address
 
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_PLAIN = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
+_PLAIN = re.compile(DOT_ATOM_ADDRESS)
 
 
 def normalized(message: bytes) -> bytes:

@@ -252,13 +252,13 @@ class LabelMap:
         every referral, and about a dozen regular expressions a label cost the worker a few
         per cent of its time. Bounded, and kept only in the analysis worker's memory.
         """
-        if len(label) > _MEMO_LABEL_CHARS:
-            return _normalise(label.strip(), self._prefix)
         found = self._normalised.get(label)
         if found is None:
-            if len(self._normalised) >= _MEMO_LABELS:
-                self._normalised.clear()
-            found = self._normalised[label] = _normalise(label.strip(), self._prefix)
+            found = _normalise(label.strip(), self._prefix)
+            if len(label) <= _MEMO_LABEL_CHARS:
+                if len(self._normalised) >= _MEMO_LABELS:
+                    self._normalised.clear()
+                self._normalised[label] = found
         return found
 
     def canonical(self, label: str, section: str | None = None) -> str | None:

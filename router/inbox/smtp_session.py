@@ -14,6 +14,7 @@ import structlog
 from aiosmtpd.smtp import SMTP, syntax
 
 from router.inbox.admission import Admission
+from router.mail.headers import DOT_ATOM_ADDRESS
 from router.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -31,11 +32,7 @@ _EXCESS_RCPT_LIMIT = 1000
 # A plain `<local-part@domain>` (dot-atoms), with any parameters after a space: what mail
 # servers send. Parsed here; anything else goes to aiosmtpd's parser (email's header token
 # tree, which also defines a class at every call: about 7 % of the daemon's time in a burst).
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_PLAIN_ADDRESS = re.compile(
-    rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?:[ \t]+([^\s(].*))?\Z",
-    re.DOTALL,
-)
+_PLAIN_ADDRESS = re.compile(rf"[ \t]*<({DOT_ATOM_ADDRESS})>(?:[ \t]+([^\s(].*))?\Z", re.DOTALL)
 
 
 @dataclass(frozen=True)

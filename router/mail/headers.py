@@ -24,6 +24,12 @@ _MESSAGE_ID = re.compile(r"<[^<>\s]{1,990}>")
 _QUOTE_OR_PAIR = re.compile(r'\\(.)|"')
 _ADDR_FORBIDDEN = re.compile(r"[\s<>(),;:\"\[\]\\\x00-\x1f\x7f]")
 _MAX_IDS = 200
+# A plain address, `local-part@domain` of dot-atoms (RFC 5322 3.2.3, host-name labels): what
+# mail servers and the router itself write. The SMTP listener and the relay each parse or
+# quote such an address directly and leave anything else to their library.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+DOT_ATOM_ADDRESS = rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*"
 _MAX_HEADER_CHARS = 64 * 1024  # longer values are cut: no real header needs more
 
 
