@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from router.delivery.health import age
 from router.errors import EXIT_FAILED, EXIT_OK, CommandError
 from router.journal.protocol import Journal
 from router.journal.records import JournalUnavailable, NodeSeen
@@ -131,8 +132,8 @@ def read_status(journal: Journal, now: float | None = None) -> Status:
         outbox_pending=int(outbox["pending"]),
         outbox_retrying=int(outbox["retrying"]),
         outbox_failed=int(outbox["failed"]),
-        oldest_undecided_seconds=_age(undecided["oldest"], now),
-        oldest_unsent_seconds=_age(outbox["oldest"], now),
+        oldest_undecided_seconds=age(undecided["oldest"], now),
+        oldest_unsent_seconds=age(outbox["oldest"], now),
         last_rules_version=rules[0]["rules_version"] if rules else None,
         quarantine=_quarantine(journal),
         nodes=journal.nodes_seen(),
@@ -227,7 +228,7 @@ def format_status(report: Status) -> str:
     for node in report.nodes:
         watching = ", ".join(node.watching) or "no mailbox"
         lines.append(
-            f"  {node.name}  heartbeat {_duration(_age(node.last_heartbeat, now))}"
+            f"  {node.name}  heartbeat {_duration(age(node.last_heartbeat, now))}"
             f"  holds {node.claimed_messages} message(s), {node.claimed_mail} mail(s),"
             f" watches {watching}"
         )
@@ -296,10 +297,6 @@ def _message_id(journal: Journal, wanted: str) -> str:
 
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} {count}" for name, count in counts.items())
-
-
-def _age(moment: Any, now: float) -> float | None:
-    return None if moment is None else round(max(0.0, now - float(moment)), 1)
 
 
 def _duration(seconds: float | None) -> str:

@@ -14,10 +14,11 @@ import structlog
 
 from router.aio import wait_any
 from router.delivery.factory import make_relay
+from router.delivery.health import RelayHealth
 from router.delivery.pool import pooled
 from router.delivery.probe import RelayProbe
 from router.delivery.relay import Relay
-from router.http import OpsServer, RelayHealth
+from router.http import OpsServer
 from router.journal.dedupe import recent_copy
 from router.journal.files import ensure_dir
 from router.journal.orphans import ORPHAN_GRACE_SECONDS, remove_orphans

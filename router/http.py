@@ -10,14 +10,14 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from router.delivery.relay import PermanentDeliveryError, Relay, TransientDeliveryError
+from router.delivery.health import Check, RelayHealth, age
 from router.journal.records import JournalUnavailable
 from router.loop_thread import LoopThread
 
@@ -71,76 +71,6 @@ _REQUEST_TIMEOUT_SECONDS = 5.0
 _MAX_REQUEST_HEAD = 8192
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
-
-
-class RelayHealth:
-    """Wraps the relay the pipeline sends through and remembers how its recent sends went.
-
-    See `Relay`. A transient failure (connection refused, 4xx, TLS trouble) counts against the
-    relay; a permanent refusal (5xx) still shows the relay answering, so it counts as reached.
-    """
-
-    def __init__(self, relay: Relay, clock: Callable[[], float] = time.time) -> None:
-        self.inner = relay
-        self.clock = clock
-        self.last_success: float | None = None
-        self.last_failure: float | None = None
-        self.failure_streak = 0
-        self.streak_started: float | None = None
-
-    def describe(self) -> str:
-        """See `Relay`."""
-        return self.inner.describe()
-
-    async def close(self) -> None:
-        """See `Relay`."""
-        await self.inner.close()
-
-    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> None:
-        """See `Relay`."""
-        try:
-            await self.inner.send(message, sender=sender, recipients=recipients)
-        except TransientDeliveryError:
-            self._failed()
-            raise
-        except PermanentDeliveryError:
-            self._reached()  # a refusal for good: the relay is there and answering
-            raise
-        self._reached()
-
-    def _reached(self) -> None:
-        self.last_success = self.clock()
-        self.failure_streak = 0
-        self.streak_started = None
-
-    def _failed(self) -> None:
-        now = self.clock()
-        self.last_failure = now
-        if self.failure_streak == 0:
-            self.streak_started = now
-        self.failure_streak += 1
-
-    def check(self, grace: float) -> Check:
-        """OK unless transient failures have gone on for `grace` seconds without a success."""
-        now = self.clock()
-        failing = self.streak_started is not None and now - self.streak_started >= grace
-        return Check(
-            ok=not failing,
-            detail={
-                "failure_streak": self.failure_streak,
-                "failing_for_seconds": _age(self.streak_started, now),
-                "last_success_seconds_ago": _age(self.last_success, now),
-                "last_failure_seconds_ago": _age(self.last_failure, now),
-            },
-        )
-
-
-@dataclass(frozen=True)
-class Check:
-    """One health check's verdict and what it saw (nothing personal)."""
-
-    ok: bool
-    detail: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -308,7 +238,7 @@ class OpsServer:
                 "error": health.error,
                 "where": health.where,
                 "restarts": health.restarts,
-                "failing_for_seconds": _age(health.failing_since, now),
+                "failing_for_seconds": age(health.failing_since, now),
             }
             for name, health in supervisor.failing().items()
         }
@@ -409,7 +339,3 @@ async def _write(writer: asyncio.StreamWriter, response: Response) -> None:
         head += "Allow: GET\r\n"
     writer.write(head.encode("latin-1") + b"\r\n" + response.body)
     await writer.drain()
-
-
-def _age(moment: float | None, now: float) -> float | None:
-    return None if moment is None else round(now - moment, 1)

@@ -53,9 +53,9 @@ from router.inbox.imap_session import (
     ImapSession,
     ImapTokenExpired,
 )
+from router.inbox.imap_settle import Settler
 from router.inbox.imap_start import FirstConnection, MemoryStartStore, StartStore
 from router.inbox.imap_support import (
-    SOURCE_PREFIX,
     Backoff,
     chunks,
     mailbox_key,
@@ -117,6 +117,7 @@ class ImapInbox:
         self._tokens = tokens if settings.inbox_auth == "oauth2" else None
         self._user: str = endpoint.user
         self._sink = sink
+        self._settler = Settler(sink, settings.imap_batch)
         self._first = FirstConnection(
             settings.imap_start,
             mailbox_key(endpoint.user, endpoint.host, endpoint.folder),
@@ -131,7 +132,6 @@ class ImapInbox:
         self._failure: str | None = None
         self._command_timeout = command_timeout
         self._stop = asyncio.Event()
-        self._move_refused: set[str] = set()  # folders whose last MOVE was refused
         self._delay = 0.0
         self._renew_at: float | None = None  # monotonic: re-authenticate before the token expires
         self._expires_at = 0.0  # monotonic: when the session's token expires
@@ -289,7 +289,8 @@ class ImapInbox:
                 )
                 self._failure = None
             while not stop.is_set():
-                await self._settle(session)
+                self._settle_event.clear()
+                await self._settler.settle(session)
                 while session.exists_seen and not stop.is_set():
                     session.exists_seen = False
                     await self._fetch_new(session)
@@ -409,31 +410,3 @@ class ImapInbox:
         claimed.add(found)
         log.info("imap.rekeyed", journal_id=found, source_key=key)
         return True
-
-    async def _settle(self, session: ImapSession) -> None:
-        """Move every message with a recorded outcome to its folder, then record that."""
-        self._settle_event.clear()
-        by_folder: dict[str, dict[int, str]] = {}
-        for item in await self._sink.settlements(SOURCE_PREFIX):
-            parsed = parse_source_key(item.source_key)
-            if parsed is None:
-                log.warning("imap.bad_source_key", journal_id=item.message_id)
-            elif parsed[0] != session.uidvalidity:
-                # Catch-up re-keyed every message still in the folder: this one left it.
-                log.info("imap.settle_gone", journal_id=item.message_id, reason="uidvalidity")
-                await self._sink.settled(item.message_id)
-            else:
-                by_folder.setdefault(item.folder, {})[parsed[1]] = item.message_id
-        for folder, ids in by_folder.items():
-            await session.ensure_folder(folder)
-            for batch in chunks(sorted(ids), self._settings.imap_batch):
-                if not await session.move(batch, folder):
-                    # Retried before every IDLE; said once until it works again.
-                    level = log.debug if folder in self._move_refused else log.warning
-                    level("imap.move_refused", folder=folder, count=len(batch))
-                    self._move_refused.add(folder)
-                    continue
-                self._move_refused.discard(folder)
-                for uid in batch:
-                    await self._sink.settled(ids[uid])
-                log.info("imap.settled", folder=folder, count=len(batch))
