@@ -159,11 +159,12 @@ def test_sigkill_repeatedly_loses_nothing(router_process, tmp_path: Path) -> Non
         router.start()
         total, kills = 24, 0
         for number in range(total):
+            sent_before = len(capture.messages)
             _send(port, _referral(number))
             if number % 4 == 3:
                 # Alternate kill points: straight after a 250, and after some forwards left.
                 if number % 8 == 7:
-                    capture.wait_for(len(capture.messages) + 1, timeout=30)
+                    assert capture.wait_beyond(sent_before, timeout=30), "nothing was sent"
                 router.kill()
                 kills += 1
                 router.start()
@@ -179,13 +180,14 @@ def _forwards_by_original(capture: CaptureServer, total: int) -> Counter[str]:
     deadline = time.monotonic() + 90
     while True:
         forwards: Counter[str] = Counter()
-        for captured in capture.messages:
+        messages = capture.messages
+        for captured in messages:
             if MET in captured.rcpt_tos:
                 references = str(captured.message["References"] or "").split()
                 forwards.update(ref for ref in references if ref.startswith("<referral-"))
         if len(forwards) >= total or time.monotonic() > deadline:
             return forwards
-        capture.wait_for(len(capture.messages) + 1, timeout=max(0.1, deadline - time.monotonic()))
+        capture.wait_beyond(len(messages), timeout=max(0.1, deadline - time.monotonic()))
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email
-from tests.servers.smtp import CaptureServer, free_port
+from tests.servers.smtp import Captured, CaptureServer, free_port
 from tests.test_lifecycle import MET, RouterProcess, listen_port
 
 FORM = fillable_pdf(labelled(complete_referral()))
@@ -204,10 +204,11 @@ def send_until_stored(port: int, raw: bytes, *, sender: str, deadline: float) ->
         time.sleep(0.2)  # a mail server's retry interval, shortened
 
 
-def forwards(capture: CaptureServer) -> dict[str, int]:
-    """How many forwards to the police each original referral (by Message-ID) got."""
+def forwards(capture: CaptureServer, messages: list[Captured] | None = None) -> dict[str, int]:
+    """How many forwards to the police each original referral (by Message-ID) got, among
+    `messages` (default: all the capture server has now)."""
     counts: dict[str, int] = {}
-    for captured in capture.messages:
+    for captured in capture.messages if messages is None else messages:
         if MET in captured.rcpt_tos:
             for ref in str(captured.message["References"] or "").split():
                 if ref.startswith("<referral-"):
@@ -220,10 +221,11 @@ def wait_for_forwards(capture: CaptureServer, numbers: range, timeout: float) ->
     wanted = {f"<referral-{n}@school.example>" for n in numbers}
     deadline = time.monotonic() + timeout
     while True:
-        counts = forwards(capture)
+        messages = capture.messages
+        counts = forwards(capture, messages)
         if wanted <= set(counts) or time.monotonic() > deadline:
             return counts
-        capture.wait_for(len(capture.messages) + 1, timeout=max(0.1, deadline - time.monotonic()))
+        capture.wait_beyond(len(messages), timeout=max(0.1, deadline - time.monotonic()))
 
 
 @pytest.fixture

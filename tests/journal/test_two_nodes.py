@@ -116,7 +116,8 @@ def _wait_for_all(
     while True:
         forwards: Counter[str] = Counter()
         acknowledged: set[str] = set()
-        for captured in relay.messages:
+        messages = relay.messages
+        for captured in messages:
             if MET in captured.rcpt_tos:
                 refs = str(captured.message["References"] or "").split()
                 forwards.update(ref for ref in refs if ref.startswith("<referral-"))
@@ -124,7 +125,7 @@ def _wait_for_all(
                 acknowledged.update(r for r in captured.rcpt_tos if r.startswith("teacher"))
         if (len(forwards) >= total and len(acknowledged) >= total) or time.monotonic() > deadline:
             return forwards, acknowledged
-        relay.wait_for(len(relay.messages) + 1, timeout=max(0.1, deadline - time.monotonic()))
+        relay.wait_beyond(len(messages), timeout=max(0.1, deadline - time.monotonic()))
 
 
 def _journal_rows(url: str, sql: str) -> list[dict[str, object]]:

@@ -230,6 +230,15 @@ class CaptureServer:
                 )
             return list(self._messages)
 
+    def wait_beyond(self, seen: int, timeout: float) -> bool:
+        """Block until more than `seen` messages arrived; False if `timeout` passed first.
+
+        Pass the length of the `messages` copy just examined, never a fresh `len(messages)`:
+        a message arriving between the two would be counted as seen and never waited for.
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._messages) > seen, timeout)
+
     # The wait runs in a thread, which asyncio.timeout could not stop: it takes its own timeout.
     async def wait_for_async(
         self,
