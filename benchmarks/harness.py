@@ -26,6 +26,8 @@ if str(ROOT) not in sys.path:  # `python benchmarks/pipeline.py` works too
     sys.path.insert(0, str(ROOT))
 
 
+from aiosmtplib import protocol  # noqa: E402
+
 from router.delivery import smtp_data  # noqa: E402
 from router.inbox.admission import Admission  # noqa: E402
 from router.inbox.smtp_session import ListenerOptions, ListenerSMTP  # noqa: E402
@@ -160,7 +162,10 @@ async def send_referral(port: int, referral: Referral) -> float:
         ):
             writer.write(command)
             await _reply(reader, expected)
-        writer.write(_DOT_LINE.sub(b"..", referral.raw.rstrip(b"\r\n")) + b"\r\n.\r\n")
+        # DATA as aiosmtplib (and so the router's relay) prepares it: CRLF line ends, leading
+        # dots doubled, the final dot line.
+        data = protocol.PERIOD_REGEX.sub(b"..", smtp_data.normalized(referral.raw))
+        writer.write(data + b".\r\n")
         await _reply(reader, b"250")
         accepted = time.perf_counter()
         writer.write(b"QUIT\r\n")
@@ -170,9 +175,6 @@ async def send_referral(port: int, referral: Referral) -> float:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
-
-
-_DOT_LINE = re.compile(rb"(?m)^\.")
 
 
 async def _reply(reader: asyncio.StreamReader, expected: bytes) -> None:

@@ -204,11 +204,10 @@ def send_until_stored(port: int, raw: bytes, *, sender: str, deadline: float) ->
         time.sleep(0.2)  # a mail server's retry interval, shortened
 
 
-def forwards(capture: CaptureServer, messages: list[Captured] | None = None) -> dict[str, int]:
-    """How many forwards to the police each original referral (by Message-ID) got, among
-    `messages` (default: all the capture server has now)."""
+def forwards(messages: list[Captured]) -> dict[str, int]:
+    """How many forwards to the police each original referral (by Message-ID) got."""
     counts: dict[str, int] = {}
-    for captured in capture.messages if messages is None else messages:
+    for captured in messages:
         if MET in captured.rcpt_tos:
             for ref in str(captured.message["References"] or "").split():
                 if ref.startswith("<referral-"):
@@ -222,7 +221,7 @@ def wait_for_forwards(capture: CaptureServer, numbers: range, timeout: float) ->
     deadline = time.monotonic() + timeout
     while True:
         messages = capture.messages
-        counts = forwards(capture, messages)
+        counts = forwards(messages)
         if wanted <= set(counts) or time.monotonic() > deadline:
             return counts
         capture.wait_beyond(len(messages), timeout=max(0.1, deadline - time.monotonic()))
