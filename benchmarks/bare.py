@@ -22,10 +22,10 @@ SENDER = "referrals@router.example"
 
 def time_analysis_and_compose(referrals: list[Referral]) -> tuple[list[float], list[float]]:
     """Per referral: seconds to analyse, and seconds to compose its forward and ack."""
-    from router.analysis import analyse
-    from router.delivery.compose import compose_ack, compose_forward
-    from router.routing import RoutingEngine
-    from router.rules.loader import load_rules
+    from router.core.analysis import analyse
+    from router.core.compose import compose_ack, compose_forward
+    from router.core.routing import RoutingEngine
+    from router.core.rules.loader import load_rules
 
     rules = load_rules(ROOT / "rules")
     engine = RoutingEngine(rules, review_address="review@router.example")

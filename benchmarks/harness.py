@@ -28,15 +28,15 @@ if str(ROOT) not in sys.path:  # `python benchmarks/pipeline.py` works too
 
 from aiosmtplib import protocol  # noqa: E402
 
-from router.delivery import smtp_data  # noqa: E402
 from router.inbox.admission import Admission  # noqa: E402
 from router.inbox.smtp_session import ListenerOptions, ListenerSMTP  # noqa: E402
+from router.send import smtp_data  # noqa: E402
 from tests.formfactory import complete_referral, fillable_pdf, labelled  # noqa: E402
 from tests.mailfactory import build_email  # noqa: E402
 from tests.servers.smtp import CaptureServer, free_port  # noqa: E402
 
 # The bare work's SMTP client prepares DATA and quotes addresses as the router's relay does
-# (`router/delivery/smtp_data.py`), so the bare work sends as the router sends.
+# (`router/send/smtp_data.py`), so the bare work sends as the router sends.
 smtp_data.install()
 
 MET = "preventreferrals@met.pnn.police.uk"

@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from router.daemon import Daemon  # noqa: E402
+from router.core.rules.loader import load_rules  # noqa: E402
 from router.logs import configure_logging  # noqa: E402
-from router.rules.loader import load_rules  # noqa: E402
+from router.service.daemon import Daemon  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
 from tests.formfactory import complete_referral, fillable_pdf, labelled  # noqa: E402
 from tests.mailfactory import build_email  # noqa: E402

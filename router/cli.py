@@ -43,9 +43,9 @@ _load_rules = load_rules_or_fail
 
 
 def cmd_route(args: argparse.Namespace, out: TextIO) -> int:
-    from router.dryrun import DryRun
-    from router.explain import explain
-    from router.routing import RoutingEngine
+    from router.commands.dryrun import DryRun
+    from router.commands.explain import explain
+    from router.core.routing import RoutingEngine
 
     settings = load_settings()
     rules_dir = Path(args.rules) if args.rules else settings.rules_dir
@@ -75,7 +75,7 @@ def cmd_route(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace, out: TextIO) -> int:
-    from router.rules.loader import check_rules
+    from router.core.rules.loader import check_rules
 
     directory = Path(args.dir)
     problems = check_rules(directory)
@@ -92,7 +92,7 @@ def cmd_rules_check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_rules_schema(args: argparse.Namespace, out: TextIO) -> int:
-    from router.rules.loader import rules_schema
+    from router.core.rules.loader import rules_schema
 
     out.write(json.dumps(rules_schema(args.kind), indent=2) + "\n")
     return EXIT_OK
@@ -111,18 +111,18 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     problems = serve_problems(settings)
     if problems:
         raise CommandError(f"bad settings: {'; '.join(problems)}")
-    from router import forkserver
+    from router.decide import forkserver
 
     forkserver.start()  # the workers' readers load while the daemon imports (router/forkserver)
-    from router.daemon import serve
     from router.logs import configure_logging
+    from router.service.daemon import serve
 
     configure_logging(settings.log_level, settings.log_format)  # ROUTER_LOG_LEVEL, _FORMAT
     return serve(settings)
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from router.admin import status
+    from router.commands.admin import status
 
     return status(load_settings(), out, as_json=args.json)
 
@@ -131,7 +131,7 @@ def cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
     """`outbox [--dir DIR] [--json]`: the mail the Maildir relay wrote, with kind, To, Cc."""
     from dataclasses import asdict
 
-    from router.outbox import format_outbox, read_outbox
+    from router.commands.outbox import format_outbox, read_outbox
 
     if args.dir:
         directory = Path(args.dir)
@@ -161,25 +161,25 @@ def cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_reprocess(args: argparse.Namespace, out: TextIO) -> int:
-    from router.admin import reprocess
+    from router.commands.admin import reprocess
 
     return reprocess(load_settings(), args.reference, out)
 
 
 def cmd_journal_migrate(args: argparse.Namespace, out: TextIO) -> int:
-    from router.admin import migrate
+    from router.commands.admin import migrate
 
     return migrate(load_settings(), out)
 
 
 def cmd_journal_copy(args: argparse.Namespace, out: TextIO) -> int:
-    from router.admin import copy
+    from router.commands.admin import copy
 
     return copy(load_settings(), args.to, out)
 
 
 def cmd_inbox_check(args: argparse.Namespace, out: TextIO) -> int:
-    from router.inbox.check import inbox_check
+    from router.commands.inbox_check import inbox_check
 
     return inbox_check(load_settings(), out)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from router.rules.model import Rules
+    from router.core.rules.model import Rules
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -21,7 +21,7 @@ class CommandError(Exception):
 
 def load_rules_or_fail(directory: Path) -> Rules:
     """Load a rules directory, or raise `CommandError` listing every problem found."""
-    from router.rules.loader import NOT_FOUND_HINT, RulesError, load_rules
+    from router.core.rules.loader import NOT_FOUND_HINT, RulesError, load_rules
 
     if not directory.is_dir():
         raise CommandError(f"rules directory not found: {directory.absolute()}{NOT_FOUND_HINT}")

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from router.kinds import MAIL_KINDS
+from router.core.kinds import MAIL_KINDS
 from router.models import Outcome
 
 RELOAD_RESULTS = ("ok", "invalid")

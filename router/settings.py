@@ -157,7 +157,7 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     retention_days: int = Field(default=30, ge=0)
     # Comma-separated authserv-ids of the council's own mail servers: only their
-    # Authentication-Results headers are believed (router.mail.auth). Empty: the topmost.
+    # Authentication-Results headers are believed (router.core.mail.auth). Empty: the topmost.
     trusted_authserv_ids: str = ""
     shutdown_seconds: float = Field(default=8.0, gt=0)
 

@@ -26,7 +26,7 @@ def rules_dir() -> Path:
 @pytest.fixture(scope="session")
 def bundled_rules(rules_dir: Path):  # type: ignore[no-untyped-def]
     """The bundled rules, loaded and validated."""
-    from router.rules.loader import load_rules
+    from router.core.rules.loader import load_rules
 
     return load_rules(rules_dir)
 
@@ -65,7 +65,7 @@ def journal(request: pytest.FixtureRequest) -> str:
 async def daemon_factory(tmp_path: Path, bundled_rules, journal: str):  # type: ignore[no-untyped-def]
     """Start in-process daemons (embedded SMTP inbox) and close them all after the test, on
     each journal backend (see `journal`)."""
-    from router.daemon import Daemon
+    from router.service.daemon import Daemon
 
     daemons: list[Daemon] = []
 

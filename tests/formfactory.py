@@ -15,8 +15,8 @@ from pypdf import PdfReader, PdfWriter
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
+from router.core.rules.model import FormRules
 from router.models import Attachment, AttachmentKind
-from router.rules.model import FormRules
 
 # The labels of SPEC section 5, as a rules helper writes them into rules/forms.yaml.
 FORM_RULES_DATA: dict[str, object] = {

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 import aiosmtplib
 import pytest
 
-from router.journal.store import open_journal
+from router.journal.opener import open_journal
 from router.models import PERSONAL_FIELDS
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from router.daemon import Daemon
+from router.service.daemon import Daemon
 from tests.conftest import make_settings
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email
@@ -46,7 +46,7 @@ async def _start(
 
 
 def _rules():  # type: ignore[no-untyped-def]
-    from router.rules.loader import load_rules
+    from router.core.rules.loader import load_rules
 
     return load_rules(Path(__file__).resolve().parent.parent / "rules")
 

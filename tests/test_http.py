@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.sandbox import AnalysisSandbox
+from router.decide.worker import AnalysisSandbox
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.journal.backends import break_health_probe
@@ -136,7 +136,7 @@ async def test_readyz_fails_when_the_analysis_worker_cannot_start(
 ):
     """A worker that dies as it starts makes /readyz 503 naming the analysis worker and
     the error; the mail stored meanwhile waits in the journal."""
-    from router.daemon import Daemon
+    from router.service.daemon import Daemon
     from tests.conftest import make_settings
 
     relay = smtp_capture()

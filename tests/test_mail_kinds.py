@@ -7,8 +7,8 @@ import io
 import json
 from typing import Any
 
-from router.admin import format_status, read_status
-from router.kinds import MAIL_KINDS
+from router.commands.admin import format_status, read_status
+from router.core.kinds import MAIL_KINDS
 from router.logs import configure_logging
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled

@@ -44,7 +44,7 @@ def relay(smtp_capture):  # type: ignore[no-untyped-def]
 @pytest.fixture
 async def watched_daemon(tmp_path: Path, rules_copy: Path, bundled_rules, relay):  # type: ignore[no-untyped-def]
     """A started daemon routing with `rules_copy`, polled every 50 ms, sending to `relay`."""
-    from router.daemon import Daemon
+    from router.service.daemon import Daemon
 
     daemon = Daemon(make_settings(tmp_path, rules_dir=rules_copy, relay=relay.url), bundled_rules)
     daemon.rules_watcher.interval = daemon.rules_watcher.settle = 0.05

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from router import delivering
-from router.daemon import Daemon
 from router.journal.records import JournalUnavailable
+from router.send import sender as delivering
+from router.service.daemon import Daemon
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.hardening.hostile import slow_pdf

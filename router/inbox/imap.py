@@ -44,7 +44,6 @@ from collections.abc import Callable
 
 import structlog
 
-from router.inbox.base import InboxSink
 from router.inbox.imap_config import ImapConfigError, check_settings, imap_ssl_context
 from router.inbox.imap_session import (
     COMMAND_TIMEOUT,
@@ -64,7 +63,8 @@ from router.inbox.imap_support import (
     source_key,
     wait,
 )
-from router.journal.store import message_id_header
+from router.journal.opener import message_id_header
+from router.journal.sink import InboxSink
 from router.oauth.base import OAuthError, TokenSource
 from router.settings import Settings
 

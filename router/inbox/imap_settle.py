@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import structlog
 
-from router.inbox.base import InboxSink
 from router.inbox.imap_session import ImapSession
 from router.inbox.imap_support import SOURCE_PREFIX, chunks, parse_source_key
+from router.journal.sink import InboxSink
 
 log = structlog.get_logger(__name__)
 

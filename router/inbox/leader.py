@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from router.aio import wait_any
+from router.core.aio import wait_any
 from router.journal.core import HEARTBEAT_SECONDS
 from router.journal.protocol import Journal
 from router.journal.records import JournalUnavailable

@@ -11,8 +11,8 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from router.inbox.admission import Admission, parse_networks
-from router.inbox.base import InboxSink
 from router.inbox.smtp_session import ListenerOptions, ListenerSMTP
+from router.journal.sink import InboxSink
 from router.metrics import Metrics
 from router.settings import Settings
 

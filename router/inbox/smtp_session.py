@@ -13,8 +13,8 @@ from typing import Any
 import structlog
 from aiosmtpd.smtp import SMTP, syntax
 
+from router.core.mail.headers import DOT_ATOM_ADDRESS
 from router.inbox.admission import Admission
-from router.mail.headers import DOT_ATOM_ADDRESS
 from router.metrics import Metrics
 
 log = structlog.get_logger(__name__)

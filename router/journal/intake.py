@@ -8,10 +8,10 @@ import json
 import time
 from collections.abc import Sequence
 
-from router.inbox.base import Settlement
 from router.journal.core import JournalCore
 from router.journal.database import MESSAGE
 from router.journal.records import message_id_header, new_message_id, oversize_stub
+from router.journal.sink import Settlement
 
 # A message to store: its id, its bytes, and its row's other values.
 _Stored = tuple[str, bytes, tuple[object, ...]]

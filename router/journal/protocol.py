@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from router.inbox.base import InboxSink
 from router.journal.database import Transaction
 from router.journal.records import NewMail, NodeSeen, OutboxItem, Row, StoredMessage
+from router.journal.sink import InboxSink
 
 
 class Journal(InboxSink, Protocol):

@@ -43,7 +43,7 @@ class OutboxItem:
 class NewMail:
     """An outgoing mail to record with a decision (see `Journal.record_decisions`)."""
 
-    kind: str  # router.kinds.MAIL_KINDS
+    kind: str  # router.core.kinds.MAIL_KINDS
     reference: str | None
     sender: str
     recipients: tuple[str, ...]

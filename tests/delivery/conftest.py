@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from router.delivery.relay import SmtpRelay
+from router.send.relay import SmtpRelay
 from router.settings import parse_endpoint
 from tests.servers.smtp import CaptureServer, TlsAuthority, smtp_capture, tls_ca
 

@@ -10,10 +10,10 @@ from email.message import EmailMessage
 
 import pytest
 
-from router.analysis import analyse
-from router.delivery.compose import compose_ack, compose_forward, enclose
-from router.routing import RoutingEngine
-from router.rules.model import Rules
+from router.core.analysis import analyse
+from router.core.compose import compose_ack, compose_forward, enclose
+from router.core.routing import RoutingEngine
+from router.core.rules.model import Rules
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import LOGO_PNG, build_email

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.delivery.pool import PooledSmtpRelay
-from router.delivery.relay import PermanentDeliveryError, TransientDeliveryError
+from router.send.pool import PooledSmtpRelay
+from router.send.relay import PermanentDeliveryError, TransientDeliveryError
 from tests.delivery.test_relay import CC, SENDER, TO, RelayMaker, _message
 from tests.servers.smtp import CaptureFactory
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from router.daemon import Daemon
-from router.delivery.probe import RelayProbe
-from router.delivery.relay import RelaySecurityError
 from router.logs import configure_logging
+from router.send.probe import RelayProbe
+from router.send.relay import RelaySecurityError
+from router.service.daemon import Daemon
 from tests.conftest import make_settings
 from tests.hardening.test_transport import _remote_relay, remote_server  # noqa: F401
 from tests.servers.smtp import TlsAuthority, free_port

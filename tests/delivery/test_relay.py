@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from router.delivery.factory import make_relay
-from router.delivery.maildir import MaildirRelay
-from router.delivery.relay import (
+from router.send.maildir import MaildirRelay
+from router.send.relay import (
     PermanentDeliveryError,
     RelaySecurityError,
     SmtpRelay,
     TransientDeliveryError,
 )
-from router.delivery.tls import TlsMode, tls_policy
+from router.send.relays import make_relay
+from router.send.tls import TlsMode, tls_policy
 from router.settings import Settings, parse_endpoint
 from tests.delivery.conftest import RelayMaker
 from tests.servers.smtp import CaptureFactory, CaptureServer, TlsAuthority, make_tls_authority

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from router.delivery.relay import RelaySecurityError, SmtpRelay
 from router.oauth.cache import CachedTokenSource
 from router.oauth.generic import GenericFetcher
+from router.send.relay import RelaySecurityError, SmtpRelay
 from router.settings import parse_endpoint
 from tests.servers.smtp import CaptureFactory, TlsAuthority
 from tests.servers.token import CLIENT_ID, CLIENT_SECRET, TokenServer

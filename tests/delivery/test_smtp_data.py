@@ -8,7 +8,7 @@ import random
 import pytest
 from aiosmtplib import protocol, smtp
 
-from router.delivery import smtp_data
+from router.send import smtp_data
 from tests.delivery.conftest import RelayMaker
 from tests.servers.smtp import CaptureFactory
 

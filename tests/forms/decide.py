@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from router.analysis import analyse
+from router.core.analysis import analyse
+from router.core.routing import RoutingEngine
+from router.core.rules.loader import load_rules
 from router.models import Decision
-from router.routing import RoutingEngine
-from router.rules.loader import load_rules
 from tests.conftest import ROOT
 from tests.mailfactory import build_email
 

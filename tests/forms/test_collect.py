@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.forms.collect import FieldCollector, clean_value
-from router.forms.fields import LabelMap
+from router.core.forms.collect import FieldCollector, clean_value
+from router.core.forms.fields import LabelMap
 from tests.formfactory import default_form_rules
 
 

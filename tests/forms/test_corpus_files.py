@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from router.mail.sniff import sniff
+from router.core.mail.sniff import sniff
 from router.models import AttachmentKind, Outcome
 from tests.forms.decide import decide
 

@@ -8,8 +8,8 @@ import zipfile
 import docx
 from docx.oxml import parse_xml
 
-from router.forms.docx import check_zip
-from router.forms.read import read_attachment
+from router.core.forms.docx import check_zip
+from router.core.forms.read import read_attachment
 from router.models import AttachmentKind, FormReading, FormStatus
 from tests.formfactory import (
     attachment,

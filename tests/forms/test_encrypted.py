@@ -53,8 +53,8 @@ def refuse(name, *args, **kwargs):
         raise ImportError(name)
     return real(name, *args, **kwargs)
 builtins.__import__ = refuse
-from router.forms.read import read_attachment
-from router.rules.loader import load_rules
+from router.core.forms.read import read_attachment
+from router.core.rules.loader import load_rules
 from tests.formfactory import attachment
 from router.models import AttachmentKind
 rules = load_rules(__import__("pathlib").Path("rules")).forms

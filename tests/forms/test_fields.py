@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.forms.fields import (
+from router.core.forms.fields import (
     PERSON,
     REFERRER,
     LabelMap,
@@ -174,7 +174,7 @@ def test_clean_fields_drops_placeholders() -> None:
 def test_remembered_labels_are_bounded_and_agree() -> None:
     """`LabelMap.normalise` remembers short labels (the same form's come every time) within
     a bound, and a remembered answer is the one it would work out again."""
-    from router.forms import fields
+    from router.core.forms import fields
 
     label_map = LabelMap(default_form_rules())
     first = label_map.normalise("txtReferrer_Email")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.forms import limits
-from router.forms.read import read_attachment
+from router.core.forms import limits
+from router.core.forms.read import read_attachment
 from router.models import AttachmentKind, FormReading, FormStatus
 from tests.formfactory import attachment, default_form_rules, docx_table, fillable_pdf, text_pdf
 

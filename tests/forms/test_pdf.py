@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from router.forms.read import read_attachment
+from router.core.forms.read import read_attachment
 from router.models import AttachmentKind, FormReading, FormStatus
 from tests.conftest import REALWORLD
 from tests.formfactory import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.forms.read import read_attachment
+from router.core.forms.read import read_attachment
 from router.models import AttachmentKind, FormStatus
 from tests.formfactory import attachment, default_form_rules
 

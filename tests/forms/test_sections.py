@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.forms.read import read_attachment
+from router.core.forms.read import read_attachment
+from router.core.rules.loader import load_rules
+from router.core.rules.model import FormRules
 from router.models import AttachmentKind, FormReading, FormStatus
-from router.rules.loader import load_rules
-from router.rules.model import FormRules
 from tests.conftest import ROOT
 from tests.formfactory import attachment, fillable_pdf
 from tests.formlayouts import SECTIONED_LAYOUTS, Sections, sectioned_form
@@ -186,7 +186,7 @@ def test_sections_never_swap_sides(person, referrer, referrer_first, layout, par
 
 def test_bundled_section_wordings_are_not_labels() -> None:
     """No bundled section heading reads as a field label (it would swallow the next value)."""
-    from router.forms.read import label_map_for
+    from router.core.forms.read import label_map_for
 
     labels = label_map_for(RULES)
     wordings = [*RULES.sections.person, *RULES.sections.referrer, *RULES.sections.other]

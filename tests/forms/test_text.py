@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from router.forms.read import read_attachment
+from router.core.forms.read import read_attachment
 from router.models import AttachmentKind, FormReading, FormStatus
 from tests.formfactory import attachment, complete_referral, default_form_rules, labelled
 

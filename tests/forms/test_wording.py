@@ -5,9 +5,9 @@ from __future__ import annotations
 import email
 import email.policy
 
-from router.delivery.compose import compose_ack, compose_forward
-from router.forms.fields import FIELD_WORDING
-from router.mail.parse import parse_message
+from router.core.compose import compose_ack, compose_forward
+from router.core.forms.fields import FIELD_WORDING
+from router.core.mail.parse import parse_message
 from router.models import CANONICAL_FIELDS, Outcome
 from tests.formfactory import complete_referral, docx_table, labelled
 from tests.forms.decide import ENGINE, decide

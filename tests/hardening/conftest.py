@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from router.core.routing import RoutingEngine
+from router.core.rules.model import Rules
 from router.logs import configure_logging
-from router.routing import RoutingEngine
-from router.rules.model import Rules
 from tests.hardening.serve import serve  # noqa: F401  (fixture: a real `serve` process)
 
 REVIEW = "review@router.example"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from router.analysis import analyse
-from router.mail.auth import dmarc_failed, parse_authentication_results
-from router.mail.parse import parse_message
-from router.routing import RoutingEngine
-from router.rules.model import Rules
+from router.core.analysis import analyse
+from router.core.mail.auth import dmarc_failed, parse_authentication_results
+from router.core.mail.parse import parse_message
+from router.core.routing import RoutingEngine
+from router.core.rules.model import Rules
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.hardening.conftest import ROUTER_FROM

@@ -68,7 +68,7 @@ def test_journal_locked_longer_than_the_busy_timeout(
     lock.execute("BEGIN IMMEDIATE")
     locked_at = time.monotonic()
     sender = _send_in_background(router, range(1, 3), deadline)
-    # The deferred forward's retry falls due in the delivery loop (router.stages).
+    # The deferred forward's retry falls due in the delivery loop (router.service.stages).
     _wait_for(
         lambda: router.metric("router_task_restarts_total", task="delivery") >= 1,
         30,

@@ -9,9 +9,9 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.analysis import Analysis, analyse
+from router.core.analysis import Analysis, analyse
+from router.core.routing import RoutingEngine
 from router.models import Outcome
-from router.routing import RoutingEngine
 from tests.formfactory import (
     complete_referral,
     docx_paragraphs,

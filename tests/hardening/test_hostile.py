@@ -9,8 +9,8 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from router.analysis import Analysis, analyse
-from router.routing import RoutingEngine
+from router.core.analysis import Analysis, analyse
+from router.core.routing import RoutingEngine
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.hardening import hostile

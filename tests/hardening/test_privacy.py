@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from router.forms.read import read_attachment
+from router.core.forms.read import read_attachment
 from router.logs import configure_logging
 from router.models import AttachmentKind
 from tests.conftest import ROOT, submit
@@ -203,7 +203,7 @@ async def test_quarantine_logs_no_exception_text(
     def broken_compose(*args: object, **kwargs: object) -> None:
         raise ValueError(f"cannot compose for {CANARIES['person_name']}")
 
-    monkeypatch.setattr("router.pipeline.compose_forward", broken_compose)
+    monkeypatch.setattr("router.decide.decider.compose_forward", broken_compose)
     await submit(daemon, _planted("forward")[1])
     for _ in range(3):  # a failing message is retried on later rounds, then set aside
         await daemon.run_once()

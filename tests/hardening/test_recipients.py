@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from router.analysis import Analysis, analyse
-from router.delivery.compose import compose_ack, compose_forward
+from router.core.analysis import Analysis, analyse
+from router.core.compose import compose_ack, compose_forward
+from router.core.routing import RoutingEngine
+from router.core.rules.model import Rules
 from router.models import CANONICAL_FIELDS, Decision, Outcome
-from router.routing import RoutingEngine
-from router.rules.model import Rules
 from tests.formfactory import FORM_LABELS, complete_referral, docx_table, fillable_pdf, labelled
 from tests.hardening.conftest import REVIEW, ROUTER_FROM
 from tests.mailfactory import build_email

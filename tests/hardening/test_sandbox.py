@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from router.routing import RoutingEngine
-from router.sandbox import AnalysisFailed, AnalysisSandbox
+from router.core.routing import RoutingEngine
+from router.decide.worker import AnalysisFailed, AnalysisSandbox
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.hardening.conftest import ROUTER_FROM
@@ -232,7 +232,7 @@ async def test_message_queued_behind_a_runaway_one_is_read_not_failed(sandbox, e
 def test_new_worker_warms_up_on_the_sample_referral(engine) -> None:  # type: ignore[no-untyped-def]
     """A new worker's first task reads the bundled sample with the current rules, so the
     routing engine the first real message needs is built before that message arrives."""
-    from router import sandbox as module
+    from router.decide import worker as module
 
     module._ENGINE.clear()
     assert module._warm(None, "") == os.getpid()  # no rules yet: only proves it runs
@@ -249,7 +249,7 @@ def test_daemon_imports_no_reader() -> None:
 
     heavy = ("pypdf", "docx", "lxml", "extract_msg", "msal", "google", "requests", "cryptography")
     code = (
-        "import sys, router.daemon, router.cli; "
+        "import sys, router.service.daemon, router.cli; "
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))"
     )
     result = subprocess.run(

@@ -7,7 +7,7 @@ import asyncio
 import json
 
 from router.metrics import Metrics
-from router.supervise import BACKOFF_FIRST_SECONDS, Supervisor
+from router.service.supervise import BACKOFF_FIRST_SECONDS, Supervisor
 
 
 async def test_failing_loop_is_restarted_counted_and_recovers(log_capture) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from router.delivery.relay import RelaySecurityError, SmtpRelay
+from router.send.relay import RelaySecurityError, SmtpRelay
 from router.settings import Settings, parse_endpoint
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled

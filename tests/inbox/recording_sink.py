@@ -7,8 +7,8 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from router.inbox.base import Settlement
-from router.journal.store import message_id_header as message_id_of
+from router.journal.opener import message_id_header as message_id_of
+from router.journal.sink import Settlement
 
 WAIT = 10.0  # seconds: an upper bound, tests finish as soon as the condition holds
 

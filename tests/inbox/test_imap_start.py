@@ -10,8 +10,8 @@ import pytest
 
 from router.inbox.imap_start import UidRanges
 from router.journal.mailbox_start import MailboxStarts
+from router.journal.opener import open_journal
 from router.journal.protocol import Journal
-from router.journal.store import open_journal
 from tests.conftest import make_settings
 from tests.inbox.recording_sink import RecordingSink
 from tests.inbox.test_imap import mail, running, settings_for
@@ -148,7 +148,7 @@ async def test_daemon_never_sends_what_was_there_first(
     """The daemon with default settings forwards and acknowledges only the referral that
     arrives after its first start; the 3 referrals already there stay in the folder, flags
     unchanged, also after a restart."""
-    from router.daemon import Daemon
+    from router.service.daemon import Daemon
     from tests.conftest import make_settings
     from tests.test_daemon_imap import MET, _referral, _until
 

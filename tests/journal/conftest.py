@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from router.journal.opener import open_journal
 from router.journal.protocol import Journal
-from router.journal.store import open_journal
 from tests.conftest import make_settings
 from tests.test_lifecycle import router_process
 

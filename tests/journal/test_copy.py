@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from router.journal.store import open_journal
+from router.journal.opener import open_journal
 from tests.conftest import ROOT, make_settings, submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email

@@ -141,7 +141,7 @@ def test_one_watcher_per_mailbox(shared_journals) -> None:  # type: ignore[no-un
 def test_nodes_starting_together_migrate_once(postgres_url: str, tmp_path, nodes: int) -> None:  # type: ignore[no-untyped-def]
     """Nodes opening a new journal at the same moment apply each migration once (the
     advisory lock makes the others wait), and all of them work."""
-    from router.journal.store import open_journal
+    from router.journal.opener import open_journal
     from tests.conftest import make_settings
 
     opened = []

@@ -1,1 +1,1 @@
-"""Tests of router.mail."""
+"""Tests of router.core.mail."""

@@ -7,8 +7,8 @@ import email.policy
 
 import pytest
 
-from router.mail.automatic import classify
-from router.mail.parse import parse_message
+from router.core.mail.automatic import classify
+from router.core.mail.parse import parse_message
 from tests.mailfactory import build_email, dsn
 
 ROUTER = "referrals@router.example"

@@ -7,7 +7,7 @@ import email.policy
 
 import pytest
 
-from router.mail.headers import RawHeaders, addresses, decode_words, message_ids
+from router.core.mail.headers import RawHeaders, addresses, decode_words, message_ids
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from router.mail.parse import parse_message
+from router.core.mail.parse import parse_message
 from router.models import AttachmentKind
 from tests.mailfactory import LOGO_PNG, build_email, forwarded
 

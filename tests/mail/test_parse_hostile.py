@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.mail.parse import ParsedMessage, parse_message
-from router.mail.sniff import sniff
+from router.core.mail.parse import ParsedMessage, parse_message
+from router.core.mail.sniff import sniff
 from router.models import AttachmentKind
 from tests.mailfactory import LOGO_PNG, build_email, dsn, forwarded
 

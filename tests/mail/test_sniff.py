@@ -8,7 +8,7 @@ import zipfile
 import docx
 import pytest
 
-from router.mail.sniff import sniff
+from router.core.mail.sniff import sniff
 from router.models import AttachmentKind
 from tests.mailfactory import LOGO_PNG
 

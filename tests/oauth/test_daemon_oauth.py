@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from router.admin import status
-from router.daemon import Daemon
+from router.commands.admin import status
+from router.service.daemon import Daemon
 from tests.conftest import make_settings
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from router.rules.loader import check_rules, load_rules
-from router.rules.model import Rules
+from router.core.rules.loader import check_rules, load_rules
+from router.core.rules.model import Rules
 
 BUNDLED_RULES = Path(__file__).resolve().parents[2] / "rules"
 

@@ -1,4 +1,4 @@
-"""Tests of loading and checking a rules directory (router.rules.loader)."""
+"""Tests of loading and checking a rules directory (router.core.rules.loader)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from router.rules.loader import RuleProblem, RulesError, check_rules, load_rules
-from router.rules.model import IncompletePolicy, Rules
+from router.core.rules.loader import RuleProblem, RulesError, check_rules, load_rules
+from router.core.rules.model import IncompletePolicy, Rules
 from tests.rules.conftest import BUNDLED_RULES, RulesDir
 
 # SPEC section 6, row by row: id -> (names, districts, postcode areas, inboxes, to, cc, team)

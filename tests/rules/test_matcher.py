@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from router.rules.matcher import (
+from router.core.rules.matcher import (
     AreaMatcher,
     extract_postcode,
     normalise_authority,
     outward_code,
 )
-from router.rules.model import Rules
+from router.core.rules.model import Rules
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests of the JSON Schemas of rules files (router.rules.schema)."""
+"""Tests of the JSON Schemas of rules files (router.core.rules.schema)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from router.rules.schema import SCHEMA_KINDS, rules_schema
+from router.core.rules.schema import SCHEMA_KINDS, rules_schema
 from tests.rules.conftest import BUNDLED_RULES
 
 FILES = {

@@ -1,0 +1,36 @@
+"""Starts the forkserver that analysis workers are forked from, with the readers preloaded.
+
+It is a fresh interpreter that imports the readers (pypdf, python-docx, lxml, pydantic: about
+0.7 s) once; every worker forked from it starts with them loaded. `serve` starts it first
+thing, before importing the daemon, so that on a machine with two cores both imports run at
+once and a warm worker is ready by the time the inbox opens. This module imports nothing
+heavy itself.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from multiprocessing import forkserver
+
+# The daemon itself imports none of the readers: only its workers read attachments.
+PRELOAD = (
+    "router.decide.worker",
+    "router.core.forms.read",
+    "router.core.mail.outlook",
+    "extract_msg",
+)
+
+
+def preload() -> None:
+    """Have the forkserver, when it starts, import the readers (no effect once it runs)."""
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
+
+
+def start() -> None:
+    """Launch the forkserver now; it imports the readers while the caller goes on.
+
+    Returns as soon as the process is spawned: the first worker to be forked waits, in the
+    forkserver's listen queue, until the imports are done.
+    """
+    preload()
+    forkserver.ensure_running()

@@ -1,0 +1,375 @@
+"""The daemon: wires inbox, journal, pipeline and relay together and runs until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sqlite3
+import sys
+import time
+from typing import Protocol
+
+import structlog
+
+from router.core.aio import wait_any
+from router.core.routing import RoutingEngine
+from router.core.rules.model import Rules
+from router.decide.decider import Pipeline
+from router.decide.worker import AnalysisSandbox
+from router.journal.dedupe import recent_copy
+from router.journal.files import ensure_dir
+from router.journal.opener import open_journal
+from router.journal.orphans import ORPHAN_GRACE_SECONDS, remove_orphans
+from router.journal.owner import OwnerLock, StateDirInUse
+from router.journal.records import JournalUnavailable
+from router.journal.sqlite import SqliteJournal
+from router.metrics import Metrics
+from router.oauth.sources import OAuthSources
+from router.send.health import RelayHealth
+from router.send.pool import pooled
+from router.send.probe import RelayProbe
+from router.send.relay import Relay
+from router.send.relays import make_relay
+from router.service.http import OpsServer
+from router.service.reload import RulesWatcher
+from router.service.stages import Stages
+from router.service.supervise import Supervisor
+from router.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+_IDLE_WAKE_SECONDS = 30.0
+_PURGE_EVERY_SECONDS = 3600.0
+_HOUSEKEEPING_SECONDS = 1.0  # a burst's finished messages are looked at once a second
+
+
+class Inbox(Protocol):
+    """What the daemon needs of an inbox (SMTP listener or IMAP IDLE)."""
+
+    @property
+    def state(self) -> str: ...
+
+
+class Daemon:
+    """One running router. `start`, then `run` until the stop event, then `close`.
+
+    Tests use `run_once` to process what is queued and return (burst mode).
+    """
+
+    def __init__(self, settings: Settings, rules: Rules, *, relay: Relay | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        inbox = settings.inbox_endpoint.scheme
+        self.metrics.start(inbox, (area.id for area in rules.areas))
+        # Counted at every message stored (parsing the inbox setting each time cost the
+        # event loop about 2 % of its time in a burst).
+        self._received = self.metrics.received.labels(inbox)
+        self.journal = open_journal(settings)
+        # OAuth 2.0 token sources for the inbox and the relay (router/oauth), when asked for.
+        self.oauth = OAuthSources(settings, on_change=self._oauth_changed)
+        self.oauth.register_metrics(self.metrics.registry)
+        # A few kept SMTP connections (router.send.pool).
+        self.relay = relay or pooled(make_relay(settings, self.oauth.relay))
+        self.sandbox = AnalysisSandbox(timeout=settings.parse_timeout_seconds)
+        self.pipeline = Pipeline(
+            settings,
+            self.journal,
+            self.relay,
+            RoutingEngine(rules, review_address=settings.review_address),
+            self.sandbox,
+            self.metrics,
+        )
+        # The deciding and delivering loops; each finished round tells the supervisor.
+        self.stages = Stages(self.pipeline, on_round=lambda name: self.supervisor.ok(name))
+        self.wake = asyncio.Event()
+        self.stop_event = asyncio.Event()
+        self.inbox: Inbox | None = None
+        self.supervisor = Supervisor(self.metrics, self.stop_event)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_purge = 0.0
+        # --- operations (router/service/http.py, router/service/reload.py) ---
+        self.relay_health = RelayHealth(self.pipeline.relay)  # remembers recent send results
+        self.relay_probe = RelayProbe(self.relay)  # is the relay usable? checked at start
+        self.pipeline.relay = self.relay_health
+        self.http: OpsServer | None = None
+        self.rules_watcher = RulesWatcher(
+            settings.rules_dir,
+            current=lambda: self.rules,
+            apply=self.set_rules,
+            metrics=self.metrics,
+        )
+        # --- end operations ---
+
+    @property
+    def rules(self) -> Rules:
+        return self.pipeline.engine.rules
+
+    def set_rules(self, rules: Rules) -> None:
+        """Swap in a new rules version; decisions already made keep the version they used."""
+        self.pipeline.engine = RoutingEngine(rules, review_address=self.settings.review_address)
+
+    async def _store(self, raw: bytes, recipients: list[str]) -> tuple[str, bool]:
+        """Store what the SMTP inbox received, unless it stored a copy (the same Message-ID
+        and bytes) recently; returns the journal's id and whether it was such a copy."""
+
+        def store() -> tuple[str, bool]:
+            copy = recent_copy(self.journal, raw)
+            if copy is not None:
+                return copy, True
+            return self.journal.accept_sync(raw, envelope_recipients=recipients), False
+
+        return await asyncio.to_thread(store)
+
+    def _stored(self) -> None:
+        self._received.inc()
+        self.stages.stored()
+        self.wake.set()
+
+    async def start(self) -> None:
+        """Open the inbox.
+
+        Raises:
+            OSError: the listener cannot bind.
+            ValueError: the listener's settings are unsafe or unreadable (TLS, allow-list).
+        """
+        self.journal.start_heartbeat()
+        self._remove_orphans(time.time())  # nothing is being stored yet: every orphan is one
+        self.sandbox.start(self.pipeline.engine)  # warm, off the event loop: /readyz does not wait
+        await self._start_operations()
+        endpoint = self.settings.inbox_endpoint
+        if endpoint.scheme == "smtp":
+            from router.inbox.smtp import SmtpInbox, listener_options
+
+            smtp = SmtpInbox(
+                endpoint.host,
+                endpoint.port,
+                self.journal,
+                options=listener_options(self.settings),
+                allow=self.settings.inbox_allow,
+                on_stored=self._stored,
+                store=self._store,
+                metrics=self.metrics,
+            )
+            await smtp.start()
+            self.inbox = smtp
+            self.metrics.inbox_connected.set(1)
+        else:
+            from router.inbox.imap import ImapInbox
+            from router.inbox.leader import MailboxLease
+            from router.journal.mailbox_start import MailboxStarts
+
+            imap = ImapInbox(
+                self.settings,
+                self.journal,
+                on_stored=self._stored,
+                on_state=self._inbox_state,
+                tokens=self.oauth.inbox,
+                starts=MailboxStarts(self.journal),
+            )
+            self.pipeline.on_decided = imap.notify_settle
+            # One watcher per mailbox among the nodes sharing the journal (inbox/leader.py).
+            lease = MailboxLease(self.journal, self.settings.inbox, inner_state=lambda: imap.state)
+            self.inbox = lease
+            self._tasks.append(
+                self.supervisor.start("imap", lambda: lease.run(imap.run, self.stop_event))
+            )
+
+    # --- operations (router/service/http.py, router/service/reload.py) ---
+    async def _start_operations(self) -> None:
+        """Serve /metrics, /healthz, /readyz when settings.http is set; watch the rules."""
+        bind = self.settings.http_bind
+        if bind is not None:
+            self.http = OpsServer(self, *bind)
+            await self.http.start()
+        watcher = self.supervisor.start("rules", lambda: self.rules_watcher.run(self.stop_event))
+        self._tasks.append(watcher)
+        probe = asyncio.create_task(self.relay_probe.run(self.stop_event), name="relay-probe")
+        self._tasks.append(probe)
+        if self.oauth.certificate is not None:  # warned about at start and daily (router/oauth)
+            certificate = self.oauth.watch_certificate(self.stop_event)
+            self._tasks.append(asyncio.create_task(certificate, name="oauth-certificate"))
+
+    def _oauth_changed(self) -> None:
+        """Keep the OAuth health where `referral-router status` reads it."""
+        self.oauth.record(self.journal)
+
+    def refresh_gauges(self) -> None:
+        """Bring the gauges up to date from the journal and the inbox (on each scrape)."""
+        self._update_gauges()
+        state = self.inbox.state if self.inbox is not None else "none"
+        self.metrics.inbox_connected.set(1 if state in ("listening", "connected", "idle") else 0)
+
+    # --- end operations ---
+
+    def _inbox_state(self, state: str) -> None:
+        self.metrics.inbox_connected.set(1 if state in ("connected", "idle") else 0)
+
+    async def run_once(self) -> None:
+        """Process everything that is queued and due now, then return."""
+        await self.pipeline.run_once()
+        self._update_gauges()
+
+    def start_pipeline(self) -> asyncio.Task[None]:
+        """Run deciding, delivery and housekeeping, each under the supervisor (restarted with
+        backoff after any error, which /healthz shows); the task ends once all three have."""
+        loops = {
+            "pipeline": lambda: self.stages.deciding(self.stop_event),
+            "delivery": lambda: self.stages.delivering(self.stop_event),
+            "housekeeping": self._housekeeping,
+        }
+        tasks = [self.supervisor.start(name, loop) for name, loop in loops.items()]
+        return asyncio.create_task(_all(tasks), name="loops")
+
+    async def run(self) -> None:
+        """Work until `stop_event` is set: deciding and delivering overlap
+        (`router.service.stages`), beside housekeeping (gauges, retention). An error in one
+        stops all three and is raised (tests; `serve` supervises each loop instead, see
+        `start_pipeline`)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.stages.deciding(self.stop_event))
+                group.create_task(self.stages.delivering(self.stop_event))
+                group.create_task(self._housekeeping())
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+
+    async def _housekeeping(self) -> None:
+        """Gauges and retention: after messages finish (at most every 30 s), and when idle."""
+        while not self.stop_event.is_set():
+            await wait_any(self.stages.finished, self.stop_event, seconds=_IDLE_WAKE_SECONDS)
+            self.stages.finished.clear()
+            # In a thread: a query waits for the journal's lock while a commit holds it.
+            await asyncio.to_thread(self._update_gauges)
+            await asyncio.to_thread(self._maybe_purge)
+            self.supervisor.ok("housekeeping")
+            await wait_any(self.stop_event, seconds=_HOUSEKEEPING_SECONDS)
+
+    def _update_gauges(self) -> None:
+        rows = self.journal.query(
+            "SELECT (SELECT COUNT(*) FROM messages WHERE state = 'quarantined') AS q,"
+            " (SELECT MIN(created_at) FROM outbox WHERE state = 'pending') AS oldest,"
+            " (SELECT MIN(received_at) FROM messages WHERE state = 'received') AS undecided"
+        )
+        now = time.time()
+        self.metrics.quarantine_size.set(rows[0]["q"])
+        self._update_node_gauges()
+        oldest, undecided = rows[0]["oldest"], rows[0]["undecided"]
+        self.metrics.oldest_undelivered.set(0 if oldest is None else now - oldest)
+        self.metrics.oldest_undecided.set(0 if undecided is None else max(0.0, now - undecided))
+
+    def _remove_orphans(self, older_than: float) -> None:
+        """Delete stored files that no journal row names (left by a crash or a failed store)."""
+        if not isinstance(self.journal, SqliteJournal):
+            return  # PostgreSQL keeps the bytes in the row's transaction: no orphans
+        try:
+            removed = remove_orphans(self.journal, older_than=older_than)
+        except (OSError, sqlite3.Error) as exc:  # housekeeping: try again at the next purge
+            log.warning("orphans_not_removed", error=type(exc).__name__)
+            return
+        if removed:
+            log.info("orphans_removed", files=removed)
+
+    def _update_node_gauges(self) -> None:
+        """What this node holds (several routers on one journal): labelled with its name."""
+        node = self.journal.node
+        [held] = self.journal.query(
+            "SELECT (SELECT COUNT(*) FROM messages WHERE claimed_by = ? AND state = 'received')"
+            " AS messages, (SELECT COUNT(*) FROM outbox WHERE claimed_by = ?"
+            " AND state = 'pending') AS mail",
+            (node, node),
+        )
+        self.metrics.node.labels(node).set(1)
+        self.metrics.claims.labels(node, "message").set(held["messages"])
+        self.metrics.claims.labels(node, "mail").set(held["mail"])
+        watching = bool(getattr(self.inbox, "holding", False))  # an IMAP mailbox lease
+        self.metrics.watching.labels(node).set(1 if watching else 0)
+
+    def _maybe_purge(self) -> None:
+        now = time.time()
+        if now - self._last_purge < _PURGE_EVERY_SECONDS:
+            return
+        self._last_purge = now
+        purged = self.journal.purge(now - self.settings.retention_days * 86400)
+        if purged:
+            log.info("purged", messages=purged, retention_days=self.settings.retention_days)
+        self._remove_orphans(now - ORPHAN_GRACE_SECONDS)
+
+    async def close(self) -> None:
+        """Stop intake, let in-flight work end (bounded), release everything."""
+        self.stop_event.set()
+        if self.http is not None:  # operations: the endpoint goes before the journal closes
+            await self.http.stop()
+        inbox = self.inbox
+        if inbox is not None and hasattr(inbox, "stop"):
+            await inbox.stop()
+        for task in self._tasks:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(task, self.settings.shutdown_seconds / 2)
+        await self.relay.close()
+        self.sandbox.close()
+        self.journal.close()
+
+
+async def _serve(settings: Settings, rules: Rules) -> int:
+    try:
+        daemon = Daemon(settings, rules)
+    except (OSError, ValueError, JournalUnavailable) as exc:
+        # An unwritable state directory, a CA file that does not load: say so plainly.
+        print(f"referral-router: cannot start: {exc}", file=sys.stderr)
+        return 2
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, daemon.stop_event.set)
+    try:
+        await daemon.start()
+    except (OSError, ValueError) as exc:
+        print(f"referral-router: cannot start: {exc}", file=sys.stderr)
+        await daemon.close()
+        return 2
+    loop.add_signal_handler(signal.SIGHUP, daemon.rules_watcher.request)  # operations: reload
+    log.info(
+        "started",
+        inbox=settings.inbox_endpoint.scheme,
+        relay=daemon.relay.describe(),
+        rules=rules.version[:12],
+        areas=len(rules.areas),
+    )
+    worker = daemon.start_pipeline()
+    await daemon.stop_event.wait()
+    log.info("stopping")
+    if daemon.inbox is not None and hasattr(daemon.inbox, "stop"):
+        await daemon.inbox.stop()  # stop intake first
+    try:
+        await asyncio.wait_for(worker, settings.shutdown_seconds)
+    except TimeoutError:
+        log.warning("stop_timeout", seconds=settings.shutdown_seconds)
+    await daemon.close()
+    log.info("stopped")
+    return 0
+
+
+async def _all(tasks: list[asyncio.Task[None]]) -> None:
+    await asyncio.gather(*tasks)
+
+
+def serve(settings: Settings) -> int:
+    """`referral-router serve`: load rules (a clear error if they are bad) and run."""
+    from router.errors import CommandError, load_rules_or_fail
+
+    rules = load_rules_or_fail(settings.rules_dir)
+    if not rules.areas:
+        raise CommandError(f"no areas in {settings.rules_dir}")
+    owner = None if settings.journal else OwnerLock(settings.state_dir)
+    if owner is not None:  # a local journal has one owner; PostgreSQL is shared by design
+        try:
+            ensure_dir(settings.state_dir)
+            owner.acquire()
+        except (StateDirInUse, OSError) as exc:
+            print(f"referral-router: cannot start: {exc}", file=sys.stderr)
+            return 2
+    try:
+        return asyncio.run(_serve(settings, rules))
+    finally:
+        if owner is not None:
+            owner.release()
