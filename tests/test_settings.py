@@ -187,7 +187,7 @@ def test_serve_with_only_a_state_directory_writes_its_outbox_there(
     """`serve` with ROUTER_STATE_DIR and no ROUTER_RELAY writes into <state>/outbox/new."""
     import shutil
 
-    from tests.test_lifecycle import MET, RouterProcess, listen_port
+    from tests.service.test_lifecycle import MET, RouterProcess, listen_port
 
     shutil.copytree(rules_dir, tmp_path / "rules")  # the default ./rules
     port = listen_port()

@@ -9,7 +9,7 @@ one), yet the expressions cost about 0.7 ms of the event loop for a 30 kB forwar
 the daemon's time while a backlog drains. `install` gives aiosmtplib versions of both that
 first check, in a few passes at C speed, whether there is anything to change; when there is,
 aiosmtplib's own code does it. So what is sent is byte for byte what aiosmtplib sends
-(`tests/delivery/test_smtp_data.py` compares them).
+(`tests/send/test_smtp_data.py` compares them).
 
 Likewise each MAIL and RCPT address goes through `email.utils.parseaddr` and two checks
 (`aiosmtplib.email.quote_address`), several times a referral; an address that is a plain

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email
 from tests.servers.smtp import Captured, CaptureServer, free_port
-from tests.test_lifecycle import MET, RouterProcess, listen_port
+from tests.service.test_lifecycle import MET, RouterProcess, listen_port
 
 FORM = fillable_pdf(labelled(complete_referral()))
 

@@ -14,7 +14,7 @@ from tests.hardening.serve import (
     wait_for_forwards,
 )
 from tests.servers.smtp import CaptureServer
-from tests.test_lifecycle import MET
+from tests.service.test_lifecycle import MET
 
 SENDER = "teacher@school.example"
 

@@ -21,7 +21,7 @@ from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.hardening.conftest import ROUTER_FROM
 from tests.hardening.hostile import flate_bomb_pdf, slow_pdf
 from tests.mailfactory import build_email
-from tests.test_lifecycle import RouterProcess, listen_port
+from tests.service.test_lifecycle import RouterProcess, listen_port
 
 REFERRAL = build_email(
     attachments=[("referral.pdf", fillable_pdf(labelled(complete_referral())), "application/pdf")]

@@ -18,7 +18,7 @@ from router.settings import Settings
 from tests.inbox.test_imap import mail, running, settings_for
 from tests.servers.dovecot import Dovecot, StallingProxy
 from tests.servers.token import CLIENT_ID, CLIENT_SECRET, TokenServer, entra_error
-from tests.test_daemon_imap import _until
+from tests.service.test_daemon_imap import _until
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.timeout(120)]
 

@@ -150,7 +150,7 @@ async def test_daemon_never_sends_what_was_there_first(
     unchanged, also after a restart."""
     from router.service.daemon import Daemon
     from tests.conftest import make_settings
-    from tests.test_daemon_imap import MET, _referral, _until
+    from tests.service.test_daemon_imap import MET, _referral, _until
 
     for n in (1, 2, 3):
         dovecot.append(_referral(n))

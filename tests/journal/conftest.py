@@ -11,7 +11,7 @@ import pytest
 from router.journal.opener import open_journal
 from router.journal.protocol import Journal
 from tests.conftest import make_settings
-from tests.test_lifecycle import router_process
+from tests.service.test_lifecycle import router_process
 
 __all__ = ["router_process"]
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_lifecycle import RouterProcess, listen_port
+from tests.service.test_lifecycle import RouterProcess, listen_port
 
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

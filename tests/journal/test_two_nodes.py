@@ -20,7 +20,7 @@ from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email
 from tests.servers.postgres import PostgresServer, postgres_available
 from tests.servers.smtp import CaptureServer, free_port
-from tests.test_lifecycle import RouterProcess, listen_port
+from tests.service.test_lifecycle import RouterProcess, listen_port
 
 pytestmark = [
     pytest.mark.slow,

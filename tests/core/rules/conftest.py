@@ -10,7 +10,7 @@ import pytest
 from router.core.rules.loader import check_rules, load_rules
 from router.core.rules.model import Rules
 
-BUNDLED_RULES = Path(__file__).resolve().parents[2] / "rules"
+BUNDLED_RULES = Path(__file__).resolve().parents[3] / "rules"
 
 
 class RulesDir:

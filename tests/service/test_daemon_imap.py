@@ -48,7 +48,7 @@ async def _start(
 def _rules():  # type: ignore[no-untyped-def]
     from router.core.rules.loader import load_rules
 
-    return load_rules(Path(__file__).resolve().parent.parent / "rules")
+    return load_rules(Path(__file__).resolve().parents[2] / "rules")
 
 
 async def _until(predicate, seconds: float = 20.0) -> None:  # type: ignore[no-untyped-def]

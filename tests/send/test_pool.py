@@ -6,7 +6,7 @@ import pytest
 
 from router.send.pool import PooledSmtpRelay
 from router.send.relay import PermanentDeliveryError, TransientDeliveryError
-from tests.delivery.test_relay import CC, SENDER, TO, RelayMaker, _message
+from tests.send.test_relay import CC, SENDER, TO, RelayMaker, _message
 from tests.servers.smtp import CaptureFactory
 
 

@@ -13,7 +13,7 @@ from router.logs import configure_logging
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email
-from tests.test_http import samples
+from tests.service.test_http import samples
 
 MET = "preventreferrals@met.pnn.police.uk"
 TEAM = "prevent@lewisham.gov.uk"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from router.core.mail.sniff import sniff
 from router.models import AttachmentKind, Outcome
-from tests.forms.decide import decide
+from tests.core.forms.decide import decide
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 def test_acrobat_aes_owner_password_pdf_is_read() -> None:

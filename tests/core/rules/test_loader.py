@@ -9,7 +9,7 @@ import pytest
 
 from router.core.rules.loader import RuleProblem, RulesError, check_rules, load_rules
 from router.core.rules.model import IncompletePolicy, Rules
-from tests.rules.conftest import BUNDLED_RULES, RulesDir
+from tests.core.rules.conftest import BUNDLED_RULES, RulesDir
 
 # SPEC section 6, row by row: id -> (names, districts, postcode areas, inboxes, to, cc, team)
 KENT_DISTRICTS = [

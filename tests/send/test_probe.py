@@ -17,7 +17,7 @@ from router.service.daemon import Daemon
 from tests.conftest import make_settings
 from tests.hardening.test_transport import _remote_relay, remote_server  # noqa: F401
 from tests.servers.smtp import TlsAuthority, free_port
-from tests.test_http import fetch
+from tests.service.test_http import fetch
 
 
 async def _next_check(probe: RelayProbe) -> None:

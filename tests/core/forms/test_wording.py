@@ -9,8 +9,8 @@ from router.core.compose import compose_ack, compose_forward
 from router.core.forms.fields import FIELD_WORDING
 from router.core.mail.parse import parse_message
 from router.models import CANONICAL_FIELDS, Outcome
+from tests.core.forms.decide import ENGINE, decide
 from tests.formfactory import complete_referral, docx_table, labelled
-from tests.forms.decide import ENGINE, decide
 from tests.mailfactory import build_email
 
 CANONICAL = {*CANONICAL_FIELDS, "referrer_contact"}

@@ -9,9 +9,9 @@ import pytest
 from docx.oxml import parse_xml
 
 from router.models import Outcome
+from tests.core.forms.decide import LEWISHAM_CC, MET, decide
 from tests.formfactory import docx_paragraphs
 from tests.formlayouts import W_NS, docx_controls, word_control
-from tests.forms.decide import LEWISHAM_CC, MET, decide
 
 FILLED = [
     ("Name", "Amira Khan"),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from router.models import Outcome
+from tests.core.forms.decide import LEWISHAM_CC, MET, decide
 from tests.formlayouts import xfa_pdf
-from tests.forms.decide import LEWISHAM_CC, MET, decide
 
 DATA = (
     "<form1><IndividualDetails><Name>Amira Khan</Name><DateOfBirth>01/02/2001</DateOfBirth>"

@@ -14,9 +14,9 @@ from router.core.rules.loader import load_rules
 from router.core.rules.model import FormRules
 from router.models import AttachmentKind, FormReading, FormStatus
 from tests.conftest import ROOT
+from tests.core.forms.decide import decide
 from tests.formfactory import attachment, fillable_pdf
 from tests.formlayouts import SECTIONED_LAYOUTS, Sections, sectioned_form
-from tests.forms.decide import decide
 
 RULES = load_rules(ROOT / "rules").forms
 

@@ -9,7 +9,7 @@ import pytest
 from aiosmtplib import protocol, smtp
 
 from router.send import smtp_data
-from tests.delivery.conftest import RelayMaker
+from tests.send.conftest import RelayMaker
 from tests.servers.smtp import CaptureFactory
 
 _ORIGINAL_NORMALIZE = smtp_data._normalize

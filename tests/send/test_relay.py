@@ -20,7 +20,7 @@ from router.send.relay import (
 from router.send.relays import make_relay
 from router.send.tls import TlsMode, tls_policy
 from router.settings import Settings, parse_endpoint
-from tests.delivery.conftest import RelayMaker
+from tests.send.conftest import RelayMaker
 from tests.servers.smtp import CaptureFactory, CaptureServer, TlsAuthority, make_tls_authority
 
 SENDER = "referrals@council.example"

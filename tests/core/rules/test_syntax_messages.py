@@ -10,8 +10,8 @@ import pytest
 
 from router.cli import main
 from router.logs import configure_logging
-from tests.rules.conftest import RulesDir
-from tests.rules.test_loader import area
+from tests.core.rules.conftest import RulesDir
+from tests.core.rules.test_loader import area
 
 
 @pytest.fixture(autouse=True)

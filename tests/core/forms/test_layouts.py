@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from router.models import Outcome
+from tests.core.forms.decide import LEWISHAM_CC, MET, decide
 from tests.formfactory import docx_paragraphs, text_pdf
-from tests.forms.decide import LEWISHAM_CC, MET, decide
 
 REFERRER = [
     "Referrer name   :   Sam Referrer",

@@ -9,7 +9,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from router.core.rules.schema import SCHEMA_KINDS, rules_schema
-from tests.rules.conftest import BUNDLED_RULES
+from tests.core.rules.conftest import BUNDLED_RULES
 
 FILES = {
     "area": sorted((BUNDLED_RULES / "areas").glob("*.yaml")),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.rules.conftest import RulesDir
-from tests.rules.test_loader import AREA, area
+from tests.core.rules.conftest import RulesDir
+from tests.core.rules.test_loader import AREA, area
 
 TESTSHIRE = "areas/testshire.yaml"
 

@@ -11,9 +11,9 @@ import pytest
 
 from router.models import Outcome
 from tests.conftest import ROOT
+from tests.core.forms.decide import LEWISHAM_CC, MET, decide
 from tests.formfactory import complete_referral, labelled
 from tests.formlayouts import encrypted_form
-from tests.forms.decide import LEWISHAM_CC, MET, decide
 
 ALGORITHMS = ["AES-256", "AES-128", "RC4-128"]
 

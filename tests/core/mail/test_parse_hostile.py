@@ -14,7 +14,7 @@ from router.core.mail.sniff import sniff
 from router.models import AttachmentKind
 from tests.mailfactory import LOGO_PNG, build_email, dsn, forwarded
 
-REALWORLD = Path(__file__).resolve().parents[3] / "shared" / "realworld"
+REALWORLD = Path(__file__).resolve().parents[4] / "shared" / "realworld"
 REAL_FILES = sorted(
     path for folder in ("mail", "pdf-mail") for path in (REALWORLD / folder).glob("*.eml")
 )

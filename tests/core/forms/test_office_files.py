@@ -6,9 +6,9 @@ import pytest
 
 from router.models import Outcome
 from tests.cfbwriter import compound_file, embedded_msg, outlook_msg
+from tests.core.forms.decide import LEWISHAM_CC, MET, decide
 from tests.formfactory import complete_referral, docx_table, labelled
 from tests.formlayouts import docx_variant
-from tests.forms.decide import LEWISHAM_CC, MET, decide
 
 
 def test_form_inside_outlook_msg_is_forwarded() -> None:
