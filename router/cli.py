@@ -122,7 +122,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from router.commands.admin import status
+    from router.commands.status import status
 
     return status(load_settings(), out, as_json=args.json)
 
@@ -161,19 +161,19 @@ def cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_reprocess(args: argparse.Namespace, out: TextIO) -> int:
-    from router.commands.admin import reprocess
+    from router.commands.reprocess import reprocess
 
     return reprocess(load_settings(), args.reference, out)
 
 
 def cmd_journal_migrate(args: argparse.Namespace, out: TextIO) -> int:
-    from router.commands.admin import migrate
+    from router.commands.journal import migrate
 
     return migrate(load_settings(), out)
 
 
 def cmd_journal_copy(args: argparse.Namespace, out: TextIO) -> int:
-    from router.commands.admin import copy
+    from router.commands.journal import copy
 
     return copy(load_settings(), args.to, out)
 

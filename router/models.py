@@ -16,6 +16,23 @@ class Outcome(StrEnum):
     IGNORED = "ignored"
 
 
+class MessageState(StrEnum):
+    """Where a stored message is in the journal: received -> decided -> done, or set aside."""
+
+    RECEIVED = "received"  # stored, not yet decided
+    DECIDED = "decided"  # decisions recorded, mail still to send
+    DONE = "done"  # nothing more will happen to it (settled when its inbox copy moves)
+    QUARANTINED = "quarantined"  # set aside with its error for a person (see `reprocess`)
+
+
+class MailState(StrEnum):
+    """The fate of one outgoing mail in the outbox."""
+
+    PENDING = "pending"  # waiting to be sent (or to be retried)
+    SENT = "sent"  # the relay accepted it
+    FAILED = "failed"  # refused for good; `reprocess` sends it again
+
+
 class AttachmentKind(StrEnum):
     """What an attachment is, decided from its first bytes, never from its name."""
 

@@ -145,9 +145,7 @@ async def _survey(settings: Settings, session: ImapSession, report: Report) -> N
         store: StartStore = MemoryStartStore()
         known: set[int] = set()
         if journal is not None:
-            from router.journal.mailbox_start import MailboxStarts
-
-            store = MailboxStarts(journal)
+            store = journal.mailbox_starts()
             for uid in uids:
                 key = source_key(session.uidvalidity, uid)
                 if await journal.find_source(source_key=key) is not None:

@@ -27,12 +27,15 @@ from router.core.mail.headers import mailbox_key
 from router.core.routing import RoutingEngine
 from router.decide.worker import SANDBOX_DEPTH, AnalysisFailed, AnalysisSandbox, Worked
 from router.journal.protocol import Journal
-from router.journal.records import JournalUnavailable, NewMail, StoredMessage
+from router.journal.records import (
+    JournalUnavailable,
+    NewMail,
+    StoredMessage,
+    is_environmental,
+    new_mail,
+)
 from router.metrics import Metrics
 from router.models import Decision, Outcome
-from router.send.relay import Relay
-from router.send.sender import SENDERS, Delivery, new_mail
-from router.service.supervise import is_environmental
 from router.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -45,13 +48,13 @@ _OVERLAP = 6  # messages being decided at once (one in the worker, the others cl
 
 
 class Pipeline:
-    """Decides and delivers. One instance per daemon; `run_once` drains what is due."""
+    """Decides stored messages: claim, work in the sandbox, record decisions and their mail.
+    One instance per daemon; `router.service.stages` drives it."""
 
     def __init__(
         self,
         settings: Settings,
         journal: Journal,
-        relay: Relay,
         engine: RoutingEngine,
         sandbox: AnalysisSandbox,
         metrics: Metrics,
@@ -63,32 +66,8 @@ class Pipeline:
         self.sandbox = sandbox
         self.metrics = metrics
         self.clock = clock
-        self.delivery = Delivery(settings, journal, relay, metrics, clock)
-        self.on_decided: Callable[[], None] = lambda: None  # after a round (IMAP settles)
-        self.on_recorded: Callable[[], None] = lambda: None  # after each decision's record
         self._failed_this_round: set[str] = set()
         self._analysing = asyncio.Semaphore(SANDBOX_DEPTH)  # claimed and in the worker
-
-    @property
-    def relay(self) -> Relay:
-        """Where mail is sent (the daemon wraps it to watch its health)."""
-        return self.delivery.relay
-
-    @relay.setter
-    def relay(self, relay: Relay) -> None:
-        self.delivery.relay = relay
-
-    async def run_once(self) -> None:
-        """Process every stored message and send every mail that is due now, then return."""
-        self._failed_this_round.clear()
-        while True:
-            decided = await self.process_received()
-            sent = await self.deliver_due()
-            finished = self.journal.finish_messages()
-            if decided:
-                self.on_decided()
-            if not (decided or sent or finished):
-                return
 
     def forget_failures(self) -> None:
         """Let messages that failed in this round be tried again (their attempts count)."""
@@ -96,9 +75,11 @@ class Pipeline:
 
     # --- deciding -----------------------------------------------------------------------
 
-    async def process_received(self, batch: int = _DECIDE_BATCH) -> int:
+    async def process_received(
+        self, batch: int = _DECIDE_BATCH, on_recorded: Callable[[], None] = lambda: None
+    ) -> int:
         """Decide up to `batch` stored messages (the deciding loop asks for up to 64; each
-        message's mail may go as soon as it is recorded, see `on_recorded`).
+        message's mail may go as soon as it is recorded: `on_recorded` is called then).
 
         A few are under way at once: while one is in the worker, the next ones are claimed
         and read and wait their turn there, and those before are composed and recorded, so
@@ -113,7 +94,7 @@ class Pipeline:
 
         async def one(stored: StoredMessage) -> int:
             async with slots:
-                return await self._process_counted(stored)
+                return await self._process_counted(stored, on_recorded)
 
         results = await asyncio.gather(*(one(s) for s in todo), return_exceptions=True)
         for result in results:
@@ -121,11 +102,11 @@ class Pipeline:
                 raise result  # environmental (the others finished first): see below
         return sum(r for r in results if isinstance(r, int))
 
-    async def _process_counted(self, stored: StoredMessage) -> int:
+    async def _process_counted(self, stored: StoredMessage, on_recorded: Callable[[], None]) -> int:
         """Process one message; 1 when it was decided or quarantined, 0 when it failed this
         round. A failure of the journal or the disk is raised, for the supervisor."""
         try:
-            await self.process(stored)
+            await self.process(stored, on_recorded)
         except Exception as exc:
             if is_environmental(exc):
                 # The journal or the disk failed, not this message: the attempt does not
@@ -144,16 +125,14 @@ class Pipeline:
     def _give_back_attempt(self, stored: StoredMessage) -> None:
         """Undo `claim`'s count for an attempt cut short (if the claim was recorded)."""
         try:
-            with self.journal.transaction() as tx:
-                tx.run(
-                    "UPDATE messages SET attempts = ? WHERE id = ? AND attempts = ?",
-                    (stored.attempts, stored.id, stored.attempts + 1),
-                )
+            self.journal.give_back_attempt(stored.id, stored.attempts)
         except (OSError, sqlite3.Error, JournalUnavailable) as exc:
             # Still failing: the attempt stays counted.
             log.warning("attempt_not_returned", message=stored.id, error=type(exc).__name__)
 
-    async def process(self, stored: StoredMessage) -> None:
+    async def process(
+        self, stored: StoredMessage, on_recorded: Callable[[], None] = lambda: None
+    ) -> None:
         """Decide one stored message and record its decisions with the mail they cause.
 
         The journal's durable writes (claim, record) run in a thread, so the event loop
@@ -176,7 +155,7 @@ class Pipeline:
             worked = await self._work(stored, raw)
         analysis = worked.analysis
         records = await asyncio.to_thread(self._record, stored, worked)
-        self.on_recorded()  # its mail can go now, before the rest of the batch is decided
+        on_recorded()  # its mail can go now, before the rest of the batch is decided
         elapsed = round(time.monotonic() - started, 3)
         for (reference, _), decision in zip(records, analysis.decisions, strict=True):
             self.metrics.decisions.labels(decision.outcome.value, decision.area or "none").inc()
@@ -331,10 +310,6 @@ class Pipeline:
             original_raw=self.journal.raw_message(stored.id),
         )
         self.journal.add_mail(stored.id, new_mail("alert", None, alert))
-
-    async def deliver_due(self, concurrency: int = SENDERS) -> int:
-        """Send every mail that is due now (see `Delivery.deliver_due`)."""
-        return await self.delivery.deliver_due(concurrency)
 
 
 # Why an `ignored` decision was automatic, in fixed words: the verdict's own reason can

@@ -104,9 +104,8 @@ def _warm(rules: Rules | None, review_address: str) -> int:
         _work_in_worker(sample_email(), rules, review_address, _WARM_FROM, (), 10, ())
     # What is alive now (the parsers' modules, the routing engine) lives as long as the
     # worker: out of the garbage collector's sight, each analysis' collections only look at
-    # what it made (about a third less time collecting, 0.4 ms a referral measured). The
-    # young generations are collected first (3 ms; a full collection would take 60 ms that
-    # a message waiting for a replaced worker would wait too).
+    # what it made. The young generations are collected first: a full collection would
+    # take long enough for a message waiting on a replaced worker to notice.
     gc.collect(1)
     gc.freeze()
     return os.getpid()

@@ -31,7 +31,7 @@ _COMMAND_LINE_CUTOFF = 1024 * 1024
 _EXCESS_RCPT_LIMIT = 1000
 # A plain `<local-part@domain>` (dot-atoms), with any parameters after a space: what mail
 # servers send. Parsed here; anything else goes to aiosmtpd's parser (email's header token
-# tree, which also defines a class at every call: about 7 % of the daemon's time in a burst).
+# tree, which also defines a class at every call: costly on the event loop in a burst).
 _PLAIN_ADDRESS = re.compile(rf"[ \t]*<({DOT_ATOM_ADDRESS})>(?:[ \t]+([^\s(].*))?\Z", re.DOTALL)
 
 
@@ -90,7 +90,7 @@ class ListenerSMTP(SMTP):
     def __dir__(self) -> list[str]:
         """Only the command and AUTH methods. aiosmtpd builds its tables of them from `dir()`
         (and `inspect.getmembers`, which looks up every name) at every connection: a full
-        `dir()` of a session was about 5 % of the daemon's time in a burst."""
+        `dir()` of a session showed in the daemon's profile in a burst."""
         return _session_methods(type(self))
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from router.journal.protocol import Journal
+from router.journal.core import JournalCore
 from router.journal.records import message_id_header
 
 # Mail servers retry a message they could not hand over for up to five days; a week covers
@@ -15,7 +15,7 @@ DEDUPE_WINDOW_SECONDS = 7 * 86400.0
 
 
 def recent_copy(
-    journal: Journal, raw: bytes, *, window: float = DEDUPE_WINDOW_SECONDS
+    journal: JournalCore, raw: bytes, *, window: float = DEDUPE_WINDOW_SECONDS
 ) -> str | None:
     """The journal id of a message with the same Message-ID (or none) and SHA-256 as `raw`,
     received within `window` seconds; None when there is none.

@@ -10,10 +10,10 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from router.inbox.imap_start import MailboxStart, UidRanges
+from router.core.mailbox import MailboxStart, UidRanges
 
 if TYPE_CHECKING:
-    from router.journal.protocol import Journal
+    from router.journal.core import JournalCore
 
 _LOOKUP_BATCH = 500
 
@@ -21,7 +21,7 @@ _LOOKUP_BATCH = 500
 class MailboxStarts:
     """First-connection records in the journal's database. See `StartStore`."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: JournalCore) -> None:
         self._journal = journal
 
     async def load(self, mailbox: str) -> MailboxStart | None:

@@ -9,11 +9,21 @@ with leases). Both are synchronous: the pipeline calls them between awaits, and 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from router.journal.database import Transaction
-from router.journal.records import NewMail, NodeSeen, OutboxItem, Row, StoredMessage
+from router.journal.records import (
+    Gauges,
+    JournalCounts,
+    NewMail,
+    NodeSeen,
+    OutboxItem,
+    Row,
+    StoredMessage,
+)
+from router.models import MessageState
+
+if TYPE_CHECKING:
+    from router.journal.mailbox_start import MailboxStarts
 from router.journal.sink import InboxSink
 
 
@@ -157,15 +167,59 @@ class Journal(InboxSink, Protocol):
         """A tiny durable write, for health checks. Raises what the write raised."""
         ...
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        """A read-only query with `?` placeholders, in SQL both backends accept (for
-        `status`, gauges and tests)."""
+    # --- operations: gauges, health, status ---
+    def recent_copy(self, raw: bytes, window: float = ...) -> str | None:
+        """The id of a message with the same Message-ID and SHA-256 as `raw` stored within
+        `window` seconds (a sender sending again after a lost 250); None when there is none."""
         ...
 
-    def transaction(self, *, durable: bool = True) -> AbstractContextManager[Transaction]:
-        """One atomic unit of work in SQL both backends accept, for the journal's own
-        extensions (the mailbox first-connection record, the OAuth health). See
-        `Database.transaction` for `durable`."""
+    def mailbox_starts(self) -> MailboxStarts:
+        """The first-connection records of IMAP mailboxes (`ROUTER_IMAP_START`)."""
+        ...
+
+    def pending_mail_count(self) -> int:
+        """Mails waiting to be sent (the deciding loop's bound)."""
+        ...
+
+    def oldest_undecided(self) -> float | None:
+        """When the oldest stored, undecided message arrived (epoch seconds), if any."""
+        ...
+
+    def gauges(self) -> Gauges:
+        """The quarantine's size, the oldest waiting work and this node's claims."""
+        ...
+
+    def received_at(self, message_id: str) -> float | None:
+        """When a message was stored (epoch seconds); None if unknown."""
+        ...
+
+    def give_back_attempt(self, message_id: str, attempts: int) -> None:
+        """Undo `claim`'s count (back to `attempts`) for an attempt the journal or the disk
+        cut short; nothing when the count moved on meanwhile."""
+        ...
+
+    def message_state(self, message_id: str) -> MessageState | None:
+        """A message's state; None for an unknown id."""
+        ...
+
+    def message_for_reference(self, reference: str) -> str | None:
+        """The message id a referral reference (`PR-...`, any case) was decided for."""
+        ...
+
+    def schema_version(self) -> int:
+        """The newest migration applied to this journal."""
+        ...
+
+    def meta(self, key: str) -> str | None:
+        """A small named value the daemon keeps for `status` (the OAuth health)."""
+        ...
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Keep a small named value, durably (see `meta`)."""
+        ...
+
+    def counts(self) -> JournalCounts:
+        """Everything `status` shows: messages, decisions, mail and the quarantine."""
         ...
 
     def close(self) -> None: ...

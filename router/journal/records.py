@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import secrets
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from router.core.compose import Outgoing
 
 # A row read back from the journal: column name -> value (both backends give this shape).
 Row = dict[str, Any]
@@ -63,6 +68,57 @@ class NodeSeen:
     watching: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Gauges:
+    """What the daemon's gauges show: the quarantine, the oldest waiting work, this node's
+    claims (times are epoch seconds, None when nothing waits)."""
+
+    quarantined: int
+    oldest_unsent: float | None
+    oldest_undecided: float | None
+    held_messages: int
+    held_mail: int
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    """A quarantined message: its id, arrival, the references decided for it, its error."""
+
+    id: str
+    received_at: float
+    references: tuple[str, ...]
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class JournalCounts:
+    """Everything `status` counts, read from the journal in one go."""
+
+    messages: dict[str, int]  # by MessageState
+    outcomes: dict[str, int]  # decisions by Outcome
+    sent: dict[str, int]  # sent mail by kind
+    sent_more_than_once: int  # (reference, kind) pairs sent twice or more, alerts aside
+    outbox_pending: int
+    outbox_retrying: int
+    outbox_failed: int
+    oldest_unsent: float | None
+    oldest_undecided: float | None
+    last_rules_version: str | None
+    quarantined: list[QuarantinedRow]
+
+
+def new_mail(kind: str, reference: str | None, outgoing: Outgoing) -> NewMail:
+    """A composed mail as the journal spools it."""
+    return NewMail(
+        kind=kind,
+        reference=reference,
+        sender=outgoing.sender,
+        recipients=outgoing.recipients,
+        message_id_header=outgoing.message_id,
+        data=outgoing.data,
+    )
+
+
 class JournalUnavailable(ConnectionError):
     """The journal's database cannot be reached or refused a write (a PostgreSQL restart, a
     network cut). An `OSError`, like a full disk under the SQLite journal: an inbox answers
@@ -95,3 +151,18 @@ def oversize_stub(message_id_header: str | None, sender: str | None, size: int) 
         "The message was too large to download; it is still in the inbox.",
     ]
     return "\r\n".join(line for line in lines if line is not None).encode() + b"\r\n"
+
+
+# OSError numbers that describe the machine (disk, descriptors), never one message.
+_ENVIRONMENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EMFILE, errno.ENFILE, errno.EROFS,
+     errno.EIO, errno.ENOMEM, errno.EAGAIN}
+)  # fmt: skip
+
+
+def is_environmental(exc: BaseException) -> bool:
+    """True when `exc` is the journal or the machine failing (a lock, a full disk, no file
+    descriptors), not a fault of the message being handled: retry later, blame nobody."""
+    if isinstance(exc, sqlite3.OperationalError | sqlite3.InterfaceError | JournalUnavailable):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from router.journal.intake import Intake
 from router.journal.nodes import Nodes
+from router.journal.operations import Operations
 from router.journal.outbox import Outbox
 from router.journal.retention import Retention
 
 
-class SqlJournal(Intake, Outbox, Retention, Nodes):
+class SqlJournal(Intake, Outbox, Retention, Nodes, Operations):
     """See `Journal`. A backend adds how it connects, probes and keeps bytes."""
 
     def probe(self) -> None:

@@ -125,20 +125,15 @@ class OAuthSources:
     def record(self, journal: Journal) -> None:
         """Keep the current health in the journal, where `referral-router status` reads it."""
         value = json.dumps({"at": round(time.time(), 1), **self.health()})
-        with journal.transaction() as tx:
-            tx.run(
-                "INSERT INTO meta (key, value) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (META_KEY, value),
-            )
+        journal.set_meta(META_KEY, value)
 
 
 def recorded_health(journal: Journal) -> dict[str, Any] | None:
     """The health the daemon last recorded, or None (no OAuth, or never recorded)."""
-    rows = journal.query("SELECT value FROM meta WHERE key = ?", (META_KEY,))
-    if not rows:
+    recorded = journal.meta(META_KEY)
+    if recorded is None:
         return None
-    value = json.loads(rows[0]["value"])
+    value = json.loads(recorded)
     return value if isinstance(value, dict) else None
 
 

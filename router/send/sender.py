@@ -14,11 +14,11 @@ from collections.abc import Callable
 
 import structlog
 
-from router.core.compose import Outgoing, compose_alert
+from router.core.compose import compose_alert
 from router.core.kinds import FORWARD
 from router.core.redaction import redact
 from router.journal.protocol import Journal
-from router.journal.records import NewMail, OutboxItem
+from router.journal.records import OutboxItem, new_mail
 from router.metrics import Metrics
 from router.send.relay import (
     DeliveryError,
@@ -114,11 +114,9 @@ class Delivery:
         self.metrics.sent.labels(item.kind).inc()
         log.info("sent", reference=item.reference, kind=item.kind, attempts=item.attempts + 1)
         if item.kind == FORWARD:  # to a force; notices and reviews are not timed
-            received = self.journal.query(
-                "SELECT received_at FROM messages WHERE id = ?", (item.message_id,)
-            )
-            if received:
-                self.metrics.latency.observe(max(0.0, time.time() - received[0]["received_at"]))
+            received = self.journal.received_at(item.message_id)
+            if received is not None:
+                self.metrics.latency.observe(max(0.0, time.time() - received))
 
     def _retry(self, item: OutboxItem, exc: DeliveryError) -> None:
         delay = min(
@@ -170,18 +168,6 @@ class Delivery:
                 original_raw=data,
             )
             self.journal.add_mail(item.message_id, new_mail("alert", item.reference, alert))
-
-
-def new_mail(kind: str, reference: str | None, outgoing: Outgoing) -> NewMail:
-    """A composed mail as the journal spools it."""
-    return NewMail(
-        kind=kind,
-        reference=reference,
-        sender=outgoing.sender,
-        recipients=outgoing.recipients,
-        message_id_header=outgoing.message_id,
-        data=outgoing.data,
-    )
 
 
 def _describe(exc: DeliveryError) -> str:

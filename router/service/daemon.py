@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -17,12 +18,11 @@ from router.core.routing import RoutingEngine
 from router.core.rules.model import Rules
 from router.decide.decider import Pipeline
 from router.decide.worker import AnalysisSandbox
-from router.journal.dedupe import recent_copy
 from router.journal.files import ensure_dir
 from router.journal.opener import open_journal
 from router.journal.orphans import ORPHAN_GRACE_SECONDS, remove_orphans
 from router.journal.owner import OwnerLock, StateDirInUse
-from router.journal.records import JournalUnavailable
+from router.journal.records import Gauges, JournalUnavailable
 from router.journal.sqlite import SqliteJournal
 from router.metrics import Metrics
 from router.oauth.sources import OAuthSources
@@ -31,6 +31,7 @@ from router.send.pool import pooled
 from router.send.probe import RelayProbe
 from router.send.relay import Relay
 from router.send.relays import make_relay
+from router.send.sender import Delivery
 from router.service.http import OpsServer
 from router.service.reload import RulesWatcher
 from router.service.stages import Stages
@@ -62,8 +63,7 @@ class Daemon:
         self.metrics = Metrics()
         inbox = settings.inbox_endpoint.scheme
         self.metrics.start(inbox, (area.id for area in rules.areas))
-        # Counted at every message stored (parsing the inbox setting each time cost the
-        # event loop about 2 % of its time in a burst).
+        # Counted at every message stored: the label is worked out once, not per message.
         self._received = self.metrics.received.labels(inbox)
         self.journal = open_journal(settings)
         # OAuth 2.0 token sources for the inbox and the relay (router/oauth), when asked for.
@@ -71,27 +71,32 @@ class Daemon:
         self.oauth.register_metrics(self.metrics.registry)
         # A few kept SMTP connections (router.send.pool).
         self.relay = relay or pooled(make_relay(settings, self.oauth.relay))
+        self.relay_health = RelayHealth(self.relay)  # remembers recent send results
         self.sandbox = AnalysisSandbox(timeout=settings.parse_timeout_seconds)
         self.pipeline = Pipeline(
             settings,
             self.journal,
-            self.relay,
             RoutingEngine(rules, review_address=settings.review_address),
             self.sandbox,
             self.metrics,
         )
+        self.delivery = Delivery(settings, self.journal, self.relay_health, self.metrics)
         # The deciding and delivering loops; each finished round tells the supervisor.
-        self.stages = Stages(self.pipeline, on_round=lambda name: self.supervisor.ok(name))
+        self.stages = Stages(
+            self.pipeline,
+            self.delivery,
+            on_round=lambda name: self.supervisor.ok(name),
+            on_decided=self._settle_inbox,
+        )
         self.wake = asyncio.Event()
         self.stop_event = asyncio.Event()
         self.inbox: Inbox | None = None
+        self._settle: Callable[[], None] | None = None  # an IMAP inbox's settle request
         self.supervisor = Supervisor(self.metrics, self.stop_event)
         self._tasks: list[asyncio.Task[None]] = []
         self._last_purge = 0.0
         # --- operations (router/service/http.py, router/service/reload.py) ---
-        self.relay_health = RelayHealth(self.pipeline.relay)  # remembers recent send results
         self.relay_probe = RelayProbe(self.relay)  # is the relay usable? checked at start
-        self.pipeline.relay = self.relay_health
         self.http: OpsServer | None = None
         self.rules_watcher = RulesWatcher(
             settings.rules_dir,
@@ -114,12 +119,17 @@ class Daemon:
         and bytes) recently; returns the journal's id and whether it was such a copy."""
 
         def store() -> tuple[str, bool]:
-            copy = recent_copy(self.journal, raw)
+            copy = self.journal.recent_copy(raw)
             if copy is not None:
                 return copy, True
             return self.journal.accept_sync(raw, envelope_recipients=recipients), False
 
         return await asyncio.to_thread(store)
+
+    def _settle_inbox(self) -> None:
+        """Messages were decided: an IMAP inbox moves the copies of finished ones."""
+        if self._settle is not None:
+            self._settle()
 
     def _stored(self) -> None:
         self._received.inc()
@@ -157,7 +167,6 @@ class Daemon:
         else:
             from router.inbox.imap import ImapInbox
             from router.inbox.leader import MailboxLease
-            from router.journal.mailbox_start import MailboxStarts
 
             imap = ImapInbox(
                 self.settings,
@@ -165,12 +174,12 @@ class Daemon:
                 on_stored=self._stored,
                 on_state=self._inbox_state,
                 tokens=self.oauth.inbox,
-                starts=MailboxStarts(self.journal),
+                starts=self.journal.mailbox_starts(),
             )
-            self.pipeline.on_decided = imap.notify_settle
             # One watcher per mailbox among the nodes sharing the journal (inbox/leader.py).
             lease = MailboxLease(self.journal, self.settings.inbox, inner_state=lambda: imap.state)
             self.inbox = lease
+            self._settle = imap.notify_settle
             self._tasks.append(
                 self.supervisor.start("imap", lambda: lease.run(imap.run, self.stop_event))
             )
@@ -207,7 +216,7 @@ class Daemon:
 
     async def run_once(self) -> None:
         """Process everything that is queued and due now, then return."""
-        await self.pipeline.run_once()
+        await self.stages.run_once()
         self._update_gauges()
 
     def start_pipeline(self) -> asyncio.Task[None]:
@@ -246,15 +255,11 @@ class Daemon:
             await wait_any(self.stop_event, seconds=_HOUSEKEEPING_SECONDS)
 
     def _update_gauges(self) -> None:
-        rows = self.journal.query(
-            "SELECT (SELECT COUNT(*) FROM messages WHERE state = 'quarantined') AS q,"
-            " (SELECT MIN(created_at) FROM outbox WHERE state = 'pending') AS oldest,"
-            " (SELECT MIN(received_at) FROM messages WHERE state = 'received') AS undecided"
-        )
+        gauges = self.journal.gauges()
         now = time.time()
-        self.metrics.quarantine_size.set(rows[0]["q"])
-        self._update_node_gauges()
-        oldest, undecided = rows[0]["oldest"], rows[0]["undecided"]
+        self.metrics.quarantine_size.set(gauges.quarantined)
+        self._update_node_gauges(gauges)
+        oldest, undecided = gauges.oldest_unsent, gauges.oldest_undecided
         self.metrics.oldest_undelivered.set(0 if oldest is None else now - oldest)
         self.metrics.oldest_undecided.set(0 if undecided is None else max(0.0, now - undecided))
 
@@ -270,18 +275,12 @@ class Daemon:
         if removed:
             log.info("orphans_removed", files=removed)
 
-    def _update_node_gauges(self) -> None:
+    def _update_node_gauges(self, gauges: Gauges) -> None:
         """What this node holds (several routers on one journal): labelled with its name."""
         node = self.journal.node
-        [held] = self.journal.query(
-            "SELECT (SELECT COUNT(*) FROM messages WHERE claimed_by = ? AND state = 'received')"
-            " AS messages, (SELECT COUNT(*) FROM outbox WHERE claimed_by = ?"
-            " AND state = 'pending') AS mail",
-            (node, node),
-        )
         self.metrics.node.labels(node).set(1)
-        self.metrics.claims.labels(node, "message").set(held["messages"])
-        self.metrics.claims.labels(node, "mail").set(held["mail"])
+        self.metrics.claims.labels(node, "message").set(gauges.held_messages)
+        self.metrics.claims.labels(node, "mail").set(gauges.held_mail)
         watching = bool(getattr(self.inbox, "holding", False))  # an IMAP mailbox lease
         self.metrics.watching.labels(node).set(1 if watching else 0)
 

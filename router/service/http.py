@@ -247,18 +247,13 @@ class OpsServer:
     async def undecided_check(self) -> Check:
         """OK unless the oldest stored, undecided message is older than `undecided_grace`."""
         try:
-            rows = await asyncio.wait_for(
-                asyncio.to_thread(
-                    self.daemon.journal.query,
-                    "SELECT MIN(received_at) AS t FROM messages WHERE state = 'received'",
-                ),
-                self.journal_timeout,
+            received = await asyncio.wait_for(
+                asyncio.to_thread(self.daemon.journal.oldest_undecided), self.journal_timeout
             )
         except TimeoutError:
             return Check(False, {"error": f"no answer within {self.journal_timeout:g} s"})
         except (sqlite3.Error, OSError, JournalUnavailable) as exc:
             return Check(False, {"error": type(exc).__name__})
-        received = rows[0]["t"]
         age = None if received is None else max(0.0, time.time() - received)
         ok = age is None or age <= self.undecided_grace
         shown = None if age is None else round(age, 1)

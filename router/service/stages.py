@@ -9,7 +9,7 @@ a crash at any point loses nothing. Deciding pauses while more than `unsent_limi
 decided but not yet sent (a dead relay must not turn a backlog into a spool of forwards).
 
 Each loop is a plain coroutine that returns when `stop` is set; the daemon runs them and may
-restart one that failed.
+restart one that failed. `run_once` drives the same steps until nothing is left (tests, burst).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import structlog
 
 from router.core.aio import wait_any
 from router.decide.decider import Pipeline
+from router.journal.protocol import Journal
+from router.send.sender import Delivery
 
 log = structlog.get_logger(__name__)
 
@@ -32,35 +34,50 @@ _BATCH = 64  # messages decided between two looks at the bound
 
 
 class Stages:
-    """The two loops over one `Pipeline`, and the events that wake them."""
+    """The two loops, deciding (`Pipeline`) and delivering (`Delivery`), and the events that
+    wake them."""
 
     def __init__(
         self,
         pipeline: Pipeline,
+        delivery: Delivery,
         *,
         unsent_limit: int = UNSENT_LIMIT,
         on_round: Callable[[str], None] = lambda name: None,
+        on_decided: Callable[[], None] = lambda: None,
     ) -> None:
         self.pipeline = pipeline
+        self.delivery = delivery
+        self.journal: Journal = pipeline.journal
+        # Told after a round that decided something (an IMAP inbox settles its copies).
+        self.on_decided = on_decided
         # Told "pipeline" or "delivery" after each round that got through (the supervisor).
         self.on_round = on_round
         self.unsent_limit = unsent_limit
         self._to_decide = asyncio.Event()
         self._to_deliver = asyncio.Event()
-        pipeline.on_recorded = self._to_deliver.set  # a forward goes as soon as it is recorded
         self._sent = asyncio.Event()
         self.paused = asyncio.Event()  # set while deciding waits for the outbox to drain
         self.finished = asyncio.Event()  # set when messages are done (retention may purge)
+
+    async def run_once(self) -> None:
+        """Decide every stored message and send every mail that is due now, then return."""
+        self.pipeline.forget_failures()
+        while True:
+            decided = await self.pipeline.process_received()
+            sent = await self.delivery.deliver_due()
+            finished = self.journal.finish_messages()
+            if decided:
+                self.on_decided()
+            if not (decided or sent or finished):
+                return
 
     def stored(self) -> None:
         """Intake stored a message: wake the deciding loop."""
         self._to_decide.set()
 
     def _unsent(self) -> int:
-        rows = self.pipeline.journal.query(
-            "SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'"
-        )
-        return int(rows[0]["n"])
+        return self.journal.pending_mail_count()
 
     async def deciding(self, stop: asyncio.Event) -> None:
         """Decide stored messages until `stop` is set."""
@@ -74,11 +91,13 @@ class Stages:
                 continue
             self.paused.clear()
             # A referral causes about two mails (forward, acknowledgment): keep to the bound.
-            decided = await self.pipeline.process_received(max(1, min(_BATCH, room // 2)))
+            decided = await self.pipeline.process_received(
+                max(1, min(_BATCH, room // 2)), on_recorded=self._to_deliver.set
+            )
             self.on_round("pipeline")
             if decided:
                 self._to_deliver.set()
-                self.pipeline.on_decided()
+                self.on_decided()
                 continue
             # Messages that failed this round are tried again on the next wake-up.
             self.pipeline.forget_failures()
@@ -88,8 +107,8 @@ class Stages:
         """Send due mail and settle finished messages until `stop` is set."""
         while not stop.is_set():
             self._to_deliver.clear()
-            sent = await self.pipeline.deliver_due()
-            finished = await asyncio.to_thread(self.pipeline.journal.finish_messages)
+            sent = await self.delivery.deliver_due()
+            finished = await asyncio.to_thread(self.journal.finish_messages)
             self.on_round("delivery")
             if sent:
                 self._sent.set()
@@ -97,6 +116,6 @@ class Stages:
                 self.finished.set()
             if sent or finished:
                 continue
-            due = await asyncio.to_thread(self.pipeline.journal.next_due)
+            due = await asyncio.to_thread(self.journal.next_due)
             wait = _IDLE_SECONDS if due is None else max(0.01, due - time.time())
             await wait_any(self._to_deliver, stop, seconds=min(wait, _IDLE_SECONDS))

@@ -4,8 +4,6 @@ and the loop starts again after a backoff, while health checks say which loop is
 from __future__ import annotations
 
 import asyncio
-import errno
-import sqlite3
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -14,7 +12,6 @@ from dataclasses import dataclass
 import structlog
 
 from router.core.aio import wait_any
-from router.journal.records import JournalUnavailable
 from router.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -23,20 +20,6 @@ log = structlog.get_logger(__name__)
 # journal lock or a full disk that has cleared must not leave referrals waiting long.
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 8.0
-
-# OSError numbers that describe the machine (disk, descriptors), never one message.
-_ENVIRONMENT_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EMFILE, errno.ENFILE, errno.EROFS,
-     errno.EIO, errno.ENOMEM, errno.EAGAIN}
-)  # fmt: skip
-
-
-def is_environmental(exc: BaseException) -> bool:
-    """True when `exc` is the journal or the machine failing (a lock, a full disk, no file
-    descriptors), not a fault of the message being handled: retry later, blame nobody."""
-    if isinstance(exc, sqlite3.OperationalError | sqlite3.InterfaceError | JournalUnavailable):
-        return True
-    return isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS
 
 
 @dataclass

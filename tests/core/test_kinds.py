@@ -7,7 +7,7 @@ import io
 import json
 from typing import Any
 
-from router.commands.admin import format_status, read_status
+from router.commands.status import format_status, read_status
 from router.core.kinds import MAIL_KINDS
 from router.logs import configure_logging
 from tests.conftest import submit

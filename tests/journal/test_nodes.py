@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
-from router.commands.admin import format_status, read_status
+from router.commands.status import format_status, read_status
 from tests.conftest import submit
 from tests.mailfactory import build_email
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from router.decide.decider import SENDERS
+from router.send.sender import SENDERS
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email
 from tests.servers.postgres import PostgresServer, postgres_available

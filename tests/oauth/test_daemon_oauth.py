@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from router.commands.admin import status
+from router.commands.status import status
 from router.service.daemon import Daemon
 from tests.conftest import make_settings
 from tests.formfactory import complete_referral, fillable_pdf, labelled

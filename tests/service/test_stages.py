@@ -108,13 +108,13 @@ async def test_mail_read_ahead_is_bounded_and_the_rest_read_in_turn(  # type: ig
         await submit(daemon, _referral(number))
     await daemon.pipeline.process_received()
     monkeypatch.setattr(delivering, "_READ_AHEAD_BYTES", 1)  # only the first mail's bytes
-    due = await asyncio.to_thread(daemon.pipeline.delivery._due, time.time())
+    due = await asyncio.to_thread(daemon.delivery._due, time.time())
     assert [item.kind for item, _ in due] == ["forward"] * 3  # acks wait for their forward
     assert due[0][1] is not None and [data for _, data in due[1:]] == [None, None]
     ids = [row["id"] for row in daemon.journal.query("SELECT id FROM outbox")]
     spooled = [daemon.journal.outgoing_data(mail_id) for mail_id in ids]
-    assert await daemon.pipeline.delivery.deliver_due() == 3
-    assert await daemon.pipeline.delivery.deliver_due() == 3  # the acknowledgments
+    assert await daemon.delivery.deliver_due() == 3
+    assert await daemon.delivery.deliver_due() == 3  # the acknowledgments
     captured = await relay.wait_for_async(6, timeout=30)
     assert sorted(c.data for c in captured) == sorted(spooled)
     assert {r["state"] for r in daemon.journal.query("SELECT state FROM outbox")} == {"sent"}
@@ -139,9 +139,9 @@ async def test_sending_stops_when_the_journal_cannot_record_it(  # type: ignore[
 
     monkeypatch.setattr(journal, "mark_sent", unavailable)
     with pytest.raises(JournalUnavailable):
-        await daemon.pipeline.delivery.deliver_due(concurrency=1)
+        await daemon.delivery.deliver_due(concurrency=1)
     assert len(relay.messages) == 1
     monkeypatch.setattr(journal, "mark_sent", mark_sent)
-    assert await daemon.pipeline.delivery.deliver_due() == 3
+    assert await daemon.delivery.deliver_due() == 3
     forwards = [c for c in relay.messages if MET in c.rcpt_tos]
     assert len(forwards) == 4 and len({c.data for c in forwards}) == 3

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from router.commands.admin import redact
+from router.commands.status import redact
 from tests.conftest import ROOT, submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email
