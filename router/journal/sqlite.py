@@ -7,6 +7,7 @@ crash at any point resumes where it stopped. One process owns it (see `owner`).
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
@@ -67,7 +68,9 @@ class SqliteDatabase:
         self._synchronous = "FULL"
         # Commits per synchronous mode, so tests (and a curious operator) see which is which.
         self.commits = {"FULL": 0, "NORMAL": 0}
-        self.last_durable = 0.0  # time.monotonic() of the last FULL commit
+        # time.monotonic() of the last FULL commit; never yet. Not 0.0: the monotonic clock
+        # starts at boot, so on a machine up for less than the probe's window, 0.0 is "recent".
+        self.last_durable = -math.inf
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")  # a lock held longer is an error
 
@@ -155,7 +158,7 @@ class FileBlobs:
     def __init__(self, messages_dir: Path, spool_dir: Path, tmp_dir: Path) -> None:
         self.dirs = {MESSAGE: messages_dir, "spool": spool_dir}
         self.tmp_dir = tmp_dir
-        self.last_durable = 0.0  # time.monotonic() when a file was last made durable
+        self.last_durable = -math.inf  # time.monotonic() when a file was last made durable
 
     def path(self, kind: str, key: str) -> Path:
         return self.dirs[kind] / f"{key}.eml"

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,9 @@ def test_a_journal_that_just_stored_is_not_probed_again(tmp_path: Path) -> None:
     an idle journal it writes a file and a row, and reports what broke."""
     journal = SqliteJournal(tmp_path / "state")
     try:
-        journal.probe_fresh_seconds = 3600.0
+        # A window longer than the machine has been up (the monotonic clock starts at boot):
+        # "never wrote" must not read as "wrote at clock zero, which is recent".
+        journal.probe_fresh_seconds = time.monotonic() + 3600.0
         journal.probe()  # idle: nothing stored yet, so it really writes
         assert journal.query("SELECT value FROM meta WHERE key = 'health'") == [{"value": "local"}]
         journal.accept_sync(b"Message-ID: <p@x>\r\n\r\nhi\r\n")
