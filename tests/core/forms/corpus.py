@@ -14,7 +14,14 @@ from html import escape
 from pathlib import Path
 
 from tests.core.forms.corpus_cases import Form, variations
-from tests.core.forms.corpus_render import answer, fillable_pdf, heading_of, label_of, text_pdf, xfa_form
+from tests.core.forms.corpus_render import (
+    answer,
+    fillable_pdf,
+    heading_of,
+    label_of,
+    text_pdf,
+    xfa_form,
+)
 from tests.core.forms.corpus_word import word_form
 
 

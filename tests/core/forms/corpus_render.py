@@ -12,8 +12,8 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen import canvas
 
-from tests.formlayouts import xfa_pdf
 from tests.core.forms.corpus_cases import PROMPT, Form, Row
+from tests.formlayouts import xfa_pdf
 
 LEADERS = "__________"
 

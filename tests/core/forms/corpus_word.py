@@ -9,10 +9,10 @@ from xml.sax.saxutils import escape
 import docx
 from docx.oxml import parse_xml
 
-from tests.formfactory import _docx_bytes
-from tests.formlayouts import W_NS, word_control
 from tests.core.forms.corpus_cases import PROMPT, Form, Row
 from tests.core.forms.corpus_render import LEADERS, answer, heading_of, label_of
+from tests.formfactory import _docx_bytes
+from tests.formlayouts import W_NS, word_control
 
 TABLES = ("docx_table2", "docx_table4", "docx_label_rows", "docx_legacy")
 

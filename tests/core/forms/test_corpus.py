@@ -9,9 +9,9 @@ import pytest
 from router.core.forms.read import read_attachment
 from router.core.mail.sniff import sniff
 from router.models import FormStatus
-from tests.formfactory import attachment
 from tests.core.forms.corpus import CASES, write_corpus
 from tests.core.forms.corpus_cases import RULES
+from tests.formfactory import attachment
 
 
 @pytest.fixture(scope="session")

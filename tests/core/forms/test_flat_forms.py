@@ -7,8 +7,8 @@ import io
 import docx
 
 from router.models import Outcome
-from tests.formfactory import docx_paragraphs, table_pdf, text_pdf
 from tests.core.forms.decide import LEWISHAM_CC, MET, decide
+from tests.formfactory import docx_paragraphs, table_pdf, text_pdf
 
 FIELDS = [
     ("Full name", "Amira Khan"),
