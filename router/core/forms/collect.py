@@ -6,6 +6,22 @@ section ("Referrer details", "Details of the person being referred"). The collec
 the first value found for each field, joins composite parts (Forename(s) + Surname) and
 counts which fields were recognised, which decides whether the document is a form.
 
+**Whose a value is** is decided here, in one place for every reader (`add_match`):
+
+1. a label's own words ("Referrer email", "Individual's address") or the section it sits in
+   (a heading, a Word heading style, a PDF field's parent name) say whose it is;
+2. otherwise, for a generic label ("Name", "Organisation", "Email address", "Contact
+   number") outside any section, the side of the nearest labelled field before it in the
+   same block: `Email address` after `Referrer name` is the referrer's. Where that side
+   has no such field (`Postcode` after `Referrer email`, `Email` after `Date of birth`), or
+   already has it under its own label (`Name` after `Referrer name` and `Organisation`),
+   the labels present decide: the label keeps its meaning in the rules (3), so a flat
+   form's one `Email` is the referrer's unless a `Referrer email` is given too;
+3. otherwise (no field before it) the label's meaning in the rules.
+
+A value found under 1 outranks one found under 2, which outranks one found under 3; among
+equals the first wins. A section heading counts only once a field follows it.
+
 A document is a FORM when labels of at least `FORM_THRESHOLD` (2) distinct canonical fields
 were recognised, whether or not they were filled in, and at least one of them is about the
 person referred (`PERSONAL_FIELDS`: name, date of birth, gender, address, postcode or the
@@ -20,7 +36,7 @@ import re
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
-from router.core.forms.fields import PERSON, REFERRER, LabelMap, LabelMatch
+from router.core.forms.fields import PERSON, REFERRER, LabelMap, LabelMatch, side_of
 from router.core.forms.sections import sections_of
 from router.models import PERSONAL_FIELDS, FormStatus
 
@@ -33,6 +49,9 @@ _AMBIGUOUS = {
     PERSON: frozenset({"person_name", "person_address", "person_postcode"}),
     REFERRER: frozenset({"referrer_email", "referrer_phone", "referrer_organisation"}),
 }
+
+# How a value's side was decided (see the module docstring): a higher rank replaces a lower.
+_BY_RULES, _BY_NEIGHBOUR, _BY_LABEL = 0, 1, 2
 
 # Leader dots or underscores at either end of a value ("...... Amira Khan", "SE13 ____").
 _LEADERS = re.compile(r"^(?:[.…_]{2,}\s*)+|(?:\s*[.…_]{2,})+$")
@@ -95,7 +114,8 @@ class FieldCollector:
         self.sections = sections_of(label_map)
         self.section: str | None = None
         self._fields: dict[str, str] = {}
-        self._sided: dict[str, bool] = {}
+        self._rank: dict[str, int] = {}
+        self._neighbour: str | None = None  # side of the last labelled field in this block
         self._parts: dict[tuple[str, int], dict[int, str]] = {}
         self._parts_sided: dict[tuple[str, int], bool] = {}
         self._recognised: set[str] = set()
@@ -116,12 +136,25 @@ class FieldCollector:
         return True
 
     def add_match(self, found: LabelMatch, value: str) -> None:
-        """Record a value for an already matched label.
+        """Record a value for an already matched label, deciding whose it is.
 
-        The first value of a field wins, except that a value whose side is known (from its
-        label or section) replaces one found under a bare label outside any section.
+        The first value of a field wins, except that a value whose side is better known
+        (label or section over neighbour over the rules, see the module docstring)
+        replaces it.
         """
         self._recognised.add(found.field)
+        if self.section in _AMBIGUOUS:
+            self._sides_seen.add(self.section)  # a heading counts once a field follows it
+        rank = _BY_LABEL if found.sided else _BY_RULES
+        neighbour = side_of(found.field) or self._neighbour
+        if not found.sided and not found.repeat and self.section is None:
+            by_neighbour = self._by_neighbour(found)
+            if by_neighbour is None:
+                neighbour = self._neighbour  # nothing said; the block's side goes on
+            elif by_neighbour.sided:
+                found, rank = by_neighbour, _BY_NEIGHBOUR
+                neighbour = side_of(found.field) or neighbour
+        self._neighbour = neighbour
         if found.repeat:
             # Two fields ask the same question and nothing says whose each is: neither
             # unsided value can be trusted to be the side its label suggests.
@@ -133,15 +166,38 @@ class FieldCollector:
             self._add_part(found, text)
             return
         current = self._fields.get(found.field)
-        if text and (not current or (found.sided and not self._sided[found.field])):
+        if text and (not current or rank > self._rank[found.field]):
             self._fields[found.field] = text
-            self._sided[found.field] = found.sided
+            self._rank[found.field] = rank
             self.last_field = found.field
         elif text and found.append:
             self.extend(found.field, text)
             self.last_field = found.field
         else:
             self.last_field = None
+
+    def _by_neighbour(self, found: LabelMatch) -> LabelMatch | None:
+        """A generic label's meaning on the side of the labelled field before it.
+
+        Returns the match unchanged when nothing before it says a side or when that side's
+        field is already given under its own label ("Name" after "Referrer name": the
+        person's, whose side then continues); its meaning on that side (sided); or None
+        when that side has no such field: the caller keeps the rules' meaning, at the
+        lowest rank, without changing the block's side.
+        """
+        side = self._neighbour
+        if side is None or not is_ambiguous(found.field):
+            return found
+        on_side = self.labels.on_side(found, side)
+        if on_side is None or on_side.field == found.field:
+            return on_side
+        if self._rank.get(on_side.field, -1) == _BY_LABEL or self._named(on_side.field):
+            return found
+        return on_side
+
+    def _named(self, field: str) -> bool:
+        """True when a composite field's parts were given under sided labels."""
+        return any(self._parts_sided.get(key) for key in self._parts if key[0] == field)
 
     def _add_part(self, found: LabelMatch, text: str) -> None:
         """Record one part of a composite field (Forename(s) + Surname)."""
@@ -172,14 +228,13 @@ class FieldCollector:
         """
         role = self.sections.role(text)
         if role is not None:
-            self.section = role
-            if role in _AMBIGUOUS:
-                self._sides_seen.add(role)
+            self.section, self._neighbour = role, None
             return True
         words = self.labels.normalise(text).split()
         titled = {"section", "part", "detail", "details"} & set(words)
-        if 0 < len(words) <= 8 and (titled or strong or self.sections.is_numbered(text)):
-            self.section = None
+        looks = titled or strong or self.sections.is_numbered(text)
+        if 0 < len(words) <= 8 and looks and (strong or self.sections.reads_like_heading(text)):
+            self.section, self._neighbour = None, None
         return False
 
     def saw_section(self, role: str | None) -> None:
@@ -197,7 +252,7 @@ class FieldCollector:
         result = {
             name: value
             for name, value in self._fields.items()
-            if self._sided[name] or not self._guessed(name)
+            if self._rank[name] == _BY_LABEL or not self._guessed(name)
         }
         for (field, group), parts in sorted(self._parts.items()):
             if result.get(field) or not parts:

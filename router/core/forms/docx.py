@@ -291,13 +291,31 @@ class _DocxReader:
         return "\n".join(paragraph_text(p) for p in _children(cell, f"{_W}p"))
 
     def _label_row(self, labels: list[str], values: list[str]) -> bool:
-        """True for a row of at least two labels above a same-width row with no labels."""
+        """True for a row of labels (one may do when the other cells are blank) above a
+        same-width row with no labels. Labels the section gives to nobody ("Email" in the
+        person's section) still count as labels."""
         filled = [text for text in labels if text.strip()]
-        if len(filled) < 2 or len(labels) != len(values):
+        if not filled or len(labels) < 2 or len(labels) != len(values):
             return False
-        if not all(label_only(_flat(text), self.collector) for text in filled):
+        if len(filled) == 1 and not values[labels.index(filled[0])].strip():
             return False
-        return not any(is_label(_flat(text), self.collector) for text in values if text.strip())
+        if not all(self._any_label(text, alone=True) for text in filled):
+            return False
+        return not any(self._any_label(text) for text in values if text.strip())
+
+    def _any_label(self, text: str, alone: bool = False) -> bool:
+        """True when text is a label (only a label, with `alone`) in this or any section."""
+        flat = _flat(text)
+        section = self.collector.section
+        try:
+            for self.collector.section in (section, None):
+                if label_only(flat, self.collector):
+                    return True
+                if not alone and is_label(flat, self.collector):
+                    return True
+        finally:
+            self.collector.section = section
+        return False
 
     def _lone_label(self, texts: list[str]) -> LabelMatch | None:
         """The label of a one-cell row that is only a label ("DESCRIBE CONCERNS")."""

@@ -159,7 +159,7 @@ def _normalise(text: str, prefix: re.Pattern[str] | None) -> str:
     if prefix is not None:
         text = prefix.sub("", text, count=1)
     text = re.sub(r"\[\d*\]", " ", text)  # XFA-style indices: form1[0].Name[0]
-    text = re.sub(r"['’]s\b", "", text)  # Referrer's name -> Referrer name
+    text = re.sub(r"['’][sS]\b", "", text)  # Referrer's name, REFERRER'S NAME -> Referrer name
     without_parens = re.sub(r"\([^)]*\)", " ", text)
     if re.search(r"[A-Za-z0-9]", without_parens):
         text = without_parens
@@ -315,6 +315,25 @@ class LabelMap:
             best = best or known
         return best
 
+    def on_side(self, found: LabelMatch, side: str) -> LabelMatch | None:
+        """What an unsided match means on `side` (PERSON or REFERRER): itself, its
+        counterpart ("Name" on the referrer's side is `referrer_name`), or None (nobody's)."""
+        if found.field not in _PERSON_SIDE | _REFERRER_SIDE:
+            return found
+        if side_of(found.field) == side:
+            return replace(found, sided=True)
+        counterpart = _COUNTERPART.get(found.field)
+        if counterpart is None:
+            return None
+        return replace(found, field=counterpart, sided=True)
+
+
+def side_of(field: str) -> str | None:
+    """PERSON or REFERRER for a field that describes one side; None for the rest."""
+    if field in _PERSON_SIDE:
+        return PERSON
+    return REFERRER if field in _REFERRER_SIDE else None
+
 
 def _numbered_base(key: tuple[str, ...]) -> tuple[str, ...] | None:
     """("address", "line", "2") -> ("address",); None when the label is not numbered."""
@@ -407,4 +426,5 @@ __all__ = [
     "missing_fields",
     "normalise_label",
     "section_role",
+    "side_of",
 ]

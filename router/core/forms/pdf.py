@@ -186,10 +186,19 @@ def _read_by_position(
 ) -> list[PdfField]:
     """Label generic fields by the text printed next to them; returns those still unmatched."""
     labels = widget_labels(reader, [field.node for field in unmatched])
+    printed: dict[int, str] = {}
+    for printed_label in labels.values():
+        found = collector.match(printed_label.rstrip(":?* "))
+        if found is not None and not found.sided and is_ambiguous(found.field):
+            printed = field_sections(reader, [field.node for field in unmatched], collector)
+            break
+    for role in set(printed.values()):
+        collector.saw_section(role)
     left = []
     for field in unmatched:
         label = labels.get(id(field.node))
-        found = collector.match(label.rstrip(":?* ")) if label else None
+        section = printed.get(id(field.node))
+        found = collector.labels.match(label.rstrip(":?* "), section) if label else None
         if found is None:
             left.append(field)
         else:

@@ -12,6 +12,11 @@ A heading's role is found, in order:
 
 A leading section number ("Section 2:", "Part B -", "3.") is ignored. OTHER marks sections
 about neither side (parents, carers, other agencies): their Name and Email are nobody's.
+
+Only a line that reads like a heading is one (`reads_like_heading`): a title or an
+instruction ("Prevent referral - please complete all sections", "Thank you for completing
+this form", "Please complete your details below.") never opens a section, even when it
+names a side.
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ _NUMBERED = re.compile(
     re.IGNORECASE,
 )
 _FAMILY_WORDS = frozenset({"parent", "carer", "guardian", "mother", "father", "sibling", "kin"})
+# First words of instructions and courtesy lines, which are never headings.
+_INSTRUCTION_WORDS = frozenset(
+    {"please", "thank", "thanks", "complete", "completed", "return", "send", "email", "fill"}
+    | {"read", "use", "if", "once", "when", "note", "we", "i", "do", "all", "this", "these"}
+    | {"it", "by", "on", "in", "where", "tick", "type", "print", "sign"}
+)
 _SECTION_ONLY = re.compile(r"^\s*(?:section|part|step|stage)\s*[0-9a-z]{1,3}\s*$", re.IGNORECASE)
 
 
@@ -49,10 +60,11 @@ class SectionMap:
         self._known = sorted(((k, r) for k, r in known if k), key=lambda kr: -len(kr[0]))
 
     def role(self, heading: str) -> str | None:
-        """PERSON, REFERRER or OTHER for a section heading; None when it names no side."""
+        """PERSON, REFERRER or OTHER for a section heading; None when it names no side
+        (or does not read like a heading at all)."""
         text = strip_number(heading)
         key = label_key(self._labels.normalise(text))
-        if not key or len(key) > _MAX_HEADING_WORDS:
+        if not key or len(key) > _MAX_HEADING_WORDS or not self.reads_like_heading(heading):
             return None
         for wording, role in self._known:
             if key == wording:
@@ -66,6 +78,22 @@ class SectionMap:
                 # the heading's own role words, where they say something else, win.
                 return own if own is not None and role != OTHER else role
         return own
+
+    def is_known(self, heading: str) -> bool:
+        """True when a heading is, or contains, one of the rules' section wordings."""
+        key = label_key(self._labels.normalise(strip_number(heading)))
+        if not key or len(key) > _MAX_HEADING_WORDS or not self.reads_like_heading(heading):
+            return False
+        return any(key == wording or _contains(key, wording) for wording, _ in self._known)
+
+    def reads_like_heading(self, text: str) -> bool:
+        """False for sentences and instructions: a line ending in "." or "!", or starting
+        with "Please", "Thank you", "Complete", "If", "Once"... (see `_INSTRUCTION_WORDS`)."""
+        stripped = strip_number(text).strip()
+        if not stripped or stripped[-1] in ".!":
+            return False
+        words = self._labels.normalise(stripped).split()
+        return bool(words) and words[0] not in _INSTRUCTION_WORDS
 
     def is_numbered(self, text: str) -> bool:
         """True for "Section 3", "Part B: ..." and other numbered headings."""

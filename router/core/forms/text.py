@@ -20,6 +20,7 @@ file counts as a form; any other text is a supporting document.
 from __future__ import annotations
 
 import codecs
+import html
 import re
 from collections.abc import Iterable
 
@@ -133,10 +134,17 @@ class LineReader:
             self.collector.section = section
 
     def _other(self, text: str) -> None:
-        """A line that holds no label: a value, a continuation or a heading."""
+        """A line that holds no label: a value, a continuation or a heading.
+
+        The line under a label waiting for its value is that value ("Sam Referrer" under
+        "Referrer name"), unless it is one of the rules' section wordings.
+        """
         # "Label: value" is no heading, but "Section 2: Referrer details" is.
         heading = self.headings and not re.search(r":\s*\S", strip_number(text))
-        if heading and self.collector.sections.role(text) is not None:
+        sections = self.collector.sections
+        if self.pending is not None and heading:
+            heading = sections.is_known(text)
+        if heading and sections.role(text) is not None:
             self.finish()  # a label left blank just above the next section
             self.continuing = None
             self.collector.heading(text)
@@ -161,6 +169,12 @@ class LineReader:
             pair = _split_pair(part, self.collector)
             match = pair[0] if pair else label_only(part, self.collector)
             if match is None:
+                if index == 0 and self._dropped_label(part):
+                    # "Email   amira@..." in the person's section: nobody's, and no
+                    # continuation of the address above it.
+                    self.finish()
+                    self.continuing = None
+                    return True
                 index += 1
                 continue
             if not found:
@@ -205,9 +219,7 @@ def html_to_lines(text: str) -> str:
     text = re.sub(r"(?i)</t[dh]\s*>", "\t", text)
     text = re.sub(r"(?i)<br\s*/?>|</(?:p|div|tr|li|h[1-6])\s*>", "\n", text)
     text = re.sub(r"<[^>]{0,2000}>", " ", text)
-    for entity, char in (("&nbsp;", " "), ("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&")):
-        text = text.replace(entity, char)
-    return text
+    return html.unescape(text).replace("\u00a0", " ")
 
 
 def read_text(data: bytes, label_map: LabelMap) -> ReadResult:
