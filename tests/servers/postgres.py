@@ -40,9 +40,14 @@ class PostgresServer:
     """One PostgreSQL cluster in a temporary directory, listening on 127.0.0.1:`port`.
 
     Run as the `postgres` user when we are root (initdb refuses root), else as ourselves.
+    `fsync`: as production runs it (every commit waits for its WAL flush to disk); off by
+    default for the functional tests' speed, on wherever a figure is taken. `settings`:
+    more `-c` settings for the server.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, fsync: bool = False, settings: dict[str, str] | None = None) -> None:
+        self.fsync = fsync
+        self.settings = dict(settings or {})
         self.root = Path(tempfile.mkdtemp(prefix="router-pg-"))
         self.root.chmod(0o755)
         self.data = self.root / "data"
@@ -67,9 +72,11 @@ class PostgresServer:
 
     def start(self) -> None:
         """Start (or restart after `crash`) on the same port and data."""
+        durability = "" if self.fsync else " -c fsync=off -c full_page_writes=off"
+        more = "".join(f" -c {name}={value}" for name, value in self.settings.items())
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-            " -c fsync=off -c full_page_writes=off -c max_connections=200"
+            f" -c max_connections=200{durability}{more}"
         )
         self._run(
             "pg_ctl",
@@ -82,6 +89,12 @@ class PostgresServer:
             options,
             "start",
         )
+
+    @property
+    def log(self) -> str:
+        """The server's log so far."""
+        path = self.root / "log"
+        return path.read_text("utf-8", "replace") if path.exists() else ""
 
     def crash(self) -> None:
         """Stop at once, as a power cut would (`-m immediate`: the next start replays WAL)."""
