@@ -116,4 +116,6 @@ def test_two_nodes_through_a_transaction_pooler_survive_a_kill(  # type: ignore[
     assert sum(count - 1 for count in forwards.values()) <= 1
     mixups = _SESSION_MIXUPS.findall(postgres_server.log[log_before:])
     assert not mixups, mixups
-    print(f"through PgBouncer: all {total} done {time.monotonic() - killed_at:.1f} s after the kill")
+    print(
+        f"through PgBouncer: all {total} done {time.monotonic() - killed_at:.1f} s after the kill"
+    )
