@@ -40,7 +40,8 @@ LIBPQ_DEFAULTS = {
 }
 SECRETS = ("password", "sslpassword")
 _SCHEMES = ("postgresql://", "postgres://")
-_DURATION = re.compile(r"\d+(\.\d+)?\s*(us|ms|s|min|h|d)?")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?")
+_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 USAGE = "must be empty (SQLite) or postgresql://user@host:port/dbname (any libpq URL)"
 
 
@@ -52,6 +53,10 @@ class JournalUrl:
     libpq_defaults: dict[str, str] = field(default_factory=dict)  # absent from the URL
     session: dict[str, str] = field(default_factory=dict)  # SET LOCAL in every transaction
     redacted: str = ""  # safe to print
+
+    def seconds(self, name: str) -> float:
+        """One of the `session` limits in seconds (0: none)."""
+        return duration_seconds(self.session[name])
 
     def begin_sql(self) -> str:
         """The statements that open a transaction with its time limits (one round trip)."""
@@ -91,6 +96,14 @@ def parse_journal_url(url: str) -> JournalUrl:
         )
     defaults = {name: value for name, value in LIBPQ_DEFAULTS.items() if name not in parsed}
     return JournalUrl(conninfo, defaults, session, redact_url(url))
+
+
+def duration_seconds(value: str) -> float:
+    """A PostgreSQL duration (`15s`, `500ms`, `2min`; no unit: milliseconds) in seconds."""
+    found = _DURATION.fullmatch(value.strip())
+    if not found:
+        raise ValueError(f"not a duration: {value!r}")
+    return float(found[1]) * _UNIT_SECONDS[found[2] or "ms"]
 
 
 def _libpq_parse(conninfo: str) -> dict[str, str]:

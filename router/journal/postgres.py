@@ -22,8 +22,9 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from router.journal.conninfo import JournalUrl, parse_journal_url, redact_url
 from router.journal.database import Transaction
 from router.journal.migrations import VERSION_TABLE, migrations
-from router.journal.records import JournalUnavailable, Row
+from router.journal.records import JournalUnavailable, JournalUnreachable, Row
 from router.journal.sql import SqlJournal
+from router.journal.watchdog import Watchdog
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +34,12 @@ MIGRATION_LOCK = 0x726566657272616C
 MIGRATION_LOCK_TIMEOUT = "60s"
 MIGRATION_STATEMENT_TIMEOUT = "10min"
 POOL_TIMEOUT_SECONDS = 5.0
+# A call with no answer this long after its statement_timeout (which the server enforces,
+# when it hears the statement) has lost its server: its connection is cut (see `Watchdog`).
+CLIENT_GRACE_SECONDS = 2.0
+# A pooled connection that fails its first statement within this long had gone stale (the
+# server restarted or failed over since): another one is tried.
+STALE_SECONDS = 1.0
 DOWN_POOL_TIMEOUT_SECONDS = 0.5
 _UNREACHABLE = (psycopg.Error, PoolTimeout)
 _DOWN = (psycopg.OperationalError, PoolTimeout)
@@ -61,15 +68,18 @@ def _sql(statement: str) -> str:
 class _PostgresTransaction:
     """See `Transaction`."""
 
-    def __init__(self, connection: psycopg.Connection[Row]) -> None:
+    def __init__(self, connection: psycopg.Connection[Row], watchdog: Watchdog) -> None:
         self._connection = connection
+        self._watchdog = watchdog
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        cursor = self._connection.execute(_sql(sql), tuple(params))
-        return cursor.fetchall() if cursor.description else []
+        with self._watchdog.watch(self._connection.fileno()):
+            cursor = self._connection.execute(_sql(sql), tuple(params))
+            return cursor.fetchall() if cursor.description else []
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return self._connection.execute(_sql(sql), tuple(params)).rowcount
+        with self._watchdog.watch(self._connection.fileno()):
+            return self._connection.execute(_sql(sql), tuple(params)).rowcount
 
 
 class PostgresDatabase:
@@ -98,6 +108,8 @@ class PostgresDatabase:
         if password:
             self._connect_args["password"] = password
         self._max_size = max_size
+        limit = self.target.seconds("statement_timeout") or 60.0
+        self._watchdog = Watchdog(limit + CLIENT_GRACE_SECONDS)
         self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             self.url,
             kwargs=self._connect_args,
@@ -117,18 +129,29 @@ class PostgresDatabase:
         so a caller on the event loop (the pipeline) is never held for long."""
         return DOWN_POOL_TIMEOUT_SECONDS if self._down else POOL_TIMEOUT_SECONDS
 
+    def _unavailable(self, exc: BaseException) -> JournalUnavailable:
+        """The error a caller gets, remembering whether the server is down."""
+        self._down = isinstance(exc, _DOWN)
+        if isinstance(exc, (*_DISCARD, PoolTimeout)):
+            return JournalUnreachable(type(exc).__name__)
+        return JournalUnavailable(type(exc).__name__)
+
     def _take(self, first_sql: str) -> psycopg.Connection[Row]:
         """A pooled connection on which `first_sql` (no parameters) has run. A connection
         that fails it (the server restarted or failed over since it was last used) is
         dropped and the next one tried: nothing of the caller's has run on it yet."""
         for attempt in range(self._max_size + 1):
             connection = self._pool.getconn(timeout=self._wait_seconds())
+            started = time.monotonic()
             try:
-                connection.execute(first_sql)
+                with self._watchdog.watch(connection.fileno()):
+                    connection.execute(first_sql)
             except _DISCARD:
                 connection.close()
                 self._pool.putconn(connection)
-                if attempt == self._max_size:
+                # A stale connection fails at once; one that took long (cut by the
+                # watchdog) means the server cannot be reached: say so, do not wait again.
+                if attempt == self._max_size or time.monotonic() - started > STALE_SECONDS:
                     raise
                 continue
             except BaseException:
@@ -143,7 +166,7 @@ class PostgresDatabase:
         if isinstance(exc, _DISCARD):
             connection.close()
         elif connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            with suppress(psycopg.Error):
+            with suppress(psycopg.Error), self._watchdog.watch(connection.fileno()):
                 connection.execute("ROLLBACK")
         self._pool.putconn(connection)
 
@@ -159,16 +182,16 @@ class PostgresDatabase:
             connection = self._take(self.target.begin_sql())
             failure: BaseException | None = None
             try:
-                yield _PostgresTransaction(connection)
-                connection.execute("COMMIT")
+                yield _PostgresTransaction(connection, self._watchdog)
+                with self._watchdog.watch(connection.fileno()):
+                    connection.execute("COMMIT")
             except BaseException as exc:
                 failure = exc
                 raise
             finally:
                 self._give_back(connection, failure)
         except _UNREACHABLE as exc:
-            self._down = isinstance(exc, _DOWN)
-            raise JournalUnavailable(type(exc).__name__) from exc
+            raise self._unavailable(exc) from exc
         self._down = False
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
@@ -180,8 +203,7 @@ class PostgresDatabase:
         try:
             rows = self._read(statement, tuple(params))
         except _UNREACHABLE as exc:
-            self._down = isinstance(exc, _DOWN)
-            raise JournalUnavailable(type(exc).__name__) from exc
+            raise self._unavailable(exc) from exc
         self._down = False
         return rows
 
@@ -190,14 +212,15 @@ class PostgresDatabase:
             connection = self._pool.getconn(timeout=self._wait_seconds())
             failure: BaseException | None = None
             try:
-                cursor = psycopg.ClientCursor(connection)
-                cursor.execute(statement, params)
-                rows: list[Row] = []
-                while True:  # the results of BEGIN, SET, the query, COMMIT
-                    if cursor.description is not None:
-                        rows = cursor.fetchall()
-                    if not cursor.nextset():
-                        return rows
+                with self._watchdog.watch(connection.fileno()):
+                    cursor = psycopg.ClientCursor(connection)
+                    cursor.execute(statement, params)
+                    rows: list[Row] = []
+                    while True:  # the results of BEGIN, SET, the query, COMMIT
+                        if cursor.description is not None:
+                            rows = cursor.fetchall()
+                        if not cursor.nextset():
+                            return rows
             except _DISCARD as exc:
                 failure = exc
                 if attempt == self._max_size or not connection.broken:
@@ -257,6 +280,7 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self._pool.close()
+        self._watchdog.close()
 
 
 class TableBlobs:
