@@ -153,6 +153,7 @@ class PostgresDatabase:
                 # watchdog) means the server cannot be reached: say so, do not wait again.
                 if attempt == self._max_size or time.monotonic() - started > STALE_SECONDS:
                     raise
+                self._down = True  # the others may be stale too: do not wait long for one
                 continue
             except BaseException:
                 self._pool.putconn(connection)
@@ -225,6 +226,7 @@ class PostgresDatabase:
                 failure = exc
                 if attempt == self._max_size or not connection.broken:
                     raise
+                self._down = True  # the others may be stale too: do not wait long for one
             except BaseException as exc:
                 failure = exc
                 raise

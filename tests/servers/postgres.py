@@ -45,7 +45,13 @@ class PostgresServer:
     more `-c` settings for the server.
     """
 
-    def __init__(self, *, fsync: bool = False, settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        fsync: bool = False,
+        settings: dict[str, str] | None = None,
+        standby_of: PostgresServer | None = None,
+    ) -> None:
         self.fsync = fsync
         self.settings = dict(settings or {})
         self.root = Path(tempfile.mkdtemp(prefix="router-pg-"))
@@ -57,9 +63,15 @@ class PostgresServer:
             self._as = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", "postgres", "--"]
             account = pwd.getpwnam("postgres")
             os.chown(self.root, account.pw_uid, account.pw_gid)
-        self._run(
-            "initdb", "-D", str(self.data), "-A", "trust", "-U", USER, "--no-sync", "-E", "UTF8"
-        )
+        if standby_of is None:
+            self._run(
+                "initdb", "-D", str(self.data), "-A", "trust", "-U", USER, "--no-sync", "-E", "UTF8"
+            )
+        else:  # a streaming standby (`standby.signal` and the primary's address written by -R)
+            self._run(
+                "pg_basebackup", "-h", "127.0.0.1", "-p", str(standby_of.port), "-U", USER,
+                "-D", str(self.data), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast",
+            )  # fmt: skip
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run(
@@ -89,6 +101,18 @@ class PostgresServer:
             options,
             "start",
         )
+
+    def promote(self) -> None:
+        """Make a standby the primary (waits until it takes writes)."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "promote")
+
+    def synchronous(self) -> None:
+        """Commit only once a standby has the WAL (`synchronous_standby_names = '*'`)."""
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
+            connection.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            connection.execute("SELECT pg_reload_conf()")
 
     @property
     def log(self) -> str:
