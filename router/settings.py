@@ -114,6 +114,7 @@ _EXAMPLES = {
     "from_address": "referrals@council.example",
     "review_address": "prevent-review@council.example",
     "allow_insecure": "true",
+    "journal": "postgresql://router@db1:5432,db2:5432/referrals?target_session_attrs=read-write",
 }
 
 
@@ -180,7 +181,8 @@ class Settings(BaseSettings):
     inbox_tls_cert_file: Path | None = None
     inbox_tls_key_file: Path | None = None
     inbox_allow: str = ""
-    # Empty: SQLite in state_dir; `postgresql://user@host:port/db` for a shared journal.
+    # Empty: SQLite in state_dir; a libpq URL (`postgresql://user@host:port/db`, several
+    # hosts, `host=` in the query...) for a shared journal. Never with a password in it.
     journal: str = ""
     journal_password: SecretStr | None = None
     journal_password_file: Path | None = None
@@ -250,6 +252,15 @@ class Settings(BaseSettings):
                 f" {', '.join(missing)}"
             )
         return self
+
+    @field_validator("journal")
+    @classmethod
+    def _journal(cls, value: str) -> str:
+        if value.strip():
+            from router.journal.conninfo import parse_journal_url  # psycopg only when set
+
+            parse_journal_url(value)
+        return value
 
     @field_validator("inbox")
     @classmethod

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
-from urllib.parse import urlsplit
 
+from router.journal.conninfo import parse_journal_url
 from router.journal.files import ensure_dir
 from router.journal.protocol import Journal
 from router.journal.records import message_id_header
@@ -29,21 +29,16 @@ def journal_password(settings: Settings) -> str | None:
 
 
 def check_journal_url(url: str) -> None:
-    """Refuse a ROUTER_JOURNAL that is not a PostgreSQL URL, or that carries a password.
+    """Refuse a ROUTER_JOURNAL that is not a libpq URL, or that carries a password (in the
+    user part or as `password=`/`sslpassword=` in the query).
 
     Raises:
         ValueError: saying what is wrong, without echoing the value.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
-        raise ValueError(
-            "ROUTER_JOURNAL must be empty (SQLite) or postgresql://user@host:port/dbname"
-        )
-    if parts.password is not None:
-        raise ValueError(
-            "ROUTER_JOURNAL must not contain a password: use ROUTER_JOURNAL_PASSWORD_FILE"
-            " or ROUTER_JOURNAL_PASSWORD"
-        )
+    try:
+        parse_journal_url(url)
+    except ValueError as exc:
+        raise ValueError(f"ROUTER_JOURNAL {exc}") from None
 
 
 def open_journal(settings: Settings) -> Journal:

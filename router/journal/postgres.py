@@ -10,39 +10,54 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import structlog
+from psycopg import errors
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from router.journal.conninfo import JournalUrl, parse_journal_url, redact_url
 from router.journal.database import Transaction
 from router.journal.migrations import VERSION_TABLE, migrations
-from router.journal.records import JournalUnavailable, Row
+from router.journal.records import JournalUnavailable, JournalUnreachable, Row
 from router.journal.sql import SqlJournal
+from router.journal.watchdog import Watchdog
 
 log = structlog.get_logger(__name__)
 
-# pg_advisory_lock key for schema migrations ("referral" in ASCII, as a number).
+# pg_advisory_xact_lock key for schema migrations ("referral" in ASCII, as a number).
 MIGRATION_LOCK = 0x726566657272616C
-CONNECT_TIMEOUT_SECONDS = 5
+# A node starting while another migrates waits this long for it, then says so.
+MIGRATION_LOCK_TIMEOUT = "60s"
+MIGRATION_STATEMENT_TIMEOUT = "10min"
 POOL_TIMEOUT_SECONDS = 5.0
+# A call with no answer this long after its statement_timeout (which the server enforces,
+# when it hears the statement) has lost its server: its connection is cut (see `Watchdog`).
+CLIENT_GRACE_SECONDS = 2.0
+# A pooled connection that fails its first statement within this long had gone stale (the
+# server restarted or failed over since): another one is tried.
+STALE_SECONDS = 1.0
 DOWN_POOL_TIMEOUT_SECONDS = 0.5
 _UNREACHABLE = (psycopg.Error, PoolTimeout)
 _DOWN = (psycopg.OperationalError, PoolTimeout)
+# Answers after which a connection is not used again: a server that is (still, or again)
+# read-only after a failover, or one shutting down. The pool makes a new connection, which
+# libpq points at a writable host (`target_session_attrs=read-write`).
+_DISCARD = (
+    psycopg.OperationalError,
+    errors.ReadOnlySqlTransaction,  # 25006
+    errors.AdminShutdown,  # 57P01
+    errors.CrashShutdown,  # 57P02
+    errors.CannotConnectNow,  # 57P03
+)
 
 
 def redacted_url(url: str) -> str:
     """The URL without any password (safe to print)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, ""))
+    return redact_url(url)
 
 
 def _sql(statement: str) -> str:
@@ -53,41 +68,54 @@ def _sql(statement: str) -> str:
 class _PostgresTransaction:
     """See `Transaction`."""
 
-    def __init__(self, connection: psycopg.Connection[Row]) -> None:
+    def __init__(self, connection: psycopg.Connection[Row], watchdog: Watchdog) -> None:
         self._connection = connection
+        self._watchdog = watchdog
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        cursor = self._connection.execute(_sql(sql), tuple(params))
-        return cursor.fetchall() if cursor.description else []
+        with self._watchdog.watch(self._connection.fileno()):
+            cursor = self._connection.execute(_sql(sql), tuple(params))
+            return cursor.fetchall() if cursor.description else []
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return self._connection.execute(_sql(sql), tuple(params)).rowcount
+        with self._watchdog.watch(self._connection.fileno()):
+            return self._connection.execute(_sql(sql), tuple(params)).rowcount
 
 
 class PostgresDatabase:
-    """A pool of connections to one PostgreSQL database. See `Database`."""
+    """A pool of connections to one PostgreSQL database (or a pooler in front of it). See
+    `Database`.
+
+    Nothing is kept between transactions on a server connection, so that a transaction
+    pooler (PgBouncer `pool_mode = transaction`) may hand each one to another: no server-side
+    prepared statements (`prepare_threshold=None`), time limits set with `SET LOCAL` in each
+    transaction, the migration lock taken inside the migration's transaction.
+    """
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
     for_update = " FOR UPDATE"
 
     def __init__(self, url: str, *, password: str | None = None, max_size: int = 4) -> None:
-        self.url = url
+        self.target: JournalUrl = parse_journal_url(url)
+        self.url = self.target.conninfo  # what libpq (and a test's own connection) takes
         self._down = False
         self._connect_args: dict[str, Any] = {
             "row_factory": dict_row,
-            "autocommit": True,
-            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-            "application_name": "referral-router",
+            "autocommit": True,  # transactions are opened by `_begin`, with their limits
+            "prepare_threshold": None,  # never server-side prepared: poolers mix sessions
+            **self.target.libpq_defaults,
         }
         if password:
             self._connect_args["password"] = password
+        self._max_size = max_size
+        limit = self.target.seconds("statement_timeout") or 60.0
+        self._watchdog = Watchdog(limit + CLIENT_GRACE_SECONDS)
         self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
-            url,
+            self.url,
             kwargs=self._connect_args,
             min_size=1,
             max_size=max_size,
             timeout=POOL_TIMEOUT_SECONDS,
-            check=ConnectionPool.check_connection,  # a restarted server: reconnect, not fail
             open=False,
         )
 
@@ -101,6 +129,48 @@ class PostgresDatabase:
         so a caller on the event loop (the pipeline) is never held for long."""
         return DOWN_POOL_TIMEOUT_SECONDS if self._down else POOL_TIMEOUT_SECONDS
 
+    def _unavailable(self, exc: BaseException) -> JournalUnavailable:
+        """The error a caller gets, remembering whether the server is down."""
+        self._down = isinstance(exc, _DOWN)
+        if isinstance(exc, (*_DISCARD, PoolTimeout)):
+            return JournalUnreachable(type(exc).__name__)
+        return JournalUnavailable(type(exc).__name__)
+
+    def _take(self, first_sql: str) -> psycopg.Connection[Row]:
+        """A pooled connection on which `first_sql` (no parameters) has run. A connection
+        that fails it (the server restarted or failed over since it was last used) is
+        dropped and the next one tried: nothing of the caller's has run on it yet."""
+        for attempt in range(self._max_size + 1):
+            connection = self._pool.getconn(timeout=self._wait_seconds())
+            started = time.monotonic()
+            try:
+                with self._watchdog.watch(connection.fileno()):
+                    connection.execute(first_sql)
+            except _DISCARD:
+                connection.close()
+                self._pool.putconn(connection)
+                # A stale connection fails at once; one that took long (cut by the
+                # watchdog) means the server cannot be reached: say so, do not wait again.
+                if attempt == self._max_size or time.monotonic() - started > STALE_SECONDS:
+                    raise
+                self._down = True  # the others may be stale too: do not wait long for one
+                continue
+            except BaseException:
+                self._pool.putconn(connection)
+                raise
+            return connection
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _give_back(self, connection: psycopg.Connection[Row], exc: BaseException | None) -> None:
+        """Return a connection to the pool, rolled back; closed after an answer in `_DISCARD`
+        (the pool then replaces it)."""
+        if isinstance(exc, _DISCARD):
+            connection.close()
+        elif connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            with suppress(psycopg.Error), self._watchdog.watch(connection.fileno()):
+                connection.execute("ROLLBACK")
+        self._pool.putconn(connection)
+
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[Transaction]:
         """See `Database.transaction`. Every commit waits for its WAL flush, `durable` or
@@ -110,60 +180,109 @@ class PostgresDatabase:
         sent twice."""
         del durable
         try:
-            with (
-                self._pool.connection(timeout=self._wait_seconds()) as connection,
-                connection.transaction(),
-            ):
-                yield _PostgresTransaction(connection)
+            connection = self._take(self.target.begin_sql())
+            failure: BaseException | None = None
+            try:
+                yield _PostgresTransaction(connection, self._watchdog)
+                with self._watchdog.watch(connection.fileno()):
+                    connection.execute("COMMIT")
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                self._give_back(connection, failure)
         except _UNREACHABLE as exc:
-            self._down = isinstance(exc, _DOWN)
-            raise JournalUnavailable(type(exc).__name__) from exc
+            raise self._unavailable(exc) from exc
         self._down = False
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """See `Database.query`: one round trip, with the statement's time limit (the
+        parameters are bound by psycopg on this side, so BEGIN, the limit, the query and
+        COMMIT go as one message)."""
+        limit = self.target.session["statement_timeout"]
+        statement = f"BEGIN READ ONLY; SET LOCAL statement_timeout = '{limit}'; {_sql(sql)}; COMMIT"
         try:
-            with self._pool.connection(timeout=self._wait_seconds()) as connection:
-                rows = _PostgresTransaction(connection).rows(sql, params)
+            rows = self._read(statement, tuple(params))
         except _UNREACHABLE as exc:
-            self._down = isinstance(exc, _DOWN)
-            raise JournalUnavailable(type(exc).__name__) from exc
+            raise self._unavailable(exc) from exc
         self._down = False
         return rows
 
+    def _read(self, statement: str, params: tuple[Any, ...]) -> list[Row]:
+        for attempt in range(self._max_size + 1):
+            connection = self._pool.getconn(timeout=self._wait_seconds())
+            failure: BaseException | None = None
+            try:
+                with self._watchdog.watch(connection.fileno()):
+                    cursor = psycopg.ClientCursor(connection)
+                    cursor.execute(statement, params)
+                    rows: list[Row] = []
+                    while True:  # the results of BEGIN, SET, the query, COMMIT
+                        if cursor.description is not None:
+                            rows = cursor.fetchall()
+                        if not cursor.nextset():
+                            return rows
+            except _DISCARD as exc:
+                failure = exc
+                if attempt == self._max_size or not connection.broken:
+                    raise
+                self._down = True  # the others may be stale too: do not wait long for one
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                self._give_back(connection, failure)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def migrate(self) -> int:
-        """Apply missing migrations under an advisory lock (two nodes starting together
-        wait for each other); returns how many this call applied."""
-        applied = 0
+        """Apply missing migrations in one transaction holding a transaction-level advisory
+        lock (two nodes starting together wait for each other, up to
+        `MIGRATION_LOCK_TIMEOUT`; nothing outlives the transaction, so it works through a
+        transaction pooler); returns how many this call applied."""
         try:
             with psycopg.connect(self.url, **self._connect_args) as connection:
-                connection.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
-                connection.execute(
-                    f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY,"
-                    " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
-                )
-                done = {
-                    row["version"]
-                    for row in connection.execute(f"SELECT version FROM {VERSION_TABLE}")  # noqa: S608
-                }
-                for migration in migrations("postgresql"):
-                    if migration.version in done:
-                        continue
-                    with connection.transaction():
-                        connection.execute(migration.sql.encode())
-                        connection.execute(
-                            f"INSERT INTO {VERSION_TABLE} VALUES (%s, %s, %s)",  # noqa: S608
-                            (migration.version, migration.name, time.time()),
-                        )
-                    applied += 1
-                connection.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+                return self._migrate(connection)
+        except errors.LockNotAvailable as exc:
+            raise JournalUnavailable(
+                f"the journal database {redact_url(self.url)} is being migrated by another"
+                f" node for over {MIGRATION_LOCK_TIMEOUT}"
+            ) from exc
         except psycopg.Error as exc:
             raise JournalUnavailable(
-                f"cannot reach the journal database {redacted_url(self.url)} ({type(exc).__name__})"
+                f"cannot reach the journal database {redact_url(self.url)} ({type(exc).__name__})"
             ) from exc
+
+    @staticmethod
+    def _migrate(connection: psycopg.Connection[Row]) -> int:
+        applied = 0
+        with connection.transaction():
+            connection.execute(
+                f"SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT}';"
+                f" SET LOCAL statement_timeout = '{MIGRATION_STATEMENT_TIMEOUT}'"
+            )
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            done = {
+                row["version"]
+                for row in connection.execute(f"SELECT version FROM {VERSION_TABLE}")  # noqa: S608
+            }
+            for migration in migrations("postgresql"):
+                if migration.version in done:
+                    continue
+                connection.execute(migration.sql.encode())
+                connection.execute(
+                    f"INSERT INTO {VERSION_TABLE} VALUES (%s, %s, %s)",  # noqa: S608
+                    (migration.version, migration.name, time.time()),
+                )
+                applied += 1
         return applied
 
     def close(self) -> None:
         self._pool.close()
+        self._watchdog.close()
 
 
 class TableBlobs:
@@ -220,8 +339,8 @@ class PostgresJournal(SqlJournal):
         processed_folder: str = "Processed",
         failed_folder: str = "Failed",
     ) -> None:
-        self.url = url
         database = PostgresDatabase(url, password=password)
+        self.url = database.url
         database.migrate()
         database.open()
         super().__init__(
@@ -229,7 +348,7 @@ class PostgresJournal(SqlJournal):
             TableBlobs(database),
             node=node,
             shared=True,
-            where=redacted_url(url),
+            where=database.target.redacted,
             processed_folder=processed_folder,
             failed_folder=failed_folder,
         )

@@ -125,6 +125,12 @@ class JournalUnavailable(ConnectionError):
     451 and the sender tries again later."""
 
 
+class JournalUnreachable(JournalUnavailable):
+    """The shared journal's database server cannot be reached, or is not (yet) writable (a
+    failover in progress, a network cut): not a fault of this node, which keeps running and
+    reconnects by itself (its /readyz fails meanwhile, its /healthz does not)."""
+
+
 def new_message_id() -> str:
     """A journal id such as `20261121-9F2C3A1B`: sortable by day, readable on the phone."""
     return f"{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(4).upper()}"

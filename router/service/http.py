@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from router.journal.records import JournalUnavailable
+from router.journal.records import JournalUnavailable, JournalUnreachable
 from router.send.health import Check, RelayHealth, age
 from router.service.loop_thread import LoopThread
 
@@ -185,8 +185,8 @@ class OpsServer:
         return _verdict(
             {
                 "event_loop": self.loop_check(),
-                "journal": await self.journal_check(),
-                "tasks": self.tasks_check(),
+                "journal": await self.journal_check(liveness=True),
+                "tasks": self.tasks_check(liveness=True),
             }
         )
 
@@ -229,9 +229,12 @@ class OpsServer:
         stalled = round(max(0.0, time.monotonic() - self.last_beat - 1.0), 1)
         return Check(stalled < self.loop_stall, {"stalled_seconds": stalled})
 
-    def tasks_check(self) -> Check:
-        """OK unless a supervised loop failed and has not finished a round since."""
+    def tasks_check(self, *, liveness: bool = False) -> Check:
+        """OK unless a supervised loop failed and has not finished a round since. For
+        `liveness`, loops failing only because a shared journal's database is unreachable
+        do not count (restarting this node would not help; /readyz reports it)."""
         supervisor = self.daemon.supervisor
+        shared = getattr(self.daemon.journal, "shared", False)
         now = supervisor.clock()
         failing = {
             name: {
@@ -241,6 +244,7 @@ class OpsServer:
                 "failing_for_seconds": age(health.failing_since, now),
             }
             for name, health in supervisor.failing().items()
+            if not (liveness and shared and health.error == JournalUnreachable.__name__)
         }
         return Check(not failing, {"failing": failing} if failing else {})
 
@@ -259,13 +263,19 @@ class OpsServer:
         shown = None if age is None else round(age, 1)
         return Check(ok, {"oldest_seconds": shown, "bound_seconds": self.undecided_grace})
 
-    async def journal_check(self) -> Check:
-        """A tiny durable write to the journal and to its state directory, in bounded time."""
+    async def journal_check(self, *, liveness: bool = False) -> Check:
+        """A tiny durable write to the journal and to its state directory, in bounded time.
+        For `liveness`, a shared journal whose database cannot be reached (or is not
+        writable yet, during a failover) is OK with the error shown: the node is alive and
+        reconnects by itself; /readyz fails meanwhile."""
         started = time.monotonic()
         try:
             await asyncio.wait_for(asyncio.to_thread(self._touch_journal), self.journal_timeout)
         except TimeoutError:
             return Check(False, {"error": f"no write within {self.journal_timeout:g} s"})
+        except JournalUnreachable as exc:
+            log.warning("health_journal_failed", error=type(exc).__name__)
+            return Check(liveness, {"error": type(exc).__name__})
         except (sqlite3.Error, OSError, JournalUnavailable) as exc:
             log.warning("health_journal_failed", error=type(exc).__name__)
             return Check(False, {"error": type(exc).__name__})

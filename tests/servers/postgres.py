@@ -40,9 +40,20 @@ class PostgresServer:
     """One PostgreSQL cluster in a temporary directory, listening on 127.0.0.1:`port`.
 
     Run as the `postgres` user when we are root (initdb refuses root), else as ourselves.
+    `fsync`: as production runs it (every commit waits for its WAL flush to disk); off by
+    default for the functional tests' speed, on wherever a figure is taken. `settings`:
+    more `-c` settings for the server.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        fsync: bool = False,
+        settings: dict[str, str] | None = None,
+        standby_of: PostgresServer | None = None,
+    ) -> None:
+        self.fsync = fsync
+        self.settings = dict(settings or {})
         self.root = Path(tempfile.mkdtemp(prefix="router-pg-"))
         self.root.chmod(0o755)
         self.data = self.root / "data"
@@ -52,9 +63,15 @@ class PostgresServer:
             self._as = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", "postgres", "--"]
             account = pwd.getpwnam("postgres")
             os.chown(self.root, account.pw_uid, account.pw_gid)
-        self._run(
-            "initdb", "-D", str(self.data), "-A", "trust", "-U", USER, "--no-sync", "-E", "UTF8"
-        )
+        if standby_of is None:
+            self._run(
+                "initdb", "-D", str(self.data), "-A", "trust", "-U", USER, "--no-sync", "-E", "UTF8"
+            )
+        else:  # a streaming standby (`standby.signal` and the primary's address written by -R)
+            self._run(
+                "pg_basebackup", "-h", "127.0.0.1", "-p", str(standby_of.port), "-U", USER,
+                "-D", str(self.data), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast",
+            )  # fmt: skip
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run(
@@ -67,9 +84,11 @@ class PostgresServer:
 
     def start(self) -> None:
         """Start (or restart after `crash`) on the same port and data."""
+        durability = "" if self.fsync else " -c fsync=off -c full_page_writes=off"
+        more = "".join(f" -c {name}={value}" for name, value in self.settings.items())
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-            " -c fsync=off -c full_page_writes=off -c max_connections=200"
+            f" -c max_connections=200{durability}{more}"
         )
         self._run(
             "pg_ctl",
@@ -82,6 +101,24 @@ class PostgresServer:
             options,
             "start",
         )
+
+    def promote(self) -> None:
+        """Make a standby the primary (waits until it takes writes)."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "promote")
+
+    def synchronous(self) -> None:
+        """Commit only once a standby has the WAL (`synchronous_standby_names = '*'`)."""
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
+            connection.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            connection.execute("SELECT pg_reload_conf()")
+
+    @property
+    def log(self) -> str:
+        """The server's log so far."""
+        path = self.root / "log"
+        return path.read_text("utf-8", "replace") if path.exists() else ""
 
     def crash(self) -> None:
         """Stop at once, as a power cut would (`-m immediate`: the next start replays WAL)."""
