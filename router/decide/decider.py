@@ -297,9 +297,6 @@ class Pipeline:
             summary: what the log may say instead; an exception's text can quote the
                 message's content, so only its class is logged.
         """
-        self.journal.quarantine(stored.id, error)
-        self.metrics.quarantined.inc()
-        log.error("quarantined", message=stored.id, error=(summary or error)[:200])
         alert = compose_alert(
             f"Referral router: message {stored.id} quarantined",
             f"The router could not process message {stored.id} and set it aside.\n\n"
@@ -309,7 +306,10 @@ class Pipeline:
             to=self.settings.review_address,
             original_raw=self.journal.raw_message(stored.id),
         )
-        self.journal.add_mail(stored.id, new_mail("alert", None, alert))
+        # One transaction: a message is never set aside without the alert that says so.
+        self.journal.quarantine(stored.id, error, alert=new_mail("alert", None, alert))
+        self.metrics.quarantined.inc()
+        log.error("quarantined", message=stored.id, error=(summary or error)[:200])
 
 
 # Why an `ignored` decision was automatic, in fixed words: the verdict's own reason can

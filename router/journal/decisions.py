@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -150,14 +152,43 @@ class Decisions(JournalCore):
             ),
         )
 
-    def quarantine(self, message_id: str, error: str) -> None:
+    def quarantine(self, message_id: str, error: str, *, alert: NewMail | None = None) -> None:
         """See `Journal.quarantine`."""
-        with self._db.transaction() as tx:
-            tx.run(
-                "UPDATE messages SET state = 'quarantined', last_error = ?, claimed_by = NULL,"
-                " lease_until = NULL WHERE id = ?",
-                (error[:2000], message_id),
-            )
+        with self._added_mail(message_id, alert) as add, self._db.transaction() as tx:
+            self._set_aside(tx, message_id, error)
+            add(tx)
+
+    @staticmethod
+    def _set_aside(tx: Transaction, message_id: str, error: str) -> None:
+        tx.run(
+            "UPDATE messages SET state = 'quarantined', last_error = ?, claimed_by = NULL,"
+            " lease_until = NULL WHERE id = ?",
+            (error[:2000], message_id),
+        )
+
+    @contextmanager
+    def _added_mail(
+        self, message_id: str, mail: NewMail | None
+    ) -> Iterator[Callable[[Transaction], str | None]]:
+        """Stage the bytes of one more mail for a message (an alert), and give the step
+        that queues it inside the caller's transaction; the bytes are removed again when
+        that transaction fails (no file left that no row names)."""
+        if mail is None:
+            yield lambda tx: None
+            return
+        mail_id = f"{message_id}.a{secrets.token_hex(3)}"
+        self._blobs.stage(SPOOL, mail_id, mail.data)
+
+        def add(tx: Transaction) -> str:
+            self._insert_mail(tx, mail_id, message_id, mail, time.time())
+            self._blobs.attach(tx, SPOOL, mail_id, mail.data)
+            return mail_id
+
+        try:
+            yield add
+        except BaseException:
+            self._blobs.unstage(SPOOL, mail_id)
+            raise
 
     def reprocess(self, message_id: str) -> bool:
         """See `Journal.reprocess`."""

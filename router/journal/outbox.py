@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import time
 
 from router.journal.core import FINISH, HEARTBEAT_SECONDS
@@ -37,15 +36,9 @@ class Outbox(Decisions):
 
     def add_mail(self, message_id: str, mail: NewMail) -> str:
         """See `Journal.add_mail`."""
-        mail_id = f"{message_id}.a{secrets.token_hex(3)}"
-        self._blobs.stage(SPOOL, mail_id, mail.data)
-        try:
-            with self._db.transaction() as tx:
-                self._insert_mail(tx, mail_id, message_id, mail, time.time())
-                self._blobs.attach(tx, SPOOL, mail_id, mail.data)
-        except BaseException:
-            self._blobs.unstage(SPOOL, mail_id)  # no file left that no row names
-            raise
+        with self._added_mail(message_id, mail) as add, self._db.transaction() as tx:
+            mail_id = add(tx)
+        assert mail_id is not None  # a mail was given
         return mail_id
 
     def due_mail(self, now: float, limit: int = 50) -> list[OutboxItem]:
@@ -104,13 +97,26 @@ class Outbox(Decisions):
                 (error[:500], next_attempt_at, mail_id),
             )
 
-    def mark_failed(self, mail_id: str, error: str) -> None:
+    def mark_failed(
+        self,
+        mail_id: str,
+        error: str,
+        *,
+        quarantine: str | None = None,
+        alert: NewMail | None = None,
+    ) -> None:
         """See `Journal.mark_failed`."""
         # Durable: an outcome a person acts on (`status` lists it), and it holds the acks back.
-        with self._db.transaction() as tx:
-            rows = tx.rows(
+        # One transaction with the quarantine and the alert: a crash or a journal error
+        # leaves the mail pending (sent again, refused again), never failed and untold.
+        owner = self.query("SELECT message_id FROM outbox WHERE id = ?", (mail_id,))
+        if not owner:
+            return  # purged meanwhile: nothing left to mark
+        message_id = owner[0]["message_id"]
+        with self._added_mail(message_id, alert) as add, self._db.transaction() as tx:
+            tx.run(
                 "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?,"
-                " claimed_by = NULL, lease_until = NULL WHERE id = ? RETURNING message_id",
+                " claimed_by = NULL, lease_until = NULL WHERE id = ?",
                 (error[:500], mail_id),
             )
             tx.run(
@@ -120,7 +126,10 @@ class Outbox(Decisions):
                 " AND kind IN ('forward', 'incomplete_notice', 'review'))",
                 (mail_id,),
             )
-            finished = self._finish(tx, (row["message_id"] for row in rows), time.time())
+            if quarantine is not None:
+                self._set_aside(tx, message_id, quarantine)
+            add(tx)
+            finished = self._finish(tx, [message_id], time.time())
         self._report_finished(finished)
 
     def finish_messages(self) -> list[str]:

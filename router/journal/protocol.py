@@ -79,8 +79,9 @@ class Journal(InboxSink, Protocol):
         is recorded."""
         ...
 
-    def quarantine(self, message_id: str, error: str) -> None:
-        """Set one message aside with its error; it is never dropped (see `reprocess`)."""
+    def quarantine(self, message_id: str, error: str, *, alert: NewMail | None = None) -> None:
+        """Set one message aside with its error; it is never dropped (see `reprocess`).
+        `alert`, the mail telling a person, is queued in the same transaction."""
         ...
 
     def reprocess(self, message_id: str) -> bool:
@@ -116,9 +117,18 @@ class Journal(InboxSink, Protocol):
 
     def mark_retry(self, mail_id: str, error: str, next_attempt_at: float) -> None: ...
 
-    def mark_failed(self, mail_id: str, error: str) -> None:
+    def mark_failed(
+        self,
+        mail_id: str,
+        error: str,
+        *,
+        quarantine: str | None = None,
+        alert: NewMail | None = None,
+    ) -> None:
         """A mail refused for good. Its referral's waiting acknowledgment is held back too
-        (failed, so `reprocess` sends both once the cause is fixed)."""
+        (failed, so `reprocess` sends both once the cause is fixed). In the same
+        transaction: its message is quarantined with the reason `quarantine` (when given)
+        and `alert` is queued, so none of them is recorded without the others."""
         ...
 
     def finish_messages(self) -> list[str]:

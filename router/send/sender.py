@@ -52,28 +52,58 @@ class Delivery:
         self.relay = relay
         self.metrics = metrics
         self.clock = clock
+        # Ids of mail with the relay now, or accepted by it and not yet recorded as sent: a
+        # round never hands these over again (nor, on PostgreSQL, where this node's own
+        # claims are claimable, does a restarted loop).
+        self._in_flight: set[str] = set()
+        # Accepted by the relay (250) while the journal failed to record it.
+        self._unrecorded: dict[str, OutboxItem] = {}
 
     async def deliver_due(self, concurrency: int = SENDERS) -> int:
-        """Send every mail that is due now, a few at once; returns how many were tried."""
+        """Send every mail that is due now, a few at once; returns how many were tried (or
+        recorded at last).
+
+        A mail is with the relay in one place only: one the relay accepted but the journal
+        did not record as sent is recorded first (and never handed over again), and when a
+        step fails no further mail starts; those already with the relay are finished and
+        recorded before the failure is raised (for the supervisor, which runs the next round).
+        """
+        recorded = await self._record_unrecorded()
         due = await asyncio.to_thread(self._due, self.clock())
+        due = [(item, data) for item, data in due if item.id not in self._in_flight]
         slots = asyncio.Semaphore(concurrency)
-        failed = False
+        failures: list[Exception] = []
 
         async def deliver_one(item: OutboxItem, data: bytes | None) -> None:
-            nonlocal failed
             async with slots:
-                if failed:
+                if failures:
                     # Sending on while the journal cannot record what was sent would only
                     # send it all again later: leave the rest for the next round.
                     return
+                self._in_flight.add(item.id)
                 try:
                     await self.deliver(item, data)
-                except BaseException:
-                    failed = True
-                    raise
+                except Exception as exc:  # raised below, once the others are back
+                    failures.append(exc)
+                finally:
+                    if item.id not in self._unrecorded:
+                        self._in_flight.discard(item.id)
 
         await asyncio.gather(*(deliver_one(item, data) for item, data in due))
-        return len(due)
+        if failures:
+            raise failures[0]
+        return recorded + len(due)
+
+    async def _record_unrecorded(self) -> int:
+        """Record as sent the mail the relay accepted in an earlier round whose sent mark
+        failed; returns how many. Raises what the journal raised (nothing is sent until
+        these are recorded)."""
+        items = list(self._unrecorded.values())
+        for item in items:
+            await asyncio.to_thread(self._sent, item)
+            del self._unrecorded[item.id]
+            self._in_flight.discard(item.id)
+        return len(items)
 
     def _due(self, now: float) -> list[tuple[OutboxItem, bytes | None]]:
         """The mail due now, with the bytes of the first few MB of it read in the same trip
@@ -106,7 +136,17 @@ class Delivery:
             error = PermanentDeliveryError(None, type(exc).__name__)
             await asyncio.to_thread(self._failed, item, error, data)
             return
-        await asyncio.to_thread(self._sent, item)  # right after the 250
+        try:
+            await asyncio.to_thread(self._sent, item)  # right after the 250
+        except Exception as exc:
+            # Kept in memory and recorded before the next round sends anything: only a
+            # kill of the process before then sends it again.
+            self._unrecorded[item.id] = item
+            log.error(
+                "sent_not_recorded", reference=item.reference, kind=item.kind,
+                error=type(exc).__name__,
+            )  # fmt: skip
+            raise
 
     def _sent(self, item: OutboxItem) -> None:
         """Record a mail the relay accepted (one trip to the journal's thread)."""
@@ -144,20 +184,13 @@ class Delivery:
             self.journal.add_mail(item.message_id, new_mail("alert", item.reference, alert))
 
     def _failed(self, item: OutboxItem, exc: DeliveryError, data: bytes) -> None:
-        self.journal.mark_failed(item.id, _describe(exc))
-        self.metrics.failed.labels(item.kind).inc()
-        log.error(
-            "delivery_failed",
-            reference=item.reference,
-            kind=item.kind,
-            error=redact(_describe(exc)),
-        )
-        if item.kind == "ack":
-            return  # a referrer's address that refuses mail: nothing more to do
-        if item.kind != "alert":
-            self.journal.quarantine(item.message_id, f"{item.kind} failed: {_describe(exc)}")
-            self.metrics.quarantined.inc()
-            alert = compose_alert(
+        """Record a refusal for good: the mail failed, its message quarantined and a person
+        told, in one transaction (an acknowledgment or an alert only fails)."""
+        quarantine: str | None = None
+        alert: NewMail | None = None
+        if item.kind not in ("ack", "alert"):  # a referrer's address that refuses mail: no more
+            quarantine = f"{item.kind} failed: {_describe(exc)}"
+            composed = compose_alert(
                 f"Referral {item.reference} was NOT delivered",
                 f"The {item.kind} for {item.reference} to {', '.join(item.recipients)} was "
                 f"refused for good.\nError: {_describe(exc)}\n\nThe undelivered mail is "
@@ -167,7 +200,17 @@ class Delivery:
                 to=self.settings.review_address,
                 original_raw=data,
             )
-            self.journal.add_mail(item.message_id, new_mail("alert", item.reference, alert))
+            alert = new_mail("alert", item.reference, composed)
+        self.journal.mark_failed(item.id, _describe(exc), quarantine=quarantine, alert=alert)
+        self.metrics.failed.labels(item.kind).inc()
+        if quarantine is not None:
+            self.metrics.quarantined.inc()
+        log.error(
+            "delivery_failed",
+            reference=item.reference,
+            kind=item.kind,
+            error=redact(_describe(exc)),
+        )
 
 
 def _describe(exc: DeliveryError) -> str:

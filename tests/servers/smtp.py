@@ -87,6 +87,23 @@ class Captured:
     auth_user: str | None
 
 
+class Hold:
+    """A message held at DATA, once, before its 250: `held` is set when it arrives, and the
+    server answers only after `release()` (other sessions carry on meanwhile)."""
+
+    def __init__(self, matches: Callable[[bytes], bool]) -> None:
+        self.matches = matches
+        self.held = threading.Event()
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        """Let the held message be accepted."""
+        self._released.set()
+
+    async def wait_released(self) -> None:
+        await asyncio.to_thread(self._released.wait, 120)
+
+
 @dataclass
 class _Fault:
     kind: Literal["reply", "drop", "stall"]
@@ -170,6 +187,7 @@ class CaptureServer:
         self._cond = threading.Condition()
         self._messages: list[Captured] = []
         self._faults: list[_Fault] = []
+        self._holds: list[Hold] = []
         self._auth: tuple[str, str, bool] | None = None
         self._xoauth2: tuple[str, Callable[[str], bool]] | None = None
         self.xoauth2_refusals = 0
@@ -275,6 +293,13 @@ class CaptureServer:
         """Wait `seconds` before answering at a stage, then carry on normally."""
         self._add(_Fault("stall", at, times, seconds=seconds))
 
+    def hold(self, matches: Callable[[bytes], bool]) -> Hold:
+        """Hold the next message whose bytes `matches` at DATA until the test releases it."""
+        hold = Hold(matches)
+        with self._cond:
+            self._holds.append(hold)
+        return hold
+
     def require_auth(self, user: str, password: str, *, require_tls: bool = True) -> None:
         """Offer AUTH PLAIN/LOGIN and refuse MAIL (530) until the client logged in."""
         with self._cond:
@@ -290,6 +315,7 @@ class CaptureServer:
         """Forget every fault and AUTH requirement (messages are kept)."""
         with self._cond:
             self._faults.clear()
+            self._holds.clear()
             self._auth = None
             self._xoauth2 = None
 
@@ -412,6 +438,13 @@ class CaptureServer:
         if reply is not None:
             return reply or "451 4.3.0 dropped"  # a dropped connection sends nothing
         data = cast(bytes, envelope.original_content)
+        with self._cond:
+            hold = next((h for h in self._holds if h.matches(data)), None)
+            if hold is not None:
+                self._holds.remove(hold)
+        if hold is not None:
+            hold.held.set()
+            await hold.wait_released()
         transport = server.transport
         captured = Captured(
             mail_from=str(envelope.mail_from),
@@ -468,6 +501,7 @@ __all__ = [
     "CaptureFactory",
     "CaptureServer",
     "Captured",
+    "Hold",
     "TlsAuthority",
     "free_port",
     "make_tls_authority",
