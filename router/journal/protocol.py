@@ -157,6 +157,11 @@ class Journal(InboxSink, Protocol):
         """A tiny durable write, for health checks. Raises what the write raised."""
         ...
 
+    def oldest_undecided_at(self) -> float | None:
+        """When the oldest stored message still waiting for its decision arrived (epoch
+        seconds), or None when none waits (for /readyz)."""
+        ...
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """A read-only query with `?` placeholders, in SQL both backends accept (for
         `status`, gauges and tests)."""

@@ -19,3 +19,9 @@ class SqlJournal(Intake, Outbox, Retention, Nodes):
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (self.node,),
             )
+
+    def oldest_undecided_at(self) -> float | None:
+        """See `Journal.oldest_undecided_at`."""
+        rows = self.query("SELECT MIN(received_at) AS t FROM messages WHERE state = 'received'")
+        received = rows[0]["t"]
+        return None if received is None else float(received)
