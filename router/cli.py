@@ -75,10 +75,13 @@ def cmd_route(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace, out: TextIO) -> int:
-    from router.core.rules.loader import check_rules
+    from router.core.rules.loader import check_rules, rule_warnings
 
     directory = Path(args.dir)
     problems = check_rules(directory)
+    for warning in rule_warnings(directory):
+        located = warning.model_copy(update={"file": str(directory / warning.file)})
+        print(f"warning: {located}", file=sys.stderr)
     if problems:
         for problem in problems:
             # Paths relative to the directory given, so an editor can jump to file:line.

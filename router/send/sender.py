@@ -18,7 +18,7 @@ from router.core.compose import compose_alert
 from router.core.kinds import FORWARD
 from router.core.redaction import redact
 from router.journal.protocol import Journal
-from router.journal.records import OutboxItem, new_mail
+from router.journal.records import NewMail, OutboxItem, new_mail
 from router.metrics import Metrics
 from router.send.relay import (
     DeliveryError,

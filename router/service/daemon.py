@@ -24,6 +24,7 @@ from router.journal.orphans import ORPHAN_GRACE_SECONDS, remove_orphans
 from router.journal.owner import OwnerLock, StateDirInUse
 from router.journal.records import Gauges, JournalUnavailable
 from router.journal.sqlite import SqliteJournal
+from router.logs import log_loop_exception
 from router.metrics import Metrics
 from router.oauth.sources import OAuthSources
 from router.send.health import RelayHealth
@@ -318,6 +319,7 @@ async def _serve(settings: Settings, rules: Rules) -> int:
         print(f"referral-router: cannot start: {exc}", file=sys.stderr)
         return 2
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(log_loop_exception)  # class and place, never the text
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.stop_event.set)
     try:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from router.journal.records import JournalUnavailable, JournalUnreachable
+from router.journal.records import JournalUnavailable
 from router.send.health import Check, RelayHealth, age
+from router.service.checks import JournalChecks
 from router.service.loop_thread import LoopThread
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ READY_INBOX_STATES = frozenset(
 )  # standby: another node watches the mailbox
 # A relay whose transient failures have gone on this long without a success is "not ready".
 RELAY_GRACE_SECONDS = 300.0
-# A journal that cannot take a tiny write within this long is "not healthy".
+# A journal that cannot take a tiny write within this long is "not ready".
 JOURNAL_TIMEOUT_SECONDS = 3.0
 # A stored message still undecided after this long means the pipeline is not keeping up
 # (analysis takes at most ROUTER_PARSE_TIMEOUT_SECONDS a try, three tries): "not ready".
@@ -88,7 +89,8 @@ Route = Callable[[], Awaitable[Response]]
 class OpsServer:
     """The HTTP endpoint of one daemon. `start`, then `stop`.
 
-    `relay_grace` and `journal_timeout` may be changed while it runs (tests shorten them).
+    `relay_grace` and `checks`' bounds may be changed while it runs (tests shorten them).
+    Both health routes answer from state kept in memory, within milliseconds.
     """
 
     def __init__(self, daemon: Operated, host: str, port: int) -> None:
@@ -96,8 +98,13 @@ class OpsServer:
         self.host = host.strip("[]")  # "[::1]:9181" names an IPv6 address
         self.requested_port = port
         self.relay_grace = RELAY_GRACE_SECONDS
-        self.journal_timeout = JOURNAL_TIMEOUT_SECONDS
-        self.undecided_grace = UNDECIDED_GRACE_SECONDS
+        self.journal_timeout = JOURNAL_TIMEOUT_SECONDS  # for the gauges of /metrics
+        # The journal's checks run in a thread of their own: /readyz reads their verdicts.
+        self.checks = JournalChecks(
+            daemon.journal,
+            timeout=JOURNAL_TIMEOUT_SECONDS,
+            undecided_grace=UNDECIDED_GRACE_SECONDS,
+        )
         self.routes: dict[str, Route] = {
             "/metrics": self.metrics,
             "/healthz": self.healthz,
@@ -137,12 +144,14 @@ class OpsServer:
                 exc.errno, f"HTTP endpoint {self.host}:{self.requested_port}: {exc.strerror}"
             ) from exc
         self._beat()
+        self.checks.start()
         log.info("http_listening", host=self.host, port=self.port)
 
     async def stop(self) -> None:
         """Stop listening, close open connections, end the endpoint's thread."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        self.checks.stop()
         server, self._server = self._server, None
         if server is None:
             return
@@ -181,19 +190,15 @@ class OpsServer:
         return Response(200, body, CONTENT_TYPE_LATEST)
 
     async def healthz(self) -> Response:
-        """Alive: the event loop turns, the journal takes a write, no supervised loop fails."""
-        return _verdict(
-            {
-                "event_loop": self.loop_check(),
-                "journal": await self.journal_check(liveness=True),
-                "tasks": self.tasks_check(liveness=True),
-            }
-        )
+        """Alive: the event loop turns and no supervised loop has given up. Nothing here
+        waits on the journal, the database, the relay or the mailbox: an orchestrator that
+        restarts on it must not restart every node while the database is down."""
+        return _verdict({"event_loop": self.loop_check(), "tasks": self.alive_check()})
 
     async def readyz(self) -> Response:
         """Ready to take and deliver mail: journal writable, loops running, inbox connected,
         relay reached, analysis worker started, and no stored message waiting too long for
-        its decision."""
+        its decision. The journal's verdicts come from `JournalChecks`, never waited for."""
         inbox = self.daemon.inbox
         state = inbox.state if inbox is not None else "none"
         inbox_detail = {"state": state}
@@ -202,12 +207,12 @@ class OpsServer:
         relay, probe = self.daemon.relay_health.check(self.relay_grace), self.daemon.relay_probe
         checks = {
             "event_loop": self.loop_check(),
-            "journal": await self.journal_check(),
+            "journal": self.checks.journal_check(),
             "tasks": self.tasks_check(),
             "inbox": Check(state in READY_INBOX_STATES, inbox_detail),
             # The start-up probe (router.send.probe) fails it too until the relay works.
             "relay": Check(relay.ok and probe.ok, {**relay.detail, **probe.detail()}),
-            "undecided": await self.undecided_check(),
+            "undecided": self.checks.undecided_check(),
             "analysis_worker": self.worker_check(),
         }
         oauth = self.daemon.oauth  # OAuth 2.0: the cause and the setting to check (router/oauth)
@@ -229,12 +234,20 @@ class OpsServer:
         stalled = round(max(0.0, time.monotonic() - self.last_beat - 1.0), 1)
         return Check(stalled < self.loop_stall, {"stalled_seconds": stalled})
 
-    def tasks_check(self, *, liveness: bool = False) -> Check:
-        """OK unless a supervised loop failed and has not finished a round since. For
-        `liveness`, loops failing only because a shared journal's database is unreachable
-        do not count (restarting this node would not help; /readyz reports it)."""
+    def alive_check(self) -> Check:
+        """OK unless a supervised loop has ended for good (the supervisor restarts a failing
+        loop, with backoff, for as long as the daemon runs: failing is not giving up)."""
         supervisor = self.daemon.supervisor
-        shared = getattr(self.daemon.journal, "shared", False)
+        ended = sorted(
+            name
+            for name, task in supervisor.tasks.items()
+            if task.done() and not supervisor.stop_event.is_set()
+        )
+        return Check(not ended, {"ended": ended} if ended else {})
+
+    def tasks_check(self) -> Check:
+        """OK unless a supervised loop failed and has not finished a round since."""
+        supervisor = self.daemon.supervisor
         now = supervisor.clock()
         failing = {
             name: {
@@ -244,45 +257,8 @@ class OpsServer:
                 "failing_for_seconds": age(health.failing_since, now),
             }
             for name, health in supervisor.failing().items()
-            if not (liveness and shared and health.error == JournalUnreachable.__name__)
         }
         return Check(not failing, {"failing": failing} if failing else {})
-
-    async def undecided_check(self) -> Check:
-        """OK unless the oldest stored, undecided message is older than `undecided_grace`."""
-        try:
-            received = await asyncio.wait_for(
-                asyncio.to_thread(self.daemon.journal.oldest_undecided), self.journal_timeout
-            )
-        except TimeoutError:
-            return Check(False, {"error": f"no answer within {self.journal_timeout:g} s"})
-        except (sqlite3.Error, OSError, JournalUnavailable) as exc:
-            return Check(False, {"error": type(exc).__name__})
-        age = None if received is None else max(0.0, time.time() - received)
-        ok = age is None or age <= self.undecided_grace
-        shown = None if age is None else round(age, 1)
-        return Check(ok, {"oldest_seconds": shown, "bound_seconds": self.undecided_grace})
-
-    async def journal_check(self, *, liveness: bool = False) -> Check:
-        """A tiny durable write to the journal and to its state directory, in bounded time.
-        For `liveness`, a shared journal whose database cannot be reached (or is not
-        writable yet, during a failover) is OK with the error shown: the node is alive and
-        reconnects by itself; /readyz fails meanwhile."""
-        started = time.monotonic()
-        try:
-            await asyncio.wait_for(asyncio.to_thread(self._touch_journal), self.journal_timeout)
-        except TimeoutError:
-            return Check(False, {"error": f"no write within {self.journal_timeout:g} s"})
-        except JournalUnreachable as exc:
-            log.warning("health_journal_failed", error=type(exc).__name__)
-            return Check(liveness, {"error": type(exc).__name__})
-        except (sqlite3.Error, OSError, JournalUnavailable) as exc:
-            log.warning("health_journal_failed", error=type(exc).__name__)
-            return Check(False, {"error": type(exc).__name__})
-        return Check(True, {"seconds": round(time.monotonic() - started, 4)})
-
-    def _touch_journal(self) -> None:
-        self.daemon.journal.probe()
 
     # --- HTTP ---------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from router.logs import log_loop_exception
+
 T = TypeVar("T")
 _JOIN_SECONDS = 10.0  # what is left after stop() is cancelled; only a blocked call can take long
 
@@ -24,6 +26,7 @@ class LoopThread:
 
     def start(self) -> None:
         loop = asyncio.new_event_loop()
+        loop.set_exception_handler(log_loop_exception)  # class and place, never the text
         started = threading.Event()
 
         def main() -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 
 from router.core.aio import wait_any
+from router.logs import where
 from router.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -80,7 +80,7 @@ class Supervisor:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the point of a supervisor: any error, counted and retried
-                self._failed(name, health, type(exc).__name__, _where(exc))
+                self._failed(name, health, type(exc).__name__, where(exc))
             else:
                 if self.stop_event.is_set():
                     return
@@ -106,11 +106,3 @@ class Supervisor:
             restarts=health.restarts,
             restart_in=round(health.backoff, 1),
         )
-
-
-def _where(exc: BaseException) -> str | None:
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return None
-    last = frames[-1]
-    return f"{last.filename.rsplit('/', 1)[-1]}:{last.lineno}"

@@ -104,6 +104,11 @@ class ServeProcess(RouterProcess):
         status, body, seconds = self.get("/healthz")
         return status, json.loads(body), seconds
 
+    def ready(self) -> tuple[int, dict[str, object], float]:
+        """/readyz: status, the JSON report, seconds taken."""
+        status, body, seconds = self.get("/readyz")
+        return status, json.loads(body), seconds
+
     def metric(self, name: str, **labels: str) -> float:
         """One sample from /metrics (0 when absent)."""
         _, body, _ = self.get("/metrics")

@@ -53,7 +53,8 @@ def test_journal_locked_longer_than_the_busy_timeout(
     serve: tuple[ServeProcess, CaptureServer],
 ) -> None:
     """Another process holds the journal's write lock for 9 s: mail is answered 451 (never
-    5xx), the delivery loop's failure is counted and shown on /healthz, and after the lock goes
+    5xx), the delivery loop's failure is counted and shown on /readyz (/healthz stays 200),
+    and after the lock goes
     everything is forwarded within 30 s by the same process."""
     router, capture = serve
     router.env["ROUTER_RETRY_BASE_SECONDS"] = "3"
@@ -74,7 +75,8 @@ def test_journal_locked_longer_than_the_busy_timeout(
         30,
         "the delivery loop's failure to be counted",
     )
-    status, report, _ = router.health()
+    assert router.health()[0] == 200  # alive: restarting it would not help
+    status, report, _ = router.ready()
     assert status == 503
     failing = report["checks"]["tasks"]["failing"]  # type: ignore[index]
     assert failing["delivery"]["error"] == "OperationalError"
@@ -91,7 +93,7 @@ def test_journal_locked_longer_than_the_busy_timeout(
     assert set(counts) == {f"<referral-{n}@school.example>" for n in range(3)}
     assert time.monotonic() - released < 30
     assert router.process is not None and router.process.poll() is None  # no restart
-    _wait_for(lambda: router.health()[0] == 200, 15, "/healthz to recover")
+    _wait_for(lambda: router.ready()[0] == 200, 15, "/readyz to recover")
     log = router.log_text()
     assert '"task_failed"' in log and '"task_recovered"' in log
     assert '"store_failed"' in log  # a 451 was given while the lock held
@@ -103,7 +105,7 @@ def test_full_disk_for_a_few_seconds_under_load(
 ) -> None:
     """No file of the daemon may grow (a file-size limit, as on a full disk) for 8 s while
     a referral is being decided, the relay defers and more referrals arrive: they are
-    answered 451 or stored, /healthz says so, and every one is forwarded, none
+    answered 451 or stored, /readyz says so, and every one is forwarded, none
     quarantined, once space returns."""
     router, capture = serve
     router.start()
@@ -117,11 +119,11 @@ def test_full_disk_for_a_few_seconds_under_load(
     sender = _send_in_background(router, range(2, 7), deadline)
 
     def journal_reported() -> bool:
-        status, report, _ = router.health()
+        status, report, _ = router.ready()
         return status == 503 and report["checks"]["journal"]["ok"] is False  # type: ignore[index,no-any-return]
 
     # Within a second: the probe trusts the journal's own durable writes that recent.
-    _wait_for(journal_reported, 5, "/healthz to report the journal")
+    _wait_for(journal_reported, 5, "/readyz to report the journal")
     time.sleep(max(0.0, full_until - time.monotonic()))  # the disk stays full for 8 s
     router.limit(resource.RLIMIT_FSIZE, resource.RLIM_INFINITY)
     capture.reset()
@@ -132,7 +134,7 @@ def test_full_disk_for_a_few_seconds_under_load(
     assert router.metric("router_quarantine_size") == 0
     _assert_every_copy_has_its_row(router)
     assert router.process is not None and router.process.poll() is None
-    _wait_for(lambda: router.health()[0] == 200, 15, "/healthz to recover")
+    _wait_for(lambda: router.ready()[0] == 200, 15, "/readyz to recover")
 
 
 def _assert_every_copy_has_its_row(router: ServeProcess) -> None:

@@ -107,13 +107,14 @@ async def test_healthz_and_readyz_report_their_checks(daemon_factory, smtp_captu
     assert status == 200 and headers["Content-Type"] == "application/json"
     report = json.loads(body)
     assert report["status"] == "ok"
-    assert set(report["checks"]) == {"event_loop", "journal", "tasks"}
-    assert report["checks"]["journal"]["ok"] is True
+    assert set(report["checks"]) == {"event_loop", "tasks"}
     assert report["checks"]["tasks"] == {"ok": True}
 
+    assert await asyncio.to_thread(daemon.http.checks.next_round)
     status, _, body = await fetch(daemon, "/readyz")
     report = json.loads(body)
     assert status == 200 and report["status"] == "ok"
+    assert report["checks"]["journal"]["ok"] is True
     assert report["checks"]["inbox"] == {"ok": True, "state": "listening"}
     assert report["checks"]["relay"]["ok"] is True
     assert report["checks"]["relay"]["last_success_seconds_ago"] is not None
@@ -197,14 +198,16 @@ async def test_readyz_fails_when_the_inbox_stops(daemon_factory):
     assert (await samples(daemon))[("router_inbox_connected", frozenset())] == 0
 
 
-async def test_healthz_fails_when_the_state_directory_cannot_take_a_file(daemon_factory):
-    """If the journal cannot take a write (its directory, or its database), /healthz answers
-    503 naming the error."""
+async def test_readyz_fails_when_the_state_directory_cannot_take_a_file(daemon_factory):
+    """If the journal cannot take a write (its directory, or its database), /readyz answers
+    503 naming the error, and /healthz stays 200."""
     daemon = await daemon_factory(http="127.0.0.1:0")
     error = break_health_probe(daemon.journal)
-    status, _, body = await fetch(daemon, "/healthz")
+    assert await asyncio.to_thread(daemon.http.checks.next_round)
+    status, _, body = await fetch(daemon, "/readyz")
     assert status == 503
     assert json.loads(body)["checks"]["journal"] == {"ok": False, "error": error}
+    assert (await fetch(daemon, "/healthz"))[0] == 200
 
 
 async def test_unknown_paths_methods_and_garbage_are_refused(daemon_factory):
@@ -251,8 +254,9 @@ async def test_readyz_fails_while_a_message_waits_too_long_for_its_decision(daem
     """A stored message still undecided past the bound makes /readyz 503 and shows on
     /metrics as router_oldest_undecided_seconds; once decided, ready again and 0."""
     daemon = await daemon_factory(http="127.0.0.1:0")
-    daemon.http.undecided_grace = 0.0
+    daemon.http.checks.undecided_grace = 0.0
     await submit(daemon, _referral())
+    assert await asyncio.to_thread(daemon.http.checks.next_round)
 
     status, _, body = await fetch(daemon, "/readyz")
     report = json.loads(body)
@@ -261,5 +265,6 @@ async def test_readyz_fails_while_a_message_waits_too_long_for_its_decision(daem
     assert (await samples(daemon))[("router_oldest_undecided_seconds", frozenset())] > 0
 
     await daemon.run_once()
+    assert await asyncio.to_thread(daemon.http.checks.next_round)
     assert (await fetch(daemon, "/readyz"))[0] == 200
     assert (await samples(daemon))[("router_oldest_undecided_seconds", frozenset())] == 0

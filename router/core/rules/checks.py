@@ -101,6 +101,32 @@ def _postcode_area_problem(value: str, code: str) -> str | None:
     return f"{value!r} is not a UK postcode area (one or two letters such as CT or ME)"
 
 
+def check_own_addresses(areas: list[AreaFile]) -> list[RuleProblem]:
+    """Warnings: an area's `to`, `cc` or `team` address that is one of the router's own
+    inbox addresses (any area's `inboxes`). A copy sent there comes back to the router,
+    which ignores it as its own mail, so nobody reads it."""
+    inboxes = {
+        address.strip().lower(): area.id
+        for area in areas
+        for _, address in strings_at(area.data, "inboxes")
+    }
+    warnings: list[RuleProblem] = []
+    for area in areas:
+        targets: list[tuple[Loc, Any]] = [(("to",), area.data.get("to"))]
+        targets += [(("team",), area.data.get("team"))]
+        targets += [(("cc", index), value) for index, value in strings_at(area.data, "cc")]
+        for loc, value in targets:
+            if not isinstance(value, str) or value.strip().lower() not in inboxes:
+                continue
+            owner = inboxes[value.strip().lower()]
+            message = (
+                f"{value!r} is one of the router's own inbox addresses (in {owner}'s "
+                "inboxes): mail sent there comes back to the router and is ignored"
+            )
+            warnings.append(area.doc.problem(loc, message))
+    return warnings
+
+
 def check_overlaps(areas: list[AreaFile]) -> list[RuleProblem]:
     """Check that no two areas claim the same district, postcode area, authority name or
     inbox, and that no district lies in a postcode area another area claims whole.

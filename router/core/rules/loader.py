@@ -23,13 +23,21 @@ from router.core.rules.checks import (
     check_area_file,
     check_forms,
     check_overlaps,
+    check_own_addresses,
 )
 from router.core.rules.document import Document, RuleProblem, parse_document, suggest
 from router.core.rules.model import AckTexts, Area, FormRules, Rules
 from router.core.rules.postcode import compact
 from router.core.rules.schema import rules_schema
 
-__all__ = ["RuleProblem", "RulesError", "check_rules", "load_rules", "rules_schema"]
+__all__ = [
+    "RuleProblem",
+    "RulesError",
+    "check_rules",
+    "load_rules",
+    "rule_warnings",
+    "rules_schema",
+]
 
 AREAS_DIR = "areas"
 FORMS_FILE = "forms.yaml"
@@ -74,6 +82,17 @@ def check_rules(directory: Path) -> list[RuleProblem]:
     """Return every problem in a rules directory (empty when it loads), sorted by file and
     line."""
     return _load(Path(directory))[1]
+
+
+def rule_warnings(directory: Path) -> list[RuleProblem]:
+    """What is allowed but probably wrong in a rules directory (`rules check` prints it and
+    still succeeds): an area that sends mail to one of the router's own inbox addresses."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    ignored: list[RuleProblem] = []  # check_rules reports those
+    area_files = _parse_areas(_read_files(directory, ignored), ignored)
+    return sorted(check_own_addresses(area_files), key=lambda p: (p.file, p.line or 0))
 
 
 def _load(directory: Path) -> tuple[Rules | None, list[RuleProblem]]:

@@ -317,3 +317,26 @@ def test_nested_aliases_do_not_blow_up(rules_copy: RulesDir) -> None:
     problems = rules_copy.problems()
     assert len(problems) == 17, problems  # 7 unknown keys, 10 names that are not text
     assert all(len(problem) < 200 for problem in problems)
+
+
+def test_an_area_sending_to_a_router_inbox_is_warned_about(rules_copy: RulesDir) -> None:
+    """`rules check` warns, naming file, line and field, when an area's team address is one
+    of the router's own inbox addresses, and still succeeds."""
+    import subprocess
+    import sys
+
+    rules_copy.edit("areas/kingston.yaml", "team: null", "team: Prevent@Lewisham.gov.uk")
+    done = subprocess.run(
+        [sys.executable, "-m", "router", "rules", "check", str(rules_copy.path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    kingston = [line for line in done.stderr.splitlines() if "kingston.yaml" in line]
+    assert kingston == [
+        f"warning: {rules_copy.path}/areas/kingston.yaml:15: team: 'Prevent@Lewisham.gov.uk' is"
+        " one of the router's own inbox addresses (in lewisham's inboxes): mail sent there"
+        " comes back to the router and is ignored"
+    ]
