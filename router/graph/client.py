@@ -28,6 +28,7 @@ import httpx
 import structlog
 
 from router.oauth.base import TokenSource
+from router.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +92,16 @@ class MailboxGate:
 
     def leave(self) -> None:
         self._slots.release()
+
+
+def make_client(
+    settings: Settings,
+    tokens: TokenSource,
+    gate: MailboxGate,
+    on_throttled: Callable[[], None] = lambda: None,
+) -> GraphClient:
+    """A client for `ROUTER_GRAPH_URL` (the CA file of a private test server: none)."""
+    return GraphClient(settings.graph_url, tokens, gate, on_throttled=on_throttled)
 
 
 class MailboxGates:

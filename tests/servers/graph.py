@@ -49,7 +49,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.servers.graph_routes import ROUTES, error
+from tests.servers.graph_routes import GRAPH, ROUTES, error
 from tests.servers.graph_store import DeltaTokens, Mailbox, Sent
 from tests.servers.token import TokenServer
 
@@ -170,7 +170,7 @@ class GraphServer:
         loop = asyncio.new_event_loop()
         self._loop = loop
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
-        app["graph"] = self
+        app[GRAPH] = self
         for method, path, handler in ROUTES:
             app.router.add_route(method, path, handler)
         self._runner = web.AppRunner(app, access_log=None)

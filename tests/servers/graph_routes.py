@@ -27,6 +27,7 @@ from tests.servers.graph_store import (
 if TYPE_CHECKING:
     from tests.servers.graph import GraphServer
 
+GRAPH: web.AppKey[GraphServer] = web.AppKey("graph")
 UPLOAD_CHUNK_MAX = 4 * 1024 * 1024
 _FILTER = re.compile(r"^displayName eq '((?:[^']|'')*)'$")
 _SIZE_EXPAND = re.compile(r"^singleValueExtendedProperties\(\$filter=id eq 'Integer 0x0?[eE]08'\)$")
@@ -49,7 +50,7 @@ def error(status: int, code: str, message: str) -> web.Response:
 
 
 def _graph(request: web.Request) -> GraphServer:
-    return request.app["graph"]  # type: ignore[no-any-return]
+    return request.app[GRAPH]
 
 
 def _box(request: web.Request) -> Mailbox:
