@@ -15,7 +15,7 @@ It serves, under `/v1.0`, the endpoints the router uses, as Microsoft documents 
   the folder since (and `@removed` entries for what left it); `expire_delta_links()` makes
   every token handed out so far answer 410 `SyncStateNotFound`;
 - `GET /users/{m}/messages/{id}` and `.../$value` (the MIME), `POST .../move` (201, the message
-  with a new id; the old id is 404 `ErrorItemNotFound` afterwards);
+  with a new id; the old id is 404 `ErrorItemNotFound` afterwards), `DELETE` (204);
 - `POST /users/{m}/sendMail` with `Content-Type: text/plain` and the MIME base64-encoded: 202;
   400 for a body that is not base64 or a message without recipients, 403 `ErrorSendAsDenied`
   when From is another address the mailbox may not send as, 413 over the 4 MB request limit;
@@ -67,6 +67,7 @@ class Seen:
     status: int
     at: float  # time.monotonic()
     token: str | None = None
+    query: str = ""
 
 
 @dataclass
@@ -90,7 +91,7 @@ class GraphServer:
     delta: DeltaTokens = field(default_factory=DeltaTokens)
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    revoked_before: float = 0.0
+    revoked: set[str] = field(default_factory=set)  # `jti` of tokens refused
     _throttles: list[tuple[int, str]] = field(default_factory=list)  # (retry after, path part)
     _not_before: dict[str, float] = field(default_factory=dict)
     _in_flight: dict[str, int] = field(default_factory=dict)
@@ -144,9 +145,9 @@ class GraphServer:
             self.delta.expire()
 
     def revoke_tokens(self) -> None:
-        """Refuse every token issued before now (401), as after a credential change."""
+        """Refuse every token issued so far (401), as after a credential change."""
         with self.lock:
-            self.revoked_before = time.time() + 1  # `iat` has whole seconds
+            self.revoked.update(str(claims["jti"]) for claims in self.tokens.issued)
 
     def notify(self) -> None:
         with self.changed:
@@ -199,7 +200,15 @@ class GraphServer:
             response = await self._answer(request, handler, mailbox)
         finally:
             self._in_flight[key] -= 1
-        seen = Seen(request.method, request.path, mailbox, response.status, time.monotonic(), token)
+        seen = Seen(
+            request.method,
+            request.path,
+            mailbox,
+            response.status,
+            time.monotonic(),
+            token,
+            request.query_string,
+        )
         with self.lock:
             self.seen.append(seen)
             if response.get("early"):
@@ -244,7 +253,7 @@ class GraphServer:
             )
         except jwt.InvalidTokenError:
             return error(401, "InvalidAuthenticationToken", "Access token validation failure.")
-        if claims.get("iat", 0) < self.revoked_before:
+        if claims.get("jti") in self.revoked:
             return error(401, "InvalidAuthenticationToken", "Access token has been revoked.")
         request["roles"] = set(claims.get("roles", []))
         return None

@@ -238,6 +238,18 @@ async def get_message(request: web.Request) -> web.StreamResponse:
         return web.json_response(message_json(message, None, False))
 
 
+async def delete_message(request: web.Request) -> web.Response:
+    refused = _needs(request, "Mail.ReadWrite")
+    if refused:
+        return refused
+    box = _box(request)
+    with _graph(request).lock:
+        if request.match_info["id"] not in box.messages:
+            return _not_found()
+        box.remove(request.match_info["id"])
+    return web.Response(status=204)
+
+
 async def move(request: web.Request) -> web.Response:
     refused = _needs(request, "Mail.ReadWrite")
     if refused:
@@ -411,6 +423,7 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", _USER + "/mailFolders/{folder}/messages/delta", delta),
     ("GET", _USER + "/messages/{id}", get_message),
     ("GET", _USER + "/messages/{id}/$value", get_message),
+    ("DELETE", _USER + "/messages/{id}", delete_message),
     ("POST", _USER + "/messages/{id}/move", move),
     ("POST", _USER + "/messages", create_draft),
     ("POST", _USER + "/messages/{id}/attachments/createUploadSession", upload_session),
