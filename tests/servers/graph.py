@@ -49,7 +49,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.servers.graph_routes import GRAPH, ROUTES, error
+from tests.servers.graph_routes import CROWDED, EARLY, GRAPH, ROLES, ROUTES, error
 from tests.servers.graph_store import DeltaTokens, Mailbox, Sent
 from tests.servers.token import TokenServer
 
@@ -93,7 +93,7 @@ class GraphServer:
     lock: threading.Lock = field(default_factory=threading.Lock)
     revoked: set[str] = field(default_factory=set)  # `jti` of tokens refused
     _throttles: list[tuple[int, str]] = field(default_factory=list)  # (retry after, path part)
-    _not_before: dict[str, float] = field(default_factory=dict)
+    _not_before: dict[str, tuple[float, float]] = field(default_factory=dict)  # (since, until)
     _in_flight: dict[str, int] = field(default_factory=dict)
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
@@ -196,8 +196,9 @@ class GraphServer:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or None
         key = mailbox or ""
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        arrived = time.monotonic()
         try:
-            response = await self._answer(request, handler, mailbox)
+            response = await self._answer(request, handler, mailbox, arrived)
         finally:
             self._in_flight[key] -= 1
         seen = Seen(
@@ -211,15 +212,15 @@ class GraphServer:
         )
         with self.lock:
             self.seen.append(seen)
-            if response.get("early"):
+            if response.get(EARLY):
                 self.early.append(seen)
-            if response.get("concurrency"):
+            if response.get(CROWDED):
                 self.over_concurrency.append(seen)
         self.notify()
         return response
 
     async def _answer(
-        self, request: web.Request, handler: Any, mailbox: str | None
+        self, request: web.Request, handler: Any, mailbox: str | None, arrived: float
     ) -> web.StreamResponse:
         if request.path.startswith("/upload/"):
             return await handler(request)  # the upload URL carries its own authorization
@@ -230,7 +231,7 @@ class GraphServer:
             return refused
         if mailbox is not None and mailbox not in self.mailboxes:
             return error(404, "ErrorInvalidUser", f"The requested user '{mailbox}' is invalid.")
-        throttled = self._throttled(request, mailbox or "")
+        throttled = self._throttled(request, mailbox or "", arrived)
         if throttled is not None:
             return throttled
         if (request.content_length or 0) > MAX_REQUEST_BYTES:
@@ -255,25 +256,26 @@ class GraphServer:
             return error(401, "InvalidAuthenticationToken", "Access token validation failure.")
         if claims.get("jti") in self.revoked:
             return error(401, "InvalidAuthenticationToken", "Access token has been revoked.")
-        request["roles"] = set(claims.get("roles", []))
+        request[ROLES] = set(claims.get("roles", []))
         return None
 
-    def _throttled(self, request: web.Request, mailbox: str) -> web.Response | None:
+    def _throttled(self, request: web.Request, mailbox: str, arrived: float) -> web.Response | None:
         now = time.monotonic()
         with self.lock:
-            not_before = self._not_before.get(mailbox, 0.0)
+            since, not_before = self._not_before.get(mailbox, (0.0, 0.0))
             if now < not_before:
                 response = _too_many(max(1, round(not_before - now)), "ApplicationThrottled")
-                response["early"] = True
+                # Sent after the client was told to wait (not merely in flight then): its fault.
+                response[EARLY] = arrived > since
                 return response
             for index, (seconds, part) in enumerate(self._throttles):
                 if part in request.path:
                     del self._throttles[index]
-                    self._not_before[mailbox] = now + seconds
+                    self._not_before[mailbox] = (now, now + seconds)
                     return _too_many(seconds, "ApplicationThrottled")
         if self._in_flight.get(mailbox, 0) > MAILBOX_CONCURRENCY:
             response = _too_many(1, "ApplicationThrottled", "MailboxConcurrency")
-            response["concurrency"] = True
+            response[CROWDED] = True
             return response
         return None
 

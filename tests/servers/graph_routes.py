@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from tests.servers.graph import GraphServer
 
 GRAPH: web.AppKey[GraphServer] = web.AppKey("graph")
+ROLES = web.RequestKey("roles", set)  # the token's application permissions
+EARLY = web.ResponseKey("early", bool)  # a request sent before Retry-After passed
+CROWDED = web.ResponseKey("crowded", bool)  # over the mailbox concurrency limit
 UPLOAD_CHUNK_MAX = 4 * 1024 * 1024
 _FILTER = re.compile(r"^displayName eq '((?:[^']|'')*)'$")
 _SIZE_EXPAND = re.compile(r"^singleValueExtendedProperties\(\$filter=id eq 'Integer 0x0?[eE]08'\)$")
@@ -58,7 +61,7 @@ def _box(request: web.Request) -> Mailbox:
 
 
 def _needs(request: web.Request, role: str) -> web.Response | None:
-    roles = request.get("roles", set())
+    roles = request.get(ROLES, set())
     if role in roles or (role == "Mail.Read" and "Mail.ReadWrite" in roles):
         return None
     return error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
