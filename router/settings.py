@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import ipaddress
 import re
@@ -25,10 +26,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Endpoint(BaseModel):
     """A parsed inbox or relay address."""
 
-    scheme: Literal["imap", "imaps", "smtp", "smtps", "maildir"]
+    scheme: Literal["imap", "imaps", "smtp", "smtps", "maildir", "graph"]
     host: str = ""
     port: int = 0
-    user: str | None = None
+    user: str | None = None  # for graph:, the mailbox's whole address
     folder: str = "INBOX"
     path: Path | None = None  # for maildir:
 
@@ -63,6 +64,8 @@ def parse_endpoint(value: str, allowed: tuple[str, ...]) -> Endpoint:
         if not path:
             raise ValueError("maildir: needs a path, e.g. maildir:./var/outbox")
         return Endpoint(scheme="maildir", path=Path(path))
+    if value.startswith("graph://") and "graph" in allowed:
+        return _graph_endpoint(value)
     parts = urlsplit(value)
     if parts.password is not None:
         raise ValueError(
@@ -91,6 +94,21 @@ def parse_endpoint(value: str, allowed: tuple[str, ...]) -> Endpoint:
     )
 
 
+def _graph_endpoint(value: str) -> Endpoint:
+    """`graph://MAILBOX/FOLDER`: a Microsoft 365 mailbox's address, then a folder's display
+    name (`Inbox` when left out, `/` between nested folders)."""
+    mailbox, _, folder = value[len("graph://") :].partition("/")
+    mailbox = unquote(mailbox).strip().lower()
+    local, at, domain = mailbox.rpartition("@")
+    if not at or not local or not domain or any(c in mailbox for c in " <>,;:"):
+        raise ValueError(
+            "graph:// needs the mailbox's address, e.g. graph://referrals@council.example"
+        )
+    return Endpoint(
+        scheme="graph", host=domain, port=443, user=mailbox, folder=unquote(folder) or "Inbox"
+    )
+
+
 def _schemes(allowed: tuple[str, ...]) -> str:
     names = [f"{scheme}:" if scheme == "maildir" else f"{scheme}://" for scheme in allowed]
     return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
@@ -103,13 +121,15 @@ def _has_port(value: str) -> bool:
         return False
 
 
-INBOX_SCHEMES = ("imap", "imaps", "smtp")
-RELAY_SCHEMES = ("smtp", "smtps", "maildir")
+INBOX_SCHEMES = ("imap", "imaps", "graph", "smtp")
+RELAY_SCHEMES = ("smtp", "smtps", "graph", "maildir")
 
 # A good value of each setting, shown with its error; settings not listed show their default.
 _EXAMPLES = {
-    "inbox": "imaps://referrals@mail.council.example:993/INBOX or smtp://127.0.0.1:2525",
-    "relay": "smtp://smtp.council.example:587 or maildir:/var/lib/referral-router/outbox",
+    "inbox": "imaps://referrals@mail.council.example:993/INBOX, graph://referrals@council.example"
+    "/Inbox or smtp://127.0.0.1:2525",
+    "relay": "smtp://smtp.council.example:587, graph://referrals@council.example"
+    " or maildir:/var/lib/referral-router/outbox",
     "http": "127.0.0.1:9181 (or empty to turn it off)",
     "from_address": "referrals@council.example",
     "review_address": "prevent-review@council.example",
@@ -181,6 +201,9 @@ class Settings(BaseSettings):
     inbox_tls_cert_file: Path | None = None
     inbox_tls_key_file: Path | None = None
     inbox_allow: str = ""
+    # Microsoft Graph (graph:// inbox or relay): its base URL and how often the inbox polls.
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    graph_poll_seconds: float = Field(default=10.0, ge=0.2, le=3600)
     # Empty: SQLite in state_dir; a libpq URL (`postgresql://user@host:port/db`, several
     # hosts, `host=` in the query...) for a shared journal. Never with a password in it.
     journal: str = ""
@@ -188,6 +211,26 @@ class Settings(BaseSettings):
     journal_password_file: Path | None = None
     # This router's name among several sharing one journal (empty: host name and PID).
     node_name: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _graph_from(cls, data: Any) -> Any:
+        # SPEC section 7: with a graph:// relay, the router's own address defaults to the mailbox.
+        if isinstance(data, dict) and not data.get("from_address"):
+            relay = str(data.get("relay") or "").strip()
+            if relay.startswith("graph://"):
+                with contextlib.suppress(ValueError):  # the relay's validator says what is wrong
+                    data = {**data, "from_address": _graph_endpoint(relay).user}
+        return data
+
+    @field_validator("graph_url")
+    @classmethod
+    def _graph_url(cls, value: str) -> str:
+        url = urlsplit(value.strip())
+        local = url.hostname is not None and Endpoint(scheme="smtp", host=url.hostname).is_loopback
+        if not url.hostname or not (url.scheme == "https" or (url.scheme == "http" and local)):
+            raise ValueError("must be an https:// URL (http only on loopback)")
+        return value.strip().rstrip("/")
 
     @field_validator("from_address", "review_address")
     @classmethod
@@ -228,7 +271,7 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "ROUTER_OAUTH_TOKEN_URL must be an https:// URL (http only on loopback)"
                 )
-        if "oauth2" not in (self.inbox_auth, self.relay_auth_method):
+        if "oauth2" not in (self.inbox_auth_method, self.relay_auth_method):
             return self
         secret = self.oauth_client_secret is not None or self.oauth_client_secret_file is not None
         needs = {
@@ -242,7 +285,7 @@ class Settings(BaseSettings):
                 self.oauth_provider == "microsoft" and self.oauth_certificate_file is not None
             )
             needs.append(("ROUTER_OAUTH_CLIENT_SECRET", credential))
-        if self.relay_auth_method == "oauth2":
+        if self.relay_auth_method == "oauth2" and self.relay_endpoint.scheme != "graph":
             user = self.relay_user or self.relay_endpoint.user
             needs.append(("ROUTER_RELAY_USER", bool(user)))
         missing = [name for name, present in needs if not present]
@@ -296,8 +339,22 @@ class Settings(BaseSettings):
         return parse_endpoint(relay, RELAY_SCHEMES)
 
     @property
+    def inbox_auth_method(self) -> Literal["password", "oauth2"]:
+        """`inbox_auth`, except that a graph:// inbox always uses OAuth 2.0."""
+        return "oauth2" if self.inbox_endpoint.scheme == "graph" else self.inbox_auth
+
+    @property
+    def graph_scope(self) -> str:
+        """The scope a graph:// inbox or relay asks for: `<origin of ROUTER_GRAPH_URL>/.default`."""
+        url = urlsplit(self.graph_url)
+        return f"{url.scheme}://{url.netloc}/.default"
+
+    @property
     def relay_auth_method(self) -> Literal["none", "password", "oauth2"]:
-        """`relay_auth`, or its default: `password` when a relay user is set, else `none`."""
+        """`relay_auth`, or its default: `password` when a relay user is set, else `none`.
+        A graph:// relay always uses OAuth 2.0."""
+        if self.relay_endpoint.scheme == "graph":
+            return "oauth2"
         if self.relay_auth is not None:
             return self.relay_auth
         return "password" if self.relay_user else "none"

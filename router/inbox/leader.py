@@ -1,4 +1,5 @@
-"""One watcher per IMAP mailbox: an inbox runs only while this node holds the mailbox's lease.
+"""One watcher per IMAP or Graph mailbox: an inbox runs only while this node holds the
+mailbox's lease.
 
 Every node may run the SMTP listener, but two nodes IDLEing on one mailbox would race to
 take and move the same mail. The lease is a row in the journal (`Journal.hold_mailbox`),
@@ -36,18 +37,24 @@ class MailboxLease:
         mailbox: str,
         *,
         inner_state: Callable[[], str],
+        inner_detail: Callable[[], dict[str, Any]] = dict,
         poll_seconds: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.journal = journal
         self.mailbox = mailbox
         self.poll_seconds = poll_seconds
         self._inner_state = inner_state
+        self._inner_detail = inner_detail
         self.holding = False
 
     @property
     def state(self) -> str:
         """The inbox's state while this node watches the mailbox, else `standby`."""
         return self._inner_state() if self.holding else "standby"
+
+    def detail(self) -> dict[str, Any]:
+        """The inbox's own detail for /readyz while this node watches the mailbox."""
+        return self._inner_detail() if self.holding else {}
 
     async def _hold(self) -> bool:
         try:

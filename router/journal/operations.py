@@ -8,6 +8,7 @@ from __future__ import annotations
 from router.core.kinds import ALERT
 from router.journal.core import JournalCore
 from router.journal.dedupe import DEDUPE_WINDOW_SECONDS, recent_copy
+from router.journal.graph_sync import GraphSyncStore
 from router.journal.mailbox_start import MailboxStarts
 from router.journal.records import Gauges, JournalCounts, QuarantinedRow
 from router.models import MailState, MessageState
@@ -23,6 +24,10 @@ class Operations(JournalCore):
     def mailbox_starts(self) -> MailboxStarts:
         """See `Journal.mailbox_starts`."""
         return MailboxStarts(self)
+
+    def graph_sync(self) -> GraphSyncStore:
+        """See `Journal.graph_sync`."""
+        return GraphSyncStore(self)
 
     def pending_mail_count(self) -> int:
         """See `Journal.pending_mail_count`."""

@@ -23,6 +23,7 @@ from router.journal.records import (
 from router.models import MessageState
 
 if TYPE_CHECKING:
+    from router.journal.graph_sync import GraphSyncStore
     from router.journal.mailbox_start import MailboxStarts
 from router.journal.sink import InboxSink
 
@@ -185,6 +186,10 @@ class Journal(InboxSink, Protocol):
 
     def mailbox_starts(self) -> MailboxStarts:
         """The first-connection records of IMAP mailboxes (`ROUTER_IMAP_START`)."""
+        ...
+
+    def graph_sync(self) -> GraphSyncStore:
+        """The delta links and first-connection state of Microsoft Graph inboxes."""
         ...
 
     def pending_mail_count(self) -> int:

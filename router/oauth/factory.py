@@ -26,22 +26,26 @@ def client_secret(settings: Settings) -> str | None:
         raise ValueError(f"ROUTER_OAUTH_CLIENT_SECRET_FILE {path}: {exc.strerror}") from None
 
 
-def make_fetcher(settings: Settings, user: str, *, verify: bool | str = True) -> TokenFetcher:
+def make_fetcher(
+    settings: Settings, user: str, *, verify: bool | str = True, scope: str | None = None
+) -> TokenFetcher:
     """The provider `ROUTER_OAUTH_PROVIDER` names, acting for `user` (google only).
+
+    Args:
+        scope: the scope to ask for instead of `ROUTER_OAUTH_SCOPE` (Microsoft Graph's).
 
     Raises:
         ValueError: a credential file cannot be read or used; the message names the setting.
     """
     # Each provider's library is imported only when it is the one configured.
     provider = settings.oauth_provider
+    scope = settings.oauth_scope if scope is None else scope
     if provider == "google":
         from router.oauth.google import GoogleFetcher, load_service_account
 
         assert settings.oauth_certificate_file is not None  # checked by Settings
         info = load_service_account(settings.oauth_certificate_file)
-        return GoogleFetcher(
-            info, user, settings.oauth_scope, token_url=settings.oauth_token_url, verify=verify
-        )
+        return GoogleFetcher(info, user, scope, token_url=settings.oauth_token_url, verify=verify)
     secret = client_secret(settings)
     if provider == "generic":
         from router.oauth.generic import GenericFetcher
@@ -50,7 +54,7 @@ def make_fetcher(settings: Settings, user: str, *, verify: bool | str = True) ->
             settings.oauth_token_url,
             settings.oauth_client_id,
             secret or "",
-            settings.oauth_scope,
+            scope,
             verify=verify,
         )
     from router.oauth.microsoft import MicrosoftFetcher, load_certificate
@@ -64,7 +68,7 @@ def make_fetcher(settings: Settings, user: str, *, verify: bool | str = True) ->
         settings.oauth_tenant,
         settings.oauth_client_id,
         credential,
-        settings.oauth_scope,
+        scope,
         token_url=settings.oauth_token_url,
         verify=verify,
     )
@@ -77,15 +81,17 @@ def make_token_source(
     role: str,
     verify: bool | str = True,
     on_change: Callable[[], None] = lambda: None,
+    scope: str | None = None,
 ) -> CachedTokenSource:
     """A cached, self-renewing token source for `user`.
 
     Args:
         role: "inbox" or "relay", for logs and /readyz.
         verify: True for the system CAs, or a CA bundle for a private token endpoint.
+        scope: instead of `ROUTER_OAUTH_SCOPE` (a graph:// inbox or relay asks for Graph's).
 
     Raises:
         ValueError: a credential file cannot be read or used.
     """
-    fetcher = make_fetcher(settings, user, verify=verify)
+    fetcher = make_fetcher(settings, user, verify=verify, scope=scope)
     return CachedTokenSource(fetcher, role=role, on_change=on_change)

@@ -49,15 +49,25 @@ class OAuthSources:
         self.inbox: CachedTokenSource | None = None
         self.relay: CachedTokenSource | None = None
         self.certificate: CertificateCredential | None = None
-        if settings.inbox_auth == "oauth2":
-            user = settings.inbox_endpoint.user or ""
+        if settings.inbox_auth_method == "oauth2":
+            endpoint = settings.inbox_endpoint
             self.inbox = make_token_source(
-                settings, user, role="inbox", verify=verify, on_change=on_change
+                settings,
+                endpoint.user or "",
+                role="inbox",
+                verify=verify,
+                on_change=on_change,
+                scope=settings.graph_scope if endpoint.scheme == "graph" else None,
             )
         if settings.relay_auth_method == "oauth2":
-            user = settings.relay_user or settings.relay_endpoint.user or ""
+            relay = settings.relay_endpoint
             self.relay = make_token_source(
-                settings, user, role="relay", verify=verify, on_change=on_change
+                settings,
+                settings.relay_user or relay.user or "",
+                role="relay",
+                verify=verify,
+                on_change=on_change,
+                scope=settings.graph_scope if relay.scheme == "graph" else None,
             )
         if (self.inbox or self.relay) and settings.oauth_provider == "microsoft":
             from router.oauth.microsoft import load_certificate

@@ -33,6 +33,7 @@ from router.send.probe import RelayProbe
 from router.send.relay import Relay
 from router.send.relays import make_relay
 from router.send.sender import Delivery
+from router.service.graph_wiring import GraphWiring
 from router.service.http import OpsServer
 from router.service.reload import RulesWatcher
 from router.service.stages import Stages
@@ -70,8 +71,10 @@ class Daemon:
         # OAuth 2.0 token sources for the inbox and the relay (router/oauth), when asked for.
         self.oauth = OAuthSources(settings, on_change=self._oauth_changed)
         self.oauth.register_metrics(self.metrics.registry)
+        # Microsoft Graph's per-mailbox gates and metrics (graph:// inbox or relay).
+        self.graph = GraphWiring(self.journal, self.metrics)
         # A few kept SMTP connections (router.send.pool).
-        self.relay = relay or pooled(make_relay(settings, self.oauth.relay))
+        self.relay = relay or pooled(self._make_relay())
         self.relay_health = RelayHealth(self.relay)  # remembers recent send results
         self.sandbox = AnalysisSandbox(timeout=settings.parse_timeout_seconds)
         self.pipeline = Pipeline(
@@ -92,7 +95,7 @@ class Daemon:
         self.wake = asyncio.Event()
         self.stop_event = asyncio.Event()
         self.inbox: Inbox | None = None
-        self._settle: Callable[[], None] | None = None  # an IMAP inbox's settle request
+        self.settle_request: Callable[[], None] | None = None  # an IMAP inbox's settle request
         self.supervisor = Supervisor(self.metrics, self.stop_event)
         self._tasks: list[asyncio.Task[None]] = []
         self._last_purge = 0.0
@@ -106,6 +109,17 @@ class Daemon:
             metrics=self.metrics,
         )
         # --- end operations ---
+
+    def _make_relay(self) -> Relay:
+        endpoint = self.settings.relay_endpoint
+        throttled = self.graph.on_throttled("relay", f"graph:{endpoint.user}")
+        return make_relay(
+            self.settings, self.oauth.relay, gates=self.graph.gates, on_throttled=throttled
+        )
+
+    def add_task(self, task: asyncio.Task[None]) -> None:
+        """Keep a task the daemon waits for when it closes."""
+        self._tasks.append(task)
 
     @property
     def rules(self) -> Rules:
@@ -129,10 +143,11 @@ class Daemon:
 
     def _settle_inbox(self) -> None:
         """Messages were decided: an IMAP inbox moves the copies of finished ones."""
-        if self._settle is not None:
-            self._settle()
+        if self.settle_request is not None:
+            self.settle_request()
 
-    def _stored(self) -> None:
+    def stored(self) -> None:
+        """An inbox stored new mail: count it and wake the deciding stage."""
         self._received.inc()
         self.stages.stored()
         self.wake.set()
@@ -158,13 +173,15 @@ class Daemon:
                 self.journal,
                 options=listener_options(self.settings),
                 allow=self.settings.inbox_allow,
-                on_stored=self._stored,
+                on_stored=self.stored,
                 store=self._store,
                 metrics=self.metrics,
             )
             await smtp.start()
             self.inbox = smtp
             self.metrics.inbox_connected.set(1)
+        elif endpoint.scheme == "graph":  # polled through Microsoft Graph (router.inbox.graph)
+            self.inbox = self.graph.start_inbox(self)
         else:
             from router.inbox.imap import ImapInbox
             from router.inbox.leader import MailboxLease
@@ -172,15 +189,15 @@ class Daemon:
             imap = ImapInbox(
                 self.settings,
                 self.journal,
-                on_stored=self._stored,
-                on_state=self._inbox_state,
+                on_stored=self.stored,
+                on_state=self.inbox_state,
                 tokens=self.oauth.inbox,
                 starts=self.journal.mailbox_starts(),
             )
             # One watcher per mailbox among the nodes sharing the journal (inbox/leader.py).
             lease = MailboxLease(self.journal, self.settings.inbox, inner_state=lambda: imap.state)
             self.inbox = lease
-            self._settle = imap.notify_settle
+            self.settle_request = imap.notify_settle
             self._tasks.append(
                 self.supervisor.start("imap", lambda: lease.run(imap.run, self.stop_event))
             )
@@ -212,7 +229,8 @@ class Daemon:
 
     # --- end operations ---
 
-    def _inbox_state(self, state: str) -> None:
+    def inbox_state(self, state: str) -> None:
+        """An IMAP or Graph inbox's state changed."""
         self.metrics.inbox_connected.set(1 if state in ("connected", "idle") else 0)
 
     async def run_once(self) -> None:

@@ -204,6 +204,9 @@ class OpsServer:
         inbox_detail = {"state": state}
         if getattr(inbox, "failure", None):  # why an IMAP inbox is not connected
             inbox_detail["reason"] = inbox.failure  # type: ignore[union-attr]
+        detail = getattr(inbox, "detail", None)  # a graph:// inbox: last delta, throttling
+        if callable(detail):
+            inbox_detail.update(detail())
         relay, probe = self.daemon.relay_health.check(self.relay_grace), self.daemon.relay_probe
         checks = {
             "event_loop": self.loop_check(),

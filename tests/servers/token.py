@@ -70,6 +70,11 @@ class TokenServer:
     issued: list[dict[str, Any]] = field(default_factory=list)  # claims of every token issued
     requests: list[dict[str, str]] = field(default_factory=list)  # forms posted (secrets kept)
     sign_badly: bool = False
+    # Application permissions put in the `roles` claim, as Entra ID does for app-only tokens.
+    roles: list[str] = field(default_factory=lambda: ["Mail.ReadWrite", "Mail.Send"])
+    # Resources (e.g. a loopback Graph's origin) whose `<resource>/.default` scope gets a token
+    # for that audience; any other scope gets the `imap` audience Dovecot and the relay check.
+    resources: set[str] = field(default_factory=set)
     _refusal: tuple[int, dict[str, Any]] | None = None
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -96,14 +101,22 @@ class TokenServer:
             self._refusal = answer
 
     def mint(
-        self, subject: str | None = None, lifetime: int | None = None, key: bytes | None = None
+        self,
+        subject: str | None = None,
+        lifetime: int | None = None,
+        key: bytes | None = None,
+        audience: str = "imap",
     ) -> str:
-        """A token as the endpoint would issue it (tests may also mint expired or foreign ones)."""
+        """A token as the endpoint would issue it (tests may also mint expired or foreign ones).
+
+        `audience` is the resource a `<resource>/.default` scope asked for (Graph's origin).
+        """
         now = int(time.time())
-        claims = {
+        claims: dict[str, Any] = {
             "iss": ISSUER,
             "sub": subject or self.subject,
-            "aud": "imap",
+            "aud": audience,
+            "roles": list(self.roles),
             "iat": now,
             "nbf": now,
             "exp": now + (self.lifetime if lifetime is None else lifetime),
@@ -114,13 +127,13 @@ class TokenServer:
             self.issued.append(claims)
         return jwt.encode(claims, signing, algorithm="HS256")
 
-    def verify(self, token: str) -> dict[str, Any]:
+    def verify(self, token: str, audience: str = "imap") -> dict[str, Any]:
         """The claims of a token this endpoint signed and that has not expired.
 
         Raises:
-            jwt.InvalidTokenError: not one of ours, or expired.
+            jwt.InvalidTokenError: not one of ours, for another audience, or expired.
         """
-        return jwt.decode(token, self.key, algorithms=["HS256"], audience="imap", issuer=ISSUER)
+        return jwt.decode(token, self.key, algorithms=["HS256"], audience=audience, issuer=ISSUER)
 
     def is_valid(self, token: str) -> bool:
         """Whether `verify` accepts the token (for servers that check it, e.g. SMTP XOAUTH2)."""
@@ -164,7 +177,7 @@ class TokenServer:
             return entra_error(700016, "unauthorized_client", 400)
         if not self._client_authenticated(form):
             return entra_error(7000215, "invalid_client", 401)
-        return 200, self._issue(self.subject)
+        return 200, self._issue(self.subject, self._audience(form.get("scope", "")))
 
     def _client_authenticated(self, form: dict[str, str]) -> bool:
         if "client_secret" in form:
@@ -201,11 +214,18 @@ class TokenServer:
             }
         return 200, self._issue(str(claims["sub"]))
 
-    def _issue(self, subject: str) -> dict[str, Any]:
+    def _audience(self, scope: str) -> str:
+        """`https://graph.example/.default` asks for a token for that resource (`resources`)."""
+        for item in scope.split():
+            if item.removesuffix("/.default") in self.resources:
+                return item.removesuffix("/.default")
+        return "imap"
+
+    def _issue(self, subject: str, audience: str = "imap") -> dict[str, Any]:
         return {
             "token_type": "Bearer",
             "expires_in": self.lifetime,
-            "access_token": self.mint(subject),
+            "access_token": self.mint(subject, audience=audience),
         }
 
     def openid_configuration(self) -> dict[str, Any]:
