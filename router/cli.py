@@ -127,6 +127,32 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     return status(load_settings(), out, as_json=args.json)
 
 
+def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
+    """`show REF|ID [--json]`: one message's audit trail (SPEC section 7)."""
+    from router.commands.admin import open_journal
+    from router.commands.show import render_trail
+    from router.journal.audit import audit_trail, parse_wanted
+
+    if parse_wanted(args.reference) is None:
+        raise CommandError(
+            f"{args.reference!r} is neither a message id (20261121-9F2C3A1B) nor a reference"
+            " (PR-20261121-9F2C3A1B-1)",
+            EXIT_FAILED,
+        )
+    journal = open_journal(load_settings())
+    try:
+        trail = audit_trail(journal, args.reference)
+    finally:
+        journal.close()
+    if trail is None:
+        raise CommandError(f"nothing in the journal matches {args.reference}", EXIT_FAILED)
+    if args.json:
+        out.write(json.dumps(trail.as_json(), ensure_ascii=False) + "\n")
+    else:
+        out.write(render_trail(trail))
+    return EXIT_OK
+
+
 def cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
     """`outbox [--dir DIR] [--json]`: the mail the Maildir relay wrote, with kind, To, Cc."""
     from dataclasses import asdict
@@ -223,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("dir", nargs="?", default="rules")
     check.set_defaults(handler=cmd_rules_check)
     schema = rules_commands.add_parser("schema", help="print the JSON Schema of rules files")
-    schema.add_argument("--kind", choices=("area", "forms", "acknowledgments"), default="area")
+    schema.add_argument(
+        "--kind", choices=("area", "forms", "acknowledgments", "sectors"), default="area"
+    )
     schema.set_defaults(handler=cmd_rules_schema)
     test = rules_commands.add_parser("test", help="route .eml files with a candidate rules dir")
     test.add_argument("dir")
@@ -234,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="journal counts, pending and quarantine")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
+
+    show = commands.add_parser("show", help="the audit trail of one message or referral")
+    show.add_argument("reference", metavar="REF|ID", help="PR-... reference or journal id")
+    show.add_argument("--json", action="store_true", help="one JSON object with the events")
+    show.set_defaults(handler=cmd_show)
 
     outbox = commands.add_parser(
         "outbox", help="list the mail the Maildir relay wrote: kind, To, Cc, Subject"

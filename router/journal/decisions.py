@@ -10,7 +10,16 @@ from typing import Any
 
 from router.journal.core import JournalCore
 from router.journal.database import SPOOL, Transaction
+from router.journal.events import (
+    Event,
+    os_user,
+    quarantine_summary,
+    record_decided,
+    record_event,
+    record_mail_event,
+)
 from router.journal.records import NewMail, Row, StoredMessage
+from router.journal.stats import record_figures
 
 _NO_LIMIT = 2**31 - 1  # an ack cap of 0 in the rules means none
 
@@ -62,6 +71,7 @@ class Decisions(JournalCore):
         *,
         rules_version: str,
         quarantine_reason: str | None = None,
+        figures: Sequence[dict[str, str]] = (),
     ) -> None:
         """See `Journal.record_decisions`.
 
@@ -79,6 +89,8 @@ class Decisions(JournalCore):
                 if not self._undecided(tx.rows, message_id, self._db.for_update):
                     return  # another node decided it meanwhile
                 self._insert_decisions(tx, message_id, decisions, now)
+                for (reference, record), counted in zip(decisions, figures, strict=False):
+                    record_figures(tx, message_id, reference, record, counted, now)
                 for (mail_id, _), mail in zip(spooled, mails, strict=True):
                     self._insert_mail(tx, mail_id, message_id, mail, now)
                 self._blobs.attach_many(tx, SPOOL, spooled)
@@ -93,6 +105,9 @@ class Decisions(JournalCore):
                         message_id,
                     ),
                 )
+                if quarantine_reason:
+                    detail = {"error": quarantine_summary(quarantine_reason)}
+                    record_event(tx, message_id, Event.QUARANTINED, at=now, detail=detail)
                 finished = self._finish(tx, [message_id], now)  # nothing to send: done
         except BaseException:
             for mail_id, _ in spooled:
@@ -128,6 +143,7 @@ class Decisions(JournalCore):
                     now,
                 ),
             )
+            record_decided(tx, message_id, reference, record, now)
 
     def _insert_mail(
         self, tx: Transaction, mail_id: str, message_id: str, mail: NewMail, now: float
@@ -149,18 +165,23 @@ class Decisions(JournalCore):
                 now,
             ),
         )
+        record_mail_event(tx, mail_id, Event.QUEUED, at=now)
 
     def quarantine(self, message_id: str, error: str) -> None:
         """See `Journal.quarantine`."""
         with self._db.transaction() as tx:
-            tx.run(
+            changed = tx.run(
                 "UPDATE messages SET state = 'quarantined', last_error = ?, claimed_by = NULL,"
                 " lease_until = NULL WHERE id = ?",
                 (error[:2000], message_id),
             )
+            if changed:
+                detail = {"error": quarantine_summary(error)}
+                record_event(tx, message_id, Event.QUARANTINED, detail=detail)
 
-    def reprocess(self, message_id: str) -> bool:
+    def reprocess(self, message_id: str, *, by: str | None = None) -> bool:
         """See `Journal.reprocess`."""
+        audit = {"by": by or os_user()}
         with self._db.transaction() as tx:
             changed = tx.run(
                 "UPDATE messages SET state = 'received', attempts = 0, last_error = NULL,"
@@ -170,6 +191,7 @@ class Decisions(JournalCore):
                 (message_id,),
             )
             if changed:
+                record_event(tx, message_id, Event.REPROCESSED, detail={**audit, "what": "decide"})
                 return True
             # Decided, but a mail to it failed for good: retry those mails instead.
             changed = tx.run(
@@ -182,6 +204,8 @@ class Decisions(JournalCore):
                     "UPDATE messages SET state = 'decided', last_error = NULL WHERE id = ?",
                     (message_id,),
                 )
+                detail = {**audit, "what": "send", "mails": changed}
+                record_event(tx, message_id, Event.REPROCESSED, detail=detail)
             return changed > 0
 
     def count_ack(self, sender: str, limit: int) -> bool:
@@ -207,4 +231,5 @@ def _stored(row: Row) -> StoredMessage:
         size=row["size"],
         message_id_header=row["message_id_header"],
         source_key=row["source_key"],
+        received_at=float(row["received_at"]),
     )

@@ -63,19 +63,23 @@ class Journal(InboxSink, Protocol):
         *,
         rules_version: str,
         quarantine_reason: str | None = None,
+        figures: Sequence[dict[str, str]] = (),
     ) -> None:
         """Record a message's decisions and every mail they cause, atomically, once: if the
         message is no longer `received` (decided after a crash, or by another node) nothing
-        is recorded."""
+        is recorded. `figures` (one per decision: age_band, gender, sector) are kept for
+        `report` (see `router.journal.stats`); each change writes its audit event
+        (`router.journal.events`) in the same transaction."""
         ...
 
     def quarantine(self, message_id: str, error: str) -> None:
         """Set one message aside with its error; it is never dropped (see `reprocess`)."""
         ...
 
-    def reprocess(self, message_id: str) -> bool:
+    def reprocess(self, message_id: str, *, by: str | None = None) -> bool:
         """Put a quarantined message back in the queue with a fresh attempt count, or, when
-        it was decided and a mail failed for good, retry those mails. False: nothing to do."""
+        it was decided and a mail failed for good, retry those mails. False: nothing to do.
+        `by`: who asked (the audit trail records it; default: this process's OS user)."""
         ...
 
     def count_ack(self, sender: str, limit: int) -> bool:
@@ -102,7 +106,9 @@ class Journal(InboxSink, Protocol):
         since other nodes add work); None when nothing waits."""
         ...
 
-    def mark_sent(self, mail_id: str) -> None: ...
+    def mark_sent(self, mail_id: str, reply: str | None = None) -> None:
+        """The relay accepted the mail; `reply` is what it answered (for the audit trail)."""
+        ...
 
     def mark_retry(self, mail_id: str, error: str, next_attempt_at: float) -> None: ...
 

@@ -94,7 +94,7 @@ class Delivery:
         if data is None:
             raise LookupError(f"the spooled mail {item.id} is missing")
         try:
-            await self.relay.send(data, sender=item.sender, recipients=item.recipients)
+            reply = await self.relay.send(data, sender=item.sender, recipients=item.recipients)
         except TransientDeliveryError as exc:
             await asyncio.to_thread(self._retry, item, exc)
             return
@@ -106,11 +106,11 @@ class Delivery:
             error = PermanentDeliveryError(None, type(exc).__name__)
             await asyncio.to_thread(self._failed, item, error, data)
             return
-        await asyncio.to_thread(self._sent, item)  # right after the 250
+        await asyncio.to_thread(self._sent, item, reply)  # right after the 250
 
-    def _sent(self, item: OutboxItem) -> None:
+    def _sent(self, item: OutboxItem, reply: str | None = None) -> None:
         """Record a mail the relay accepted (one trip to the journal's thread)."""
-        self.journal.mark_sent(item.id)
+        self.journal.mark_sent(item.id, reply)
         self.metrics.sent.labels(item.kind).inc()
         log.info("sent", reference=item.reference, kind=item.kind, attempts=item.attempts + 1)
         if item.kind == FORWARD:  # to a force; notices and reviews are not timed
