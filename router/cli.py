@@ -153,6 +153,39 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    """`report --from --to [--format] [--exact] [--out FILE]`: statistics (SPEC section 7)."""
+    from datetime import date
+
+    from router.commands.admin import open_journal
+    from router.commands.report import load_report, render
+
+    try:
+        start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    except ValueError:
+        raise CommandError("--from and --to take dates as YYYY-MM-DD") from None
+    if end < start:
+        raise CommandError(f"--to {end} is before --from {start}")
+    settings = load_settings()
+    areas: tuple[str, ...] = ()
+    if settings.rules_dir.is_dir():  # list every area of the rules, even with no referral
+        areas = tuple(area.id for area in _load_rules(settings.rules_dir).areas)
+    journal = open_journal(settings)
+    try:
+        report = load_report(journal, start, end, exact=args.exact, areas=areas)
+    finally:
+        journal.close()
+    text = render(report, args.format)
+    if args.out:
+        try:
+            Path(args.out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.out}: {exc.strerror}", EXIT_FAILED) from None
+    else:
+        out.write(text)
+    return EXIT_OK
+
+
 def cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
     """`outbox [--dir DIR] [--json]`: the mail the Maildir relay wrote, with kind, To, Cc."""
     from dataclasses import asdict
@@ -267,6 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("reference", metavar="REF|ID", help="PR-... reference or journal id")
     show.add_argument("--json", action="store_true", help="one JSON object with the events")
     show.set_defaults(handler=cmd_show)
+
+    report = commands.add_parser("report", help="referral statistics for a Prevent board")
+    report.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
+    report.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
+    report.add_argument("--format", choices=("text", "csv", "json", "html"), default="text")
+    report.add_argument("--exact", action="store_true", help="show counts 1 to 4 (not <5)")
+    report.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    report.set_defaults(handler=cmd_report)
 
     outbox = commands.add_parser(
         "outbox", help="list the mail the Maildir relay wrote: kind, To, Cc, Subject"

@@ -10,24 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from router.core.report import CountedDecision
 from router.journal.database import Transaction
 from router.journal.protocol import Journal
-
-
-@dataclass(frozen=True)
-class FigureRow:
-    """One decision as `report` sees it: nothing personal."""
-
-    reference: str
-    received_at: float
-    forwarded_at: float | None
-    outcome: str
-    area: str | None
-    age_band: str
-    gender: str
-    sector: str
 
 
 def record_figures(
@@ -67,15 +53,15 @@ def record_forwarded(tx: Transaction, mail_id: str, at: float) -> None:
     )
 
 
-def figures_between(journal: Journal, start: float, end: float) -> list[FigureRow]:
+def figures_between(journal: Journal, start: float, end: float) -> list[CountedDecision]:
     """Every decision of the referrals received in [start, end) (Unix seconds)."""
     rows = journal.query(
-        "SELECT reference, received_at, forwarded_at, outcome, area, age_band, gender, sector"
+        "SELECT received_at, forwarded_at, outcome, area, age_band, gender, sector"
         " FROM referral_stats WHERE received_at >= ? AND received_at < ?"
         " ORDER BY received_at, reference",
         (start, end),
     )
-    return [FigureRow(**row) for row in rows]
+    return [CountedDecision(**row) for row in rows]
 
 
 def claim_report_month(journal: Journal, month: str, lease_seconds: float) -> bool:
