@@ -55,6 +55,7 @@ class Served:
             "ROUTER_RULES_DIR": str(rules),
             "ROUTER_JOURNAL": journal,
             "ROUTER_HTTP": "",
+            "ROUTER_NODE_NAME": "node-a",  # restarted as itself: takes its claims back at once
             "ROUTER_FROM_ADDRESS": ROUTER_FROM,
             "ROUTER_REVIEW_ADDRESS": "review@router.example",
             "ROUTER_RETRY_BASE_SECONDS": "0.05",
