@@ -7,6 +7,7 @@ from html import escape
 from typing import Any
 
 import pygal
+from pygal.etree import etree as svg_tree  # lxml (python-docx needs it), else xml.etree
 from pygal.style import Style
 
 from router.commands.report import BREAKDOWNS, duration
@@ -118,5 +119,11 @@ def _plotted(count: Any) -> int | None:
 
 
 def _svg(chart: Any) -> str:
-    svg = chart.render(is_unicode=True, disable_xml_declaration=True)
-    return str(svg)
+    """The chart's SVG without pygal's inline script (its settings, for interactive
+    tooltips a printed page does not have): the page holds no script at all."""
+    tree = chart.render_tree()
+    for parent in tree.iter():
+        for child in list(parent):
+            if str(child.tag).rpartition("}")[2] == "script":
+                parent.remove(child)
+    return str(svg_tree.tostring(tree, encoding="unicode"))

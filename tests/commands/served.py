@@ -25,6 +25,7 @@ from tests.servers.smtp import CaptureServer
 from tests.test_lifecycle import RouterProcess, listen_port
 
 ROUTER_FROM = "referrals@router.example"
+SUBJECT = "Worried about a pupil, case"  # personal enough: never in any output
 
 
 def referral_email(
@@ -35,6 +36,7 @@ def referral_email(
     pdf = fillable_pdf(labelled(complete_referral(**fields)))
     return build_email(
         sender=sender,
+        subject=f"{SUBJECT} {number}",
         attachments=[("referral.pdf", pdf, "application/pdf")],
         message_id=f"<referral-{number}@school.example>",
     )

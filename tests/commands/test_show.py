@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.commands.served import ROUTER_FROM, Served, count, referral_email
+from tests.commands.served import ROUTER_FROM, SUBJECT, Served, count, referral_email
 from tests.mailfactory import dsn
 from tests.test_lifecycle import MET
 
@@ -127,7 +127,7 @@ def test_show_tells_where_each_referral_went(
             "01/02/2001",
             "Example Road",
             "referral.pdf",
-            "Prevent referral",
+            SUBJECT,
             "Fictional concern",
             "Sam Referrer",
         ):
