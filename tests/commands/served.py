@@ -22,7 +22,7 @@ from tests.conftest import ROOT
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email
 from tests.servers.smtp import CaptureServer
-from tests.test_lifecycle import RouterProcess, listen_port
+from tests.service.test_lifecycle import RouterProcess, listen_port
 
 ROUTER_FROM = "referrals@router.example"
 SUBJECT = "Worried about a pupil, case"  # personal enough: never in any output

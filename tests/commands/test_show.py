@@ -11,7 +11,7 @@ import pytest
 
 from tests.commands.served import ROUTER_FROM, SUBJECT, Served, count, referral_email
 from tests.mailfactory import dsn
-from tests.test_lifecycle import MET
+from tests.service.test_lifecycle import MET
 
 KENT_FORCE = "preventreferrals@kent.police.uk"
 LEWISHAM_CC = "mashagency@lewisham.gov.uk, prevent@lewisham.gov.uk"
