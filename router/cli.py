@@ -130,6 +130,65 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     return status(load_settings(), out, as_json=args.json)
 
 
+def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
+    """`show REF|ID [--json]`: one message's audit trail (SPEC section 7)."""
+    from router.commands.journal_access import open_journal
+    from router.commands.show import render_trail
+    from router.journal.audit import parse_wanted
+
+    if parse_wanted(args.reference) is None:
+        raise CommandError(
+            f"{args.reference!r} is neither a message id (20261121-9F2C3A1B) nor a reference"
+            " (PR-20261121-9F2C3A1B-1)",
+            EXIT_FAILED,
+        )
+    journal = open_journal(load_settings())
+    try:
+        trail = journal.audit_trail(args.reference)
+    finally:
+        journal.close()
+    if trail is None:
+        raise CommandError(f"nothing in the journal matches {args.reference}", EXIT_FAILED)
+    if args.json:
+        out.write(json.dumps(trail.as_json(), ensure_ascii=False) + "\n")
+    else:
+        out.write(render_trail(trail))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    """`report --from --to [--format] [--exact] [--out FILE]`: statistics (SPEC section 7)."""
+    from datetime import date
+
+    from router.commands.journal_access import open_journal
+    from router.commands.report import load_report, render
+
+    try:
+        start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    except ValueError:
+        raise CommandError("--from and --to take dates as YYYY-MM-DD") from None
+    if end < start:
+        raise CommandError(f"--to {end} is before --from {start}")
+    settings = load_settings()
+    areas: tuple[str, ...] = ()
+    if settings.rules_dir.is_dir():  # list every area of the rules, even with no referral
+        areas = tuple(area.id for area in _load_rules(settings.rules_dir).areas)
+    journal = open_journal(settings)
+    try:
+        report = load_report(journal, start, end, exact=args.exact, areas=areas)
+    finally:
+        journal.close()
+    text = render(report, args.format)
+    if args.out:
+        try:
+            Path(args.out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.out}: {exc.strerror}", EXIT_FAILED) from None
+    else:
+        out.write(text)
+    return EXIT_OK
+
+
 def cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
     """`outbox [--dir DIR] [--json]`: the mail the Maildir relay wrote, with kind, To, Cc."""
     from dataclasses import asdict
@@ -226,7 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("dir", nargs="?", default="rules")
     check.set_defaults(handler=cmd_rules_check)
     schema = rules_commands.add_parser("schema", help="print the JSON Schema of rules files")
-    schema.add_argument("--kind", choices=("area", "forms", "acknowledgments"), default="area")
+    schema.add_argument(
+        "--kind", choices=("area", "forms", "acknowledgments", "sectors"), default="area"
+    )
     schema.set_defaults(handler=cmd_rules_schema)
     test = rules_commands.add_parser("test", help="route .eml files with a candidate rules dir")
     test.add_argument("dir")
@@ -237,6 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="journal counts, pending and quarantine")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
+
+    show = commands.add_parser("show", help="the audit trail of one message or referral")
+    show.add_argument("reference", metavar="REF|ID", help="PR-... reference or journal id")
+    show.add_argument("--json", action="store_true", help="one JSON object with the events")
+    show.set_defaults(handler=cmd_show)
+
+    report = commands.add_parser("report", help="referral statistics for a Prevent board")
+    report.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
+    report.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
+    report.add_argument("--format", choices=("text", "csv", "json", "html"), default="text")
+    report.add_argument("--exact", action="store_true", help="show counts 1 to 4 (not <5)")
+    report.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    report.set_defaults(handler=cmd_report)
 
     outbox = commands.add_parser(
         "outbox", help="list the mail the Maildir relay wrote: kind, To, Cc, Subject"

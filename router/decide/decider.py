@@ -10,6 +10,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 
 import structlog
 
@@ -25,6 +26,7 @@ from router.core.compose import (
 from router.core.kinds import referral_kind
 from router.core.mail.headers import mailbox_key
 from router.core.routing import RoutingEngine
+from router.core.statistics import figures
 from router.decide.worker import SANDBOX_DEPTH, AnalysisFailed, AnalysisSandbox, Worked
 from router.journal.protocol import Journal
 from router.journal.records import (
@@ -183,12 +185,18 @@ class Pipeline:
         """Compose each decision's mail and record decisions and mail in one transaction."""
         mails: list[NewMail] = []
         records: list[tuple[str, dict[str, object]]] = []
+        counted: list[dict[str, str]] = []
+        sender = worked.analysis.message.from_address
         for position, decision in enumerate(worked.analysis.decisions, start=1):
             reference = f"PR-{stored.id}-{position}"
             mails += self._mails_for(decision, reference, worked)
             records.append((reference, decision.model_dump(mode="json", exclude={"fields"})))
+            found = figures(
+                decision, sender=sender, received_at=stored.received_at, rules=self.engine.rules
+            )
+            counted.append(asdict(found))
         self.journal.record_decisions(
-            stored.id, records, mails, rules_version=self.engine.rules.version
+            stored.id, records, mails, rules_version=self.engine.rules.version, figures=counted
         )
         return records
 

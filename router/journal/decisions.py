@@ -12,7 +12,16 @@ from typing import Any
 
 from router.journal.core import JournalCore
 from router.journal.database import SPOOL, Transaction
+from router.journal.events import (
+    Event,
+    os_user,
+    quarantine_summary,
+    record_decided,
+    record_event,
+    record_mail_event,
+)
 from router.journal.records import NewMail, Row, StoredMessage
+from router.journal.stats import record_figures
 
 _NO_LIMIT = 2**31 - 1  # an ack cap of 0 in the rules means none
 
@@ -64,6 +73,7 @@ class Decisions(JournalCore):
         *,
         rules_version: str,
         quarantine_reason: str | None = None,
+        figures: Sequence[dict[str, str]] = (),
     ) -> None:
         """See `Journal.record_decisions`.
 
@@ -81,6 +91,8 @@ class Decisions(JournalCore):
                 if not self._undecided(tx.rows, message_id, self._db.for_update):
                     return  # another node decided it meanwhile
                 self._insert_decisions(tx, message_id, decisions, now)
+                for (reference, record), counted in zip(decisions, figures, strict=False):
+                    record_figures(tx, message_id, reference, record, counted, now)
                 for (mail_id, _), mail in zip(spooled, mails, strict=True):
                     self._insert_mail(tx, mail_id, message_id, mail, now)
                 self._blobs.attach_many(tx, SPOOL, spooled)
@@ -95,6 +107,9 @@ class Decisions(JournalCore):
                         message_id,
                     ),
                 )
+                if quarantine_reason:
+                    detail = {"error": quarantine_summary(quarantine_reason)}
+                    record_event(tx, message_id, Event.QUARANTINED, at=now, detail=detail)
                 finished = self._finish(tx, [message_id], now)  # nothing to send: done
         except BaseException:
             for mail_id, _ in spooled:
@@ -130,6 +145,7 @@ class Decisions(JournalCore):
                     now,
                 ),
             )
+            record_decided(tx, message_id, reference, record, now)
 
     def _insert_mail(
         self, tx: Transaction, mail_id: str, message_id: str, mail: NewMail, now: float
@@ -151,6 +167,7 @@ class Decisions(JournalCore):
                 now,
             ),
         )
+        record_mail_event(tx, mail_id, Event.QUEUED, at=now)
 
     def quarantine(self, message_id: str, error: str, *, alert: NewMail | None = None) -> None:
         """See `Journal.quarantine`."""
@@ -160,11 +177,15 @@ class Decisions(JournalCore):
 
     @staticmethod
     def _set_aside(tx: Transaction, message_id: str, error: str) -> None:
-        tx.run(
+        """Quarantine a message with its error, and record that it was (same transaction)."""
+        changed = tx.run(
             "UPDATE messages SET state = 'quarantined', last_error = ?, claimed_by = NULL,"
             " lease_until = NULL WHERE id = ?",
             (error[:2000], message_id),
         )
+        if changed:
+            detail = {"error": quarantine_summary(error)}
+            record_event(tx, message_id, Event.QUARANTINED, detail=detail)
 
     @contextmanager
     def _added_mail(
@@ -190,8 +211,9 @@ class Decisions(JournalCore):
             self._blobs.unstage(SPOOL, mail_id)
             raise
 
-    def reprocess(self, message_id: str) -> bool:
+    def reprocess(self, message_id: str, *, by: str | None = None) -> bool:
         """See `Journal.reprocess`."""
+        audit = {"by": by or os_user()}
         with self._db.transaction() as tx:
             changed = tx.run(
                 "UPDATE messages SET state = 'received', attempts = 0, last_error = NULL,"
@@ -201,6 +223,7 @@ class Decisions(JournalCore):
                 (message_id,),
             )
             if changed:
+                record_event(tx, message_id, Event.REPROCESSED, detail={**audit, "what": "decide"})
                 return True
             # Decided, but a mail to it failed for good: retry those mails instead.
             changed = tx.run(
@@ -213,6 +236,8 @@ class Decisions(JournalCore):
                     "UPDATE messages SET state = 'decided', last_error = NULL WHERE id = ?",
                     (message_id,),
                 )
+                detail = {**audit, "what": "send", "mails": changed}
+                record_event(tx, message_id, Event.REPROCESSED, detail=detail)
             return changed > 0
 
     def count_ack(self, sender: str, limit: int) -> bool:
@@ -238,4 +263,5 @@ def _stored(row: Row) -> StoredMessage:
         size=row["size"],
         message_id_header=row["message_id_header"],
         source_key=row["source_key"],
+        received_at=float(row["received_at"]),
     )

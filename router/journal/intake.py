@@ -7,10 +7,12 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
+from typing import cast
 
 from router.journal.core import JournalCore
 from router.journal.database import MESSAGE
-from router.journal.records import message_id_header, new_message_id, oversize_stub
+from router.journal.events import Event, record_event
+from router.journal.records import Row, message_id_header, new_message_id, oversize_stub
 from router.journal.sink import Settlement
 
 # A message to store: its id, its bytes, and its row's other values.
@@ -91,6 +93,9 @@ class Intake(JournalCore):
                     )
                     > 0
                 )
+                if inserted[-1]:
+                    at, detail = _received_detail(row, self.node)
+                    record_event(tx, message_id, Event.RECEIVED, at=at, detail=detail)
             self._blobs.attach_many(
                 tx,
                 MESSAGE,
@@ -204,6 +209,32 @@ class Intake(JournalCore):
             # Not fsynced: a settle lost to a power cut is done again, and moving a copy that
             # already left the folder moves nothing.
             with self._db.transaction(durable=False) as tx:
-                tx.run("UPDATE messages SET settled = 1 WHERE id = ?", (message_id,))
+                rows = tx.rows(
+                    "UPDATE messages SET settled = 1 WHERE id = ? AND settled = 0"
+                    " RETURNING state, source_key",
+                    (message_id,),
+                )
+                for row in rows:
+                    record_event(tx, message_id, Event.SETTLED, detail=self._settled_detail(row))
 
         await asyncio.to_thread(update)
+
+    def _settled_detail(self, row: Row) -> dict[str, object]:
+        """Where a settled inbox copy went: its folder (IMAP, Graph) or nowhere (SMTP)."""
+        source = str(row["source_key"] or "").partition(":")[0]
+        if source in ("", "smtp"):
+            return {"source": source or "smtp"}
+        folder = self.folders["failed" if row["state"] == "quarantined" else "processed"]
+        return {"source": source, "folder": folder}
+
+
+def _received_detail(row: tuple[object, ...], node: str) -> tuple[float, dict[str, object]]:
+    """When a message was received, and its event's detail: the inbox, never the content."""
+    received_at, source_key, _, _, size, envelope, oversize = row
+    return cast(float, received_at), {
+        "source": str(source_key or "smtp").partition(":")[0],
+        "inbox": json.loads(str(envelope)),
+        "size": size,
+        "oversize": bool(oversize),
+        "node": node,
+    }

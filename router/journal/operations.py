@@ -6,11 +6,19 @@ Each is a named, read-mostly method, so no SQL lives outside the journal (see `J
 from __future__ import annotations
 
 from router.core.kinds import ALERT
+from router.core.report import CountedDecision
+from router.journal.audit import AuditTrail, audit_trail
 from router.journal.core import JournalCore
 from router.journal.dedupe import DEDUPE_WINDOW_SECONDS, recent_copy
 from router.journal.graph_sync import GraphSyncStore
 from router.journal.mailbox_start import MailboxStarts
 from router.journal.records import Gauges, JournalCounts, QuarantinedRow
+from router.journal.stats import (
+    claim_report_month,
+    figures_between,
+    mark_report_sent,
+    report_sent_at,
+)
 from router.models import MailState, MessageState
 
 
@@ -24,6 +32,26 @@ class Operations(JournalCore):
     def mailbox_starts(self) -> MailboxStarts:
         """See `Journal.mailbox_starts`."""
         return MailboxStarts(self)
+
+    def audit_trail(self, wanted: str) -> AuditTrail | None:
+        """See `Journal.audit_trail`."""
+        return audit_trail(self, wanted)
+
+    def figures_between(self, start: float, end: float) -> list[CountedDecision]:
+        """See `Journal.figures_between`."""
+        return figures_between(self, start, end)
+
+    def claim_report_month(self, month: str, lease_seconds: float) -> bool:
+        """See `Journal.claim_report_month`."""
+        return claim_report_month(self, month, lease_seconds)
+
+    def mark_report_sent(self, month: str, reply: str | None) -> None:
+        """See `Journal.mark_report_sent`."""
+        mark_report_sent(self, month, reply)
+
+    def report_sent_at(self, month: str) -> float | None:
+        """See `Journal.report_sent_at`."""
+        return report_sent_at(self, month)
 
     def graph_sync(self) -> GraphSyncStore:
         """See `Journal.graph_sync`."""

@@ -8,7 +8,9 @@ import time
 from router.journal.core import FINISH, HEARTBEAT_SECONDS
 from router.journal.database import SPOOL
 from router.journal.decisions import Decisions
+from router.journal.events import Event, record_mail_event
 from router.journal.records import NewMail, OutboxItem, Row
+from router.journal.stats import record_forwarded
 
 # Pending mail that may go now. An acknowledgment waits for its referral's forward: the
 # referrer is never told "forwarded" about a referral the relay has not accepted.
@@ -70,7 +72,7 @@ class Outbox(Decisions):
             due = soon if due is None else min(due, soon)
         return due
 
-    def mark_sent(self, mail_id: str) -> None:
+    def mark_sent(self, mail_id: str, reply: str | None = None) -> None:
         """See `Journal.mark_sent`."""
         # Not fsynced: a crash of the process keeps it, but a power cut just after may lose
         # it, and the mail (accepted by the relay already) is sent once more. A duplicate to
@@ -83,6 +85,9 @@ class Outbox(Decisions):
                 " RETURNING message_id",
                 (now, mail_id),
             )
+            if rows:
+                record_mail_event(tx, mail_id, Event.SENT, at=now, detail={"reply": reply})
+                record_forwarded(tx, mail_id, now)
             finished = self._finish(tx, (row["message_id"] for row in rows), now)
         self._report_finished(finished)
 
@@ -96,6 +101,8 @@ class Outbox(Decisions):
                 " claimed_by = NULL, lease_until = NULL WHERE id = ?",
                 (error[:500], next_attempt_at, mail_id),
             )
+            detail = {"reply": error[:500], "final": False, "retry_at": next_attempt_at}
+            record_mail_event(tx, mail_id, Event.FAILED, detail=detail)
 
     def mark_failed(
         self,
@@ -119,13 +126,19 @@ class Outbox(Decisions):
                 " claimed_by = NULL, lease_until = NULL WHERE id = ?",
                 (error[:500], mail_id),
             )
-            tx.run(
+            record_mail_event(
+                tx, mail_id, Event.FAILED, detail={"reply": error[:500], "final": True}
+            )
+            held = tx.rows(
                 "UPDATE outbox SET state = 'failed', last_error = 'held: the forward failed'"
                 " WHERE state = 'pending' AND kind = 'ack' AND reference = ("
                 " SELECT reference FROM outbox WHERE id = ?"
-                " AND kind IN ('forward', 'incomplete_notice', 'review'))",
+                " AND kind IN ('forward', 'incomplete_notice', 'review')) RETURNING id",
                 (mail_id,),
             )
+            for ack in held:
+                detail = {"held": "the forward failed", "final": True}
+                record_mail_event(tx, ack["id"], Event.FAILED, detail=detail)
             if quarantine is not None:
                 self._set_aside(tx, message_id, quarantine)
             add(tx)
@@ -168,7 +181,9 @@ class Outbox(Decisions):
     def mark_bounced(self, mail_id: str) -> None:
         """See `Journal.mark_bounced`."""
         with self._db.transaction() as tx:
-            tx.run("UPDATE outbox SET bounced_at = ? WHERE id = ?", (time.time(), mail_id))
+            now = time.time()
+            if tx.run("UPDATE outbox SET bounced_at = ? WHERE id = ?", (now, mail_id)):
+                record_mail_event(tx, mail_id, Event.BOUNCED, at=now)
 
 
 def _item(row: Row) -> OutboxItem:

@@ -23,6 +23,8 @@ from router.journal.records import (
 from router.models import MessageState
 
 if TYPE_CHECKING:
+    from router.core.report import CountedDecision
+    from router.journal.audit import AuditTrail
     from router.journal.graph_sync import GraphSyncStore
     from router.journal.mailbox_start import MailboxStarts
 from router.journal.sink import InboxSink
@@ -74,10 +76,13 @@ class Journal(InboxSink, Protocol):
         *,
         rules_version: str,
         quarantine_reason: str | None = None,
+        figures: Sequence[dict[str, str]] = (),
     ) -> None:
         """Record a message's decisions and every mail they cause, atomically, once: if the
         message is no longer `received` (decided after a crash, or by another node) nothing
-        is recorded."""
+        is recorded. `figures` (one per decision: age_band, gender, sector) are kept for
+        `report` (see `router.journal.stats`); each change writes its audit event
+        (`router.journal.events`) in the same transaction."""
         ...
 
     def quarantine(self, message_id: str, error: str, *, alert: NewMail | None = None) -> None:
@@ -85,9 +90,10 @@ class Journal(InboxSink, Protocol):
         `alert`, the mail telling a person, is queued in the same transaction."""
         ...
 
-    def reprocess(self, message_id: str) -> bool:
+    def reprocess(self, message_id: str, *, by: str | None = None) -> bool:
         """Put a quarantined message back in the queue with a fresh attempt count, or, when
-        it was decided and a mail failed for good, retry those mails. False: nothing to do."""
+        it was decided and a mail failed for good, retry those mails. False: nothing to do.
+        `by`: who asked (the audit trail records it; default: this process's OS user)."""
         ...
 
     def count_ack(self, sender: str, limit: int) -> bool:
@@ -114,7 +120,9 @@ class Journal(InboxSink, Protocol):
         since other nodes add work); None when nothing waits."""
         ...
 
-    def mark_sent(self, mail_id: str) -> None: ...
+    def mark_sent(self, mail_id: str, reply: str | None = None) -> None:
+        """The relay accepted the mail; `reply` is what it answered (for the audit trail)."""
+        ...
 
     def mark_retry(self, mail_id: str, error: str, next_attempt_at: float) -> None: ...
 
@@ -186,6 +194,28 @@ class Journal(InboxSink, Protocol):
 
     def mailbox_starts(self) -> MailboxStarts:
         """The first-connection records of IMAP mailboxes (`ROUTER_IMAP_START`)."""
+        ...
+
+    # --- accountability: the audit trail and the figures of `report` ---
+    def audit_trail(self, wanted: str) -> AuditTrail | None:
+        """The events of one message, by its id or a referral reference; None if unknown."""
+        ...
+
+    def figures_between(self, start: float, end: float) -> list[CountedDecision]:
+        """The figures kept at decision time for decisions received in [start, end)."""
+        ...
+
+    def claim_report_month(self, month: str, lease_seconds: float) -> bool:
+        """Claim the mailing of one month's report for this node; False when it was sent,
+        or another live node has it."""
+        ...
+
+    def mark_report_sent(self, month: str, reply: str | None) -> None:
+        """Record that a month's report was mailed (with the relay's reply)."""
+        ...
+
+    def report_sent_at(self, month: str) -> float | None:
+        """When a month's report was mailed; None if it was not."""
         ...
 
     def graph_sync(self) -> GraphSyncStore:

@@ -28,6 +28,7 @@ class StoredMessage:
     size: int
     message_id_header: str | None
     source_key: str | None
+    received_at: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from router.journal.core import JournalCore
 from router.journal.database import MESSAGE, SPOOL, Transaction
+from router.journal.events import Event, record_event, scrub_events
 
 # Decision record keys that may identify someone: dropped when the message is purged.
 PURGED_RECORD_KEYS = ("form", "ack_to")
@@ -34,8 +35,11 @@ class Retention(JournalCore):
                 self._blobs.discard(tx, MESSAGE, row["id"])
                 for mail in tx.rows("SELECT id FROM outbox WHERE message_id = ?", (row["id"],)):
                     self._blobs.discard(tx, SPOOL, mail["id"])
-                tx.run("UPDATE messages SET purged_at = ? WHERE id = ?", (time.time(), row["id"]))
+                now = time.time()
+                tx.run("UPDATE messages SET purged_at = ? WHERE id = ?", (now, row["id"]))
                 _scrub_rows(tx, row["id"])
+                scrub_events(tx, row["id"])
+                record_event(tx, row["id"], Event.PURGED, at=now, detail={"by": "retention"})
         with self._db.transaction() as tx:
             cutoff = f"{datetime.fromtimestamp(older_than, UTC):%Y-%m-%d}"
             tx.run("DELETE FROM ack_counts WHERE day < ?", (cutoff,))

@@ -37,10 +37,10 @@ class RelayHealth:
         """See `Relay`."""
         await self.inner.close()
 
-    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> None:
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> str | None:
         """See `Relay`."""
         try:
-            await self.inner.send(message, sender=sender, recipients=recipients)
+            reply = await self.inner.send(message, sender=sender, recipients=recipients)
         except TransientDeliveryError:
             self._failed()
             raise
@@ -48,6 +48,7 @@ class RelayHealth:
             self._reached()  # a refusal for good: the relay is there and answering
             raise
         self._reached()
+        return reply
 
     def _reached(self) -> None:
         self.last_success = self.clock()

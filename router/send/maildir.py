@@ -40,13 +40,14 @@ class MaildirRelay:
     async def close(self) -> None:
         """See `Relay`. Nothing to release."""
 
-    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> None:
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> str | None:
         """See `Relay`."""
         try:
             name = await asyncio.to_thread(self._write, message)
         except OSError as exc:
             raise TransientDeliveryError(None, f"cannot write to {self._path}: {exc}") from exc
         log.debug("relay.sent", relay=self.describe(), file=name, recipients=len(recipients))
+        return f"written to the Maildir as {name}"
 
     def _ensure_dirs(self) -> None:
         # The folder itself private too when we create it (mkdir's parents get 0755).

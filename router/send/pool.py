@@ -55,7 +55,7 @@ class PooledSmtpRelay:
         """See `SmtpRelay.probe` (on a connection of its own, never a kept one)."""
         return await self._relay.probe()
 
-    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> None:
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> str | None:
         """See `Relay`."""
         if not recipients:
             raise ValueError("send() needs at least one recipient")
@@ -63,7 +63,7 @@ class PooledSmtpRelay:
             client = await self._reused()
             if client is not None:
                 try:
-                    await self._relay.transfer(client, message, sender, recipients)
+                    reply = await self._relay.transfer(client, message, sender, recipients)
                 except BaseException as exc:
                     if not isinstance(exc, DeliveryError):  # cancelled: the state is unknown
                         await client.shut()
@@ -77,19 +77,20 @@ class PooledSmtpRelay:
                 else:
                     self._release(client)
                     log.debug("relay.sent", relay=self.describe(), recipients=len(recipients))
-                    return
-            await self._send_fresh(message, sender, recipients)
+                    return reply
+            return await self._send_fresh(message, sender, recipients)
 
-    async def _send_fresh(self, message: bytes, sender: str, recipients: Sequence[str]) -> None:
+    async def _send_fresh(self, message: bytes, sender: str, recipients: Sequence[str]) -> str:
         client = await self._relay.connect()
         self.opened += 1
         try:
-            await self._relay.transfer(client, message, sender, recipients)
+            reply = await self._relay.transfer(client, message, sender, recipients)
         except BaseException:
             await self._keep_or_close(client)
             raise
         self._release(client)
         log.debug("relay.sent", relay=self.describe(), recipients=len(recipients), new=True)
+        return reply
 
     async def _reused(self) -> RelayConnection | None:
         """An idle connection that answers RSET, or None; dead ones are closed on the way."""

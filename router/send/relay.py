@@ -72,8 +72,12 @@ class PermanentDeliveryError(DeliveryError):
 class Relay(Protocol):
     """Where outgoing messages go. Implementations: `SmtpRelay`, `MaildirRelay`."""
 
-    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> None:
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> str | None:
         """Hand over one complete message (headers included) for the given envelope.
+
+        Returns:
+            The relay's reply to the message (`250 2.0.0 Ok: queued as ...`), for the audit
+            trail; None where there is no such reply (a Maildir).
 
         Raises:
             TransientDeliveryError: keep the message and retry later.
@@ -132,17 +136,18 @@ class SmtpRelay:
     async def close(self) -> None:
         """See `Relay`. Nothing to release: each send uses its own connection."""
 
-    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> None:
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> str | None:
         """See `Relay`."""
         if not recipients:
             raise ValueError("send() needs at least one recipient")
         client = await self.connect()
         try:
-            await self.transfer(client, message, sender, recipients)
+            reply = await self.transfer(client, message, sender, recipients)
             await _quit_quietly(client)
         finally:
             await client.shut()
         log.debug("relay.sent", relay=self.describe(), recipients=len(recipients))
+        return reply
 
     async def connect(self) -> _Client:
         """Open, secure and authenticate a connection (see `router.send.pool`).
@@ -163,16 +168,17 @@ class SmtpRelay:
 
     async def transfer(
         self, client: _Client, message: bytes, sender: str, recipients: Sequence[str]
-    ) -> None:
-        """MAIL, RCPT and DATA on an open connection, which stays open afterwards.
-        `client.data_started` tells whether the failure came after DATA was sent.
+    ) -> str:
+        """MAIL, RCPT and DATA on an open connection, which stays open afterwards; returns
+        the relay's reply to DATA. `client.data_started` tells whether the failure came
+        after DATA was sent.
 
         Raises:
             TransientDeliveryError, PermanentDeliveryError: as for `send`.
         """
         client.data_started = False
         try:
-            await self._transfer(client, message, sender, recipients)
+            return await self._transfer(client, message, sender, recipients)
         except BaseException as exc:
             raise self._failure(exc) from exc
 
@@ -288,7 +294,7 @@ class SmtpRelay:
         message: bytes,
         sender: str,
         recipients: Sequence[str],
-    ) -> None:
+    ) -> str:
         options = []
         if not message.isascii() and client.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")
@@ -314,7 +320,8 @@ class SmtpRelay:
             await _reset_quietly(client)
             raise _refusal_error(refusals)
         client.data_started = True
-        await client.data(message)
+        response = await client.data(message)
+        return f"{response.code} {response.message}"
 
 
 class _Client(aiosmtplib.SMTP):

@@ -57,7 +57,7 @@ class Delivery:
         # claims are claimable, does a restarted loop).
         self._in_flight: set[str] = set()
         # Accepted by the relay (250) while the journal failed to record it.
-        self._unrecorded: dict[str, OutboxItem] = {}
+        self._unrecorded: dict[str, tuple[OutboxItem, str | None]] = {}  # with the relay's reply
 
     async def deliver_due(self, concurrency: int = SENDERS) -> int:
         """Send every mail that is due now, a few at once; returns how many were tried (or
@@ -99,8 +99,8 @@ class Delivery:
         failed; returns how many. Raises what the journal raised (nothing is sent until
         these are recorded)."""
         items = list(self._unrecorded.values())
-        for item in items:
-            await asyncio.to_thread(self._sent, item)
+        for item, reply in items:
+            await asyncio.to_thread(self._sent, item, reply)
             del self._unrecorded[item.id]
             self._in_flight.discard(item.id)
         return len(items)
@@ -124,7 +124,7 @@ class Delivery:
         if data is None:
             raise LookupError(f"the spooled mail {item.id} is missing")
         try:
-            await self.relay.send(data, sender=item.sender, recipients=item.recipients)
+            reply = await self.relay.send(data, sender=item.sender, recipients=item.recipients)
         except TransientDeliveryError as exc:
             await asyncio.to_thread(self._retry, item, exc)
             return
@@ -137,20 +137,20 @@ class Delivery:
             await asyncio.to_thread(self._failed, item, error, data)
             return
         try:
-            await asyncio.to_thread(self._sent, item)  # right after the 250
+            await asyncio.to_thread(self._sent, item, reply)  # right after the 250
         except Exception as exc:
             # Kept in memory and recorded before the next round sends anything: only a
             # kill of the process before then sends it again.
-            self._unrecorded[item.id] = item
+            self._unrecorded[item.id] = (item, reply)
             log.error(
                 "sent_not_recorded", reference=item.reference, kind=item.kind,
                 error=type(exc).__name__,
             )  # fmt: skip
             raise
 
-    def _sent(self, item: OutboxItem) -> None:
+    def _sent(self, item: OutboxItem, reply: str | None = None) -> None:
         """Record a mail the relay accepted (one trip to the journal's thread)."""
-        self.journal.mark_sent(item.id)
+        self.journal.mark_sent(item.id, reply)
         self.metrics.sent.labels(item.kind).inc()
         log.info("sent", reference=item.reference, kind=item.kind, attempts=item.attempts + 1)
         if item.kind == FORWARD:  # to a force; notices and reviews are not timed

@@ -295,3 +295,18 @@ def placeholder_problems(text: str) -> list[str]:
         elif spec or conversion:
             problems.append(f"write the placeholder as {{{name}}}, without a format")
     return problems
+
+
+def check_sectors(doc: Document, data: dict[str, Any]) -> list[RuleProblem]:
+    """Check sectors.yaml: no domain is listed under two sectors (which one would count?)."""
+    problems = []
+    seen: dict[str, str] = {}
+    sectors = data.get("sectors")
+    for sector in sectors if isinstance(sectors, dict) else {}:
+        for index, domain in strings_at(sectors, sector):
+            key = domain.strip().lower().lstrip("@.")
+            if key in seen and seen[key] != sector:
+                message = f"{domain!r} is already listed under {seen[key]!r}"
+                problems.append(doc.problem(("sectors", sector, index), message))
+            seen.setdefault(key, str(sector))
+    return problems

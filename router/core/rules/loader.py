@@ -24,9 +24,10 @@ from router.core.rules.checks import (
     check_forms,
     check_overlaps,
     check_own_addresses,
+    check_sectors,
 )
 from router.core.rules.document import Document, RuleProblem, parse_document, suggest
-from router.core.rules.model import AckTexts, Area, FormRules, Rules
+from router.core.rules.model import AckTexts, Area, FormRules, Rules, SectorRules
 from router.core.rules.postcode import compact
 from router.core.rules.schema import rules_schema
 
@@ -42,6 +43,7 @@ __all__ = [
 AREAS_DIR = "areas"
 FORMS_FILE = "forms.yaml"
 ACKS_FILE = "acknowledgments.yaml"
+SECTORS_FILE = "sectors.yaml"  # optional: without it every referrer is `other`
 _YAML_SUFFIXES = (".yaml", ".yml")
 NOT_FOUND_HINT = " (ROUTER_RULES_DIR, or --rules for route, chooses another)"
 
@@ -118,13 +120,20 @@ def _load(directory: Path) -> tuple[Rules | None, list[RuleProblem]]:
         problems += check_acknowledgments(doc, data, [item.id for item in area_files])
         acks = _validate(doc, data, AckTexts, problems)
 
+    sectors: SectorRules | None = SectorRules()
+    if SECTORS_FILE in files:
+        doc = _parse(files, SECTORS_FILE, problems)
+        sectors = None if doc is None else _validate(doc, doc.data(), SectorRules, problems)
+        problems += [] if doc is None else check_sectors(doc, doc.data())
+
     problems.sort(key=lambda p: (p.file, p.line or 0))
-    if problems or forms is None or acks is None or None in areas:
+    if problems or forms is None or acks is None or sectors is None or None in areas:
         return None, problems
     rules = Rules(
         areas=[area for area in areas if area is not None],
         forms=forms,
         acknowledgments=acks,
+        sectors=sectors,
         version=_version(files),
     )
     return rules, problems
@@ -137,11 +146,13 @@ def _read_files(directory: Path, problems: list[RuleProblem]) -> dict[str, bytes
     wanted: list[str] = []
     for path in sorted(directory.iterdir()):
         if path.is_file() and path.suffix in _YAML_SUFFIXES and not path.name.startswith("."):
-            if path.name in (FORMS_FILE, ACKS_FILE):
+            if path.name in (FORMS_FILE, ACKS_FILE, SECTORS_FILE):
                 wanted.append(path.name)
             else:
-                hint = suggest(path.name, [FORMS_FILE, ACKS_FILE])
-                message = "unknown rules file: expected forms.yaml, acknowledgments.yaml"
+                hint = suggest(path.name, [FORMS_FILE, ACKS_FILE, SECTORS_FILE])
+                message = (
+                    "unknown rules file: expected forms.yaml, acknowledgments.yaml, sectors.yaml"
+                )
                 problems.append(RuleProblem(file=path.name, message=message + hint))
     for name in (FORMS_FILE, ACKS_FILE):
         if name not in wanted:

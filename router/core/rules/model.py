@@ -5,6 +5,7 @@ Layout of a rules directory (every file is YAML):
     areas/<area-id>.yaml   one routing entry per file (`Area`)
     forms.yaml             label lists and completeness policy (`FormRules`)
     acknowledgments.yaml   acknowledgment texts, a default plus per-area overrides (`AckTexts`)
+    sectors.yaml           referring sectors by email domain, for `report` (`SectorRules`)
 """
 
 from __future__ import annotations
@@ -119,6 +120,36 @@ class AckTexts(Strict):
     daily_limit_per_sender: int = Field(default=20, ge=0)
 
 
+class Sector(StrEnum):
+    """The referring sectors a rules file may name (SPEC section 7, `report`)."""
+
+    EDUCATION = "education"
+    HEALTH = "health"
+    LOCAL_AUTHORITY = "local authority"
+    POLICE = "police"
+    PROBATION_AND_PRISONS = "probation and prisons"
+    COMMUNITY = "community"
+    OTHER = "other"
+
+
+def _lower_domain(value: str) -> str:
+    domain = value.strip().lower().lstrip("@").removeprefix(".")
+    labels = domain.split(".")
+    if not domain or any(not label or not label.replace("-", "").isalnum() for label in labels):
+        raise ValueError(f"{value!r} is not an email domain (such as sch.uk or nhs.net)")
+    return domain
+
+
+EmailDomain = Annotated[str, AfterValidator(_lower_domain)]
+
+
+class SectorRules(Strict):
+    """Which sector refers from which email domains (a domain counts for its subdomains
+    too; the most specific domain listed wins)."""
+
+    sectors: dict[Sector, list[EmailDomain]] = Field(default_factory=dict)
+
+
 class Rules(BaseModel):
     """A validated, loaded rules directory."""
 
@@ -127,4 +158,5 @@ class Rules(BaseModel):
     areas: list[Area]
     forms: FormRules
     acknowledgments: AckTexts
+    sectors: SectorRules = Field(default_factory=SectorRules)
     version: str  # content hash of the directory, recorded with every decision

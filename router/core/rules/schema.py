@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from router.core.rules.model import AckTexts, Area, FormRules
+from router.core.rules.model import AckTexts, Area, FormRules, SectorRules
 from router.models import CANONICAL_FIELDS
 
-SchemaKind = Literal["area", "forms", "acknowledgments"]
-SCHEMA_KINDS: tuple[SchemaKind, ...] = ("area", "forms", "acknowledgments")
+SchemaKind = Literal["area", "forms", "acknowledgments", "sectors"]
+SCHEMA_KINDS: tuple[SchemaKind, ...] = ("area", "forms", "acknowledgments", "sectors")
 
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 # Loose on case and spaces, as the loader is; `rules check` does the exact checks.
@@ -36,7 +36,7 @@ def rules_schema(kind: SchemaKind = "area") -> dict[str, Any]:
 
     Args:
         kind: "area" for `areas/<id>.yaml`, "forms" for forms.yaml, "acknowledgments" for
-            acknowledgments.yaml.
+            acknowledgments.yaml, "sectors" for sectors.yaml.
 
     Raises:
         ValueError: an unknown kind.
@@ -48,6 +48,9 @@ def rules_schema(kind: SchemaKind = "area") -> dict[str, Any]:
     elif kind == "acknowledgments":
         schema = AckTexts.model_json_schema()
         schema["title"] = "acknowledgments.yaml"
+    elif kind == "sectors":
+        schema = SectorRules.model_json_schema()
+        schema["title"] = "Referring sectors by email domain (sectors.yaml)"
     else:
         raise ValueError(f"unknown schema kind {kind!r}: use one of {', '.join(SCHEMA_KINDS)}")
     return {"$schema": _DIALECT, **schema}

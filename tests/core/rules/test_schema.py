@@ -15,6 +15,7 @@ FILES = {
     "area": sorted((BUNDLED_RULES / "areas").glob("*.yaml")),
     "forms": [BUNDLED_RULES / "forms.yaml"],
     "acknowledgments": [BUNDLED_RULES / "acknowledgments.yaml"],
+    "sectors": [BUNDLED_RULES / "sectors.yaml"],
 }
 
 
