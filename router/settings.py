@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from router.console.settings import CONSOLE_EXAMPLES, ConsoleSettings
+
 
 class Endpoint(BaseModel):
     """A parsed inbox or relay address."""
@@ -114,11 +116,15 @@ _EXAMPLES = {
     "from_address": "referrals@council.example",
     "review_address": "prevent-review@council.example",
     "allow_insecure": "true",
+    **CONSOLE_EXAMPLES,
 }
 
 
-class Settings(BaseSettings):
-    """Every setting of the router. Passed in to what needs it, never imported as a global."""
+class Settings(ConsoleSettings, BaseSettings):
+    """Every setting of the router. Passed in to what needs it, never imported as a global.
+
+    The console's (`ROUTER_CONSOLE*`) are inherited from `router.console.settings`.
+    """
 
     # Errors never echo the values given: they may hold a password.
     model_config = SettingsConfigDict(

@@ -56,6 +56,11 @@ class Stages:
         """Intake stored a message: wake the deciding loop."""
         self._to_decide.set()
 
+    def requeued(self) -> None:
+        """A person put a message (or its failed mail) back in the queue: wake both loops."""
+        self._to_decide.set()
+        self._to_deliver.set()
+
     def _unsent(self) -> int:
         rows = self.pipeline.journal.query(
             "SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'"
