@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.servers.token",
     "tests.servers.dovecot",
     "tests.servers.postgres",
+    "tests.servers.oidc",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

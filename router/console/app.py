@@ -43,6 +43,8 @@ class Console:
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["when"] = _when
         self.templates.env.filters["masked"] = mask_address
+        # A session unused this long is sent back to sign in (tests shorten it while it runs).
+        self.idle_seconds = float(context.settings.console_idle_minutes * 60)
 
     def render(
         self, request: Request, name: str, values: dict[str, Any], status: int = 200
@@ -65,8 +67,7 @@ class Console:
             async def gated(request: Request) -> Response:
                 if self.settings.console_auth == "none":
                     self.sign_in.no_sign_in(request)
-                idle = self.settings.console_idle_minutes * 60
-                if idle_expired(request.session, idle):
+                if idle_expired(request.session, self.idle_seconds):
                     return RedirectResponse("/sign-in?expired=1", status_code=303)
                 user = current_user(request)
                 if user is None:
@@ -162,7 +163,9 @@ def build_app(context: ConsoleContext, session_key: str) -> Starlette:
         ),
     ]
     handlers = {HTTPException: console.error, Exception: console.error}
-    return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+    app.state.console = console
+    return app
 
 
 def _when(value: float | None) -> str:

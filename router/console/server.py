@@ -12,7 +12,7 @@ from pathlib import Path
 import structlog
 import uvicorn
 
-from router.console.app import build_app
+from router.console.app import Console, build_app
 from router.console.context import ConsoleContext
 from router.service.loop_thread import LoopThread
 
@@ -44,6 +44,7 @@ class ConsoleServer:
 
     def __init__(self, context: ConsoleContext, host: str, port: int) -> None:
         app = build_app(context, session_key(context.settings.state_dir))
+        self.console: Console = app.state.console  # its pages and settings
         config = uvicorn.Config(
             app,
             host=host,
