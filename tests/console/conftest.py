@@ -31,10 +31,14 @@ async def console_daemon(
     tmp_path: Path, bundled_rules: Any, oidc_provider: OidcProvider, console_port: int
 ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
     """Start in-process daemons serving the console (signed in through the test provider:
-    group `prevent-team` are viewers, `router-admins` admins); closed after the test."""
+    group `prevent-team` are viewers, `router-admins` admins) with their deciding and
+    delivering loops running; closed after the test."""
     from router.service.daemon import Daemon
 
+    import asyncio
+
     daemons: list[Daemon] = []
+    loops: list[asyncio.Task[None]] = []
 
     async def create(**overrides: object) -> Daemon:
         values: dict[str, object] = {
@@ -51,11 +55,14 @@ async def console_daemon(
         daemons.append(daemon)
         await daemon.start()
         await daemon.sandbox.started()
+        loops.append(daemon.start_pipeline())  # deciding and delivering, as `serve` runs them
         return daemon
 
     yield create
     for daemon in daemons:
         await daemon.close()
+    for task in loops:
+        await asyncio.wait_for(task, 10)
 
 
 @pytest.fixture
