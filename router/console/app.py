@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import wraps
@@ -45,6 +46,7 @@ class Console:
         self.templates.env.filters["masked"] = mask_address
         # A session unused this long is sent back to sign in (tests shorten it while it runs).
         self.idle_seconds = float(context.settings.console_idle_minutes * 60)
+        self.clock: Callable[[], float] = time.time  # tests move it on
 
     def render(
         self, request: Request, name: str, values: dict[str, Any], status: int = 200
@@ -67,7 +69,7 @@ class Console:
             async def gated(request: Request) -> Response:
                 if self.settings.console_auth == "none":
                     self.sign_in.no_sign_in(request)
-                if idle_expired(request.session, self.idle_seconds):
+                if idle_expired(request.session, self.idle_seconds, self.clock()):
                     return RedirectResponse("/sign-in?expired=1", status_code=303)
                 user = current_user(request)
                 if user is None:

@@ -33,9 +33,9 @@ async def console_daemon(
     """Start in-process daemons serving the console (signed in through the test provider:
     group `prevent-team` are viewers, `router-admins` admins) with their deciding and
     delivering loops running; closed after the test."""
-    from router.service.daemon import Daemon
-
     import asyncio
+
+    from router.service.daemon import Daemon
 
     daemons: list[Daemon] = []
     loops: list[asyncio.Task[None]] = []
@@ -69,7 +69,7 @@ async def console_daemon(
 async def browser() -> AsyncIterator[Any]:
     """Debian's chromium, headless, driven by Playwright (its own browser download is not
     available here)."""
-    if not CHROMIUM.exists():
+    if not CHROMIUM.exists():  # noqa: ASYNC240 (one stat before the browser starts)
         pytest.skip("needs Debian's chromium (installed by .ci/run)")
     from playwright.async_api import async_playwright
 

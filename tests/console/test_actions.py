@@ -20,7 +20,9 @@ def referral() -> bytes:
     """A complete Lewisham referral, as a school sends it."""
     pdf = fillable_pdf(labelled(complete_referral()))
     return build_email(
-        sender=SENDER, subject=SUBJECT, attachments=[("jane-testperson.pdf", pdf, "application/pdf")]
+        sender=SENDER,
+        subject=SUBJECT,
+        attachments=[("jane-testperson.pdf", pdf, "application/pdf")],
     )
 
 

@@ -39,7 +39,9 @@ class OidcProvider:
     process: subprocess.Popen[str] | None = field(default=None, repr=False)
 
 
-def start_provider(directory: Path, redirect_uri: str, users: dict[str, dict[str, object]]) -> OidcProvider:
+def start_provider(
+    directory: Path, redirect_uri: str, users: dict[str, dict[str, object]]
+) -> OidcProvider:
     """Start the provider and wait for its `ready` line.
 
     Raises:
@@ -105,7 +107,9 @@ def console_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def oidc_provider(tmp_path_factory: pytest.TempPathFactory, console_port: int) -> Iterator[OidcProvider]:
+def oidc_provider(
+    tmp_path_factory: pytest.TempPathFactory, console_port: int
+) -> Iterator[OidcProvider]:
     """One provider for the session, with a viewer, an admin (by group) and an outsider."""
     users: dict[str, dict[str, object]] = {
         "viewer": {"email": "Coordinator@Council.example", "groups": ["prevent-team"]},
