@@ -23,6 +23,7 @@ from router.core.routing import RoutingEngine
 if TYPE_CHECKING:
     from router.console.app import Console
     from router.console.auth import User
+    from router.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -102,11 +103,8 @@ class Actions:
         return self.console.render(request, "tried.html", values)
 
 
-def _dry_run(settings: object, engine: RoutingEngine, raw: bytes) -> tuple[str, str]:
+def _dry_run(settings: Settings, engine: RoutingEngine, raw: bytes) -> tuple[str, str]:
     """The `route` explanation of one message and its outcomes, in words."""
-    from router.settings import Settings
-
-    assert isinstance(settings, Settings)
     with DryRun(settings, engine) as dry_run:
         analysis = dry_run.analyse(raw)
     text = explain("uploaded message", analysis, engine.rules)

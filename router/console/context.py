@@ -29,7 +29,7 @@ class ConsoleContext:
     journal: Journal
     rules: Callable[[], Rules]
     rules_loaded_at: Callable[[], float]
-    wake: Callable[[], None]
+    wake: Callable[[], object]
     queries: ConsoleQueries
     trails: TrailSource
     statistics: StatisticsSource
@@ -41,7 +41,7 @@ def console_context(
     *,
     rules: Callable[[], Rules],
     rules_loaded_at: Callable[[], float],
-    wake: Callable[[], None],
+    wake: Callable[[], object],
 ) -> ConsoleContext:
     """The context with the trail and statistics sources this router has."""
     queries = ConsoleQueries(journal)

@@ -159,7 +159,10 @@ class DecisionStatistics:
             },
             "by_month": {month: shown(n, exact) for month, n in sorted(months.items())},
         }
-        notes = ["age bands, gender, referring sector and time to forward come with `report`"]
+        notes = [
+            "Age bands, gender, referring sector and time to forward are not kept by this"
+            " version of the router."
+        ]
         return Statistics(report, report_csv(report), notes)
 
 

@@ -7,14 +7,21 @@ import asyncio
 import contextlib
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 import uvicorn
 
 from router.console.app import Console, build_app
-from router.console.context import ConsoleContext
+from router.console.context import ConsoleContext, console_context
 from router.service.loop_thread import LoopThread
+
+if TYPE_CHECKING:
+    from router.core.rules.model import Rules
+    from router.journal.protocol import Journal
+    from router.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -96,3 +103,26 @@ class ConsoleServer:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, SystemExit):
                 await asyncio.wait_for(asyncio.shield(self._serving), 5.0)
         await self._thread.stop()
+
+
+async def start_console(
+    settings: Settings,
+    journal: Journal,
+    *,
+    rules: Callable[[], Rules],
+    rules_loaded_at: Callable[[], float],
+    wake: Callable[[], object],
+) -> ConsoleServer:
+    """Serve the console on `settings.console_bind` for a daemon (see `ConsoleContext`).
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    bind = settings.console_bind
+    assert bind is not None
+    context = console_context(
+        settings, journal, rules=rules, rules_loaded_at=rules_loaded_at, wake=wake
+    )
+    server = ConsoleServer(context, *bind)
+    await server.start()
+    return server

@@ -199,22 +199,17 @@ class Daemon:
 
     async def _start_console(self) -> None:
         """Serve the operations console when ROUTER_CONSOLE is set (router/console)."""
-        bind = self.settings.console_bind
-        if bind is None:
-            return
-        from router.console.context import console_context
-        from router.console.server import ConsoleServer
+        if self.settings.console_bind is not None:
+            from router.console.server import start_console
 
-        loop = asyncio.get_running_loop()
-        context = console_context(
-            self.settings,
-            self.journal,
-            rules=lambda: self.rules,
-            rules_loaded_at=lambda: self.rules_loaded_at,
-            wake=lambda: _discard(loop.call_soon_threadsafe(self.stages.requeued)),
-        )
-        self.console = ConsoleServer(context, *bind)
-        await self.console.start()
+            loop = asyncio.get_running_loop()
+            self.console = await start_console(
+                self.settings,
+                self.journal,
+                rules=lambda: self.rules,
+                rules_loaded_at=lambda: self.rules_loaded_at,
+                wake=lambda: loop.call_soon_threadsafe(self.stages.requeued),
+            )
 
     def _oauth_changed(self) -> None:
         """Keep the OAuth health where `referral-router status` reads it."""
@@ -375,10 +370,6 @@ async def _serve(settings: Settings, rules: Rules) -> int:
     await daemon.close()
     log.info("stopped")
     return 0
-
-
-def _discard(_: object) -> None:
-    """Drop a value (a callback's handle) where a callable must return None."""
 
 
 async def _all(tasks: list[asyncio.Task[None]]) -> None:
