@@ -43,9 +43,9 @@ _load_rules = load_rules_or_fail
 
 
 def cmd_route(args: argparse.Namespace, out: TextIO) -> int:
-    from router.commands.dryrun import DryRun
-    from router.commands.explain import explain
+    from router.core.explain import explain
     from router.core.routing import RoutingEngine
+    from router.decide.dryrun import DryRun
 
     settings = load_settings()
     rules_dir = Path(args.rules) if args.rules else settings.rules_dir

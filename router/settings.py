@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from router.settings_console import CONSOLE_EXAMPLES, ConsoleSettings
+
 
 class Endpoint(BaseModel):
     """A parsed inbox or relay address."""
@@ -135,11 +137,15 @@ _EXAMPLES = {
     "review_address": "prevent-review@council.example",
     "allow_insecure": "true",
     "journal": "postgresql://router@db1:5432,db2:5432/referrals?target_session_attrs=read-write",
+    **CONSOLE_EXAMPLES,
 }
 
 
-class Settings(BaseSettings):
-    """Every setting of the router. Passed in to what needs it, never imported as a global."""
+class Settings(ConsoleSettings, BaseSettings):
+    """Every setting of the router. Passed in to what needs it, never imported as a global.
+
+    The console's (`ROUTER_CONSOLE*`) are inherited from `router.settings_console`.
+    """
 
     # Errors never echo the values given: they may hold a password.
     model_config = SettingsConfigDict(

@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.servers.dovecot",
     "tests.servers.postgres",
     "tests.servers.graph",
+    "tests.servers.oidc",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

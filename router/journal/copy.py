@@ -10,7 +10,7 @@ from router.journal.postgres import PostgresDatabase, TableBlobs
 from router.journal.sqlite import SqliteJournal
 
 # Copied in this order (rows refer to messages). Claims are not copied: nobody holds them.
-TABLES = ("messages", "decisions", "outbox", "ack_counts")
+TABLES = ("messages", "decisions", "outbox", "ack_counts", "console_actions")
 _NOT_COPIED = {"claimed_by", "lease_until"}
 
 

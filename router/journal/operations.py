@@ -8,6 +8,7 @@ from __future__ import annotations
 from router.core.kinds import ALERT
 from router.core.report import CountedDecision
 from router.journal.audit import AuditTrail, audit_trail
+from router.journal.console import ConsoleQueries
 from router.journal.core import JournalCore
 from router.journal.dedupe import DEDUPE_WINDOW_SECONDS, recent_copy
 from router.journal.graph_sync import GraphSyncStore
@@ -52,6 +53,10 @@ class Operations(JournalCore):
     def report_sent_at(self, month: str) -> float | None:
         """See `Journal.report_sent_at`."""
         return report_sent_at(self, month)
+
+    def console_queries(self) -> ConsoleQueries:
+        """See `Journal.console_queries`."""
+        return ConsoleQueries(self)
 
     def graph_sync(self) -> GraphSyncStore:
         """See `Journal.graph_sync`."""

@@ -25,6 +25,7 @@ from router.models import MessageState
 if TYPE_CHECKING:
     from router.core.report import CountedDecision
     from router.journal.audit import AuditTrail
+    from router.journal.console import ConsoleQueries
     from router.journal.graph_sync import GraphSyncStore
     from router.journal.mailbox_start import MailboxStarts
 from router.journal.sink import InboxSink
@@ -216,6 +217,10 @@ class Journal(InboxSink, Protocol):
 
     def report_sent_at(self, month: str) -> float | None:
         """When a month's report was mailed; None if it was not."""
+        ...
+
+    def console_queries(self) -> ConsoleQueries:
+        """The operations console's reads: overview, referral list, trail, actions."""
         ...
 
     def graph_sync(self) -> GraphSyncStore:

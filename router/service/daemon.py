@@ -9,7 +9,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -39,6 +39,9 @@ from router.service.reload import RulesWatcher
 from router.service.stages import Stages
 from router.service.supervise import Supervisor
 from router.settings import Settings
+
+if TYPE_CHECKING:
+    from router.console.server import ConsoleServer
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +105,8 @@ class Daemon:
         # --- operations (router/service/http.py, router/service/reload.py) ---
         self.relay_probe = RelayProbe(self.relay)  # is the relay usable? checked at start
         self.http: OpsServer | None = None
+        self.console: ConsoleServer | None = None  # router/console, on ROUTER_CONSOLE
+        self.rules_loaded_at = time.time()
         self.rules_watcher = RulesWatcher(
             settings.rules_dir,
             current=lambda: self.rules,
@@ -128,6 +133,7 @@ class Daemon:
     def set_rules(self, rules: Rules) -> None:
         """Swap in a new rules version; decisions already made keep the version they used."""
         self.pipeline.engine = RoutingEngine(rules, review_address=self.settings.review_address)
+        self.rules_loaded_at = time.time()
 
     async def _store(self, raw: bytes, recipients: list[str]) -> tuple[str, bool]:
         """Store what the SMTP inbox received, unless it stored a copy (the same Message-ID
@@ -209,6 +215,7 @@ class Daemon:
         if bind is not None:
             self.http = OpsServer(self, *bind)
             await self.http.start()
+        await self._start_console()
         watcher = self.supervisor.start("rules", lambda: self.rules_watcher.run(self.stop_event))
         self._tasks.append(watcher)
         probe = asyncio.create_task(self.relay_probe.run(self.stop_event), name="relay-probe")
@@ -216,6 +223,20 @@ class Daemon:
         if self.oauth.certificate is not None:  # warned about at start and daily (router/oauth)
             certificate = self.oauth.watch_certificate(self.stop_event)
             self._tasks.append(asyncio.create_task(certificate, name="oauth-certificate"))
+
+    async def _start_console(self) -> None:
+        """Serve the operations console when ROUTER_CONSOLE is set (router/console)."""
+        if self.settings.console_bind is not None:
+            from router.console.server import start_console
+
+            loop = asyncio.get_running_loop()
+            self.console = await start_console(
+                self.settings,
+                self.journal,
+                rules=lambda: self.rules,
+                rules_loaded_at=lambda: self.rules_loaded_at,
+                wake=lambda: loop.call_soon_threadsafe(self.stages.requeued),
+            )
 
     def _oauth_changed(self) -> None:
         """Keep the OAuth health where `referral-router status` reads it."""
@@ -318,6 +339,8 @@ class Daemon:
         self.stop_event.set()
         if self.http is not None:  # operations: the endpoint goes before the journal closes
             await self.http.stop()
+        if self.console is not None:
+            await self.console.stop()
         inbox = self.inbox
         if inbox is not None and hasattr(inbox, "stop"):
             await inbox.stop()

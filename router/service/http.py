@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from router.core.loop_thread import LoopThread
 from router.journal.records import JournalUnavailable
+from router.logs import log_loop_exception
 from router.send.health import Check, RelayHealth, age
 from router.service.checks import JournalChecks
-from router.service.loop_thread import LoopThread
 
 if TYPE_CHECKING:
     from router.decide.worker import AnalysisSandbox
@@ -113,7 +114,7 @@ class OpsServer:
         self.loop_stall = LOOP_STALL_SECONDS
         self.last_beat = time.monotonic()
         self._heartbeat: asyncio.TimerHandle | None = None
-        self._thread = LoopThread("router-http")
+        self._thread = LoopThread("router-http", log_loop_exception)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
 

@@ -76,6 +76,11 @@ class Stages:
         """Intake stored a message: wake the deciding loop."""
         self._to_decide.set()
 
+    def requeued(self) -> None:
+        """A person put a message (or its failed mail) back in the queue: wake both loops."""
+        self._to_decide.set()
+        self._to_deliver.set()
+
     def _unsent(self) -> int:
         return self.journal.pending_mail_count()
 

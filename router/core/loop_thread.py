@@ -7,9 +7,7 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
-from router.logs import log_loop_exception
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 _JOIN_SECONDS = 10.0  # what is left after stop() is cancelled; only a blocked call can take long
@@ -19,14 +17,23 @@ class LoopThread:
     """`start` runs a fresh event loop in a daemon thread; `run` awaits a coroutine on it
     from another loop; `stop` cancels what is left, closes the loop and joins the thread."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        exception_handler: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
+        | None = None,
+    ) -> None:
+        """`exception_handler` sees what nobody awaited (the daemon's logs only its class and
+        place: an exception's text may quote a password)."""
         self.name = name
+        self._exception_handler = exception_handler
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         loop = asyncio.new_event_loop()
-        loop.set_exception_handler(log_loop_exception)  # class and place, never the text
+        if self._exception_handler is not None:
+            loop.set_exception_handler(self._exception_handler)
         started = threading.Event()
 
         def main() -> None:

@@ -1,0 +1,1 @@
+"""The operations console: web pages for the Prevent team and admins (ROUTER_CONSOLE)."""
