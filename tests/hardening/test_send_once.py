@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.hardening.serve import ServeProcess, forwards, referral, send_until_stored
 from tests.servers.smtp import CaptureServer
-from tests.test_lifecycle import MET
+from tests.service.test_lifecycle import MET
 
 SENDER = "teacher@school.example"
 REVIEW = "review@localhost"  # the default review address of `serve`

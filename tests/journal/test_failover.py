@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from router.decide.decider import SENDERS
+from router.send.sender import SENDERS
 from tests.journal.test_two_nodes import (
     MET,
     _assert_one_outcome_each,

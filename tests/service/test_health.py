@@ -17,7 +17,7 @@ from router.service.daemon import Daemon
 from tests.conftest import make_settings
 from tests.journal.backends import journal_locked
 from tests.servers.postgres import PostgresServer, postgres_available
-from tests.test_http import fetch
+from tests.service.test_http import fetch
 
 FAST = 0.1  # SPEC section 7: both answer within 100 ms
 
