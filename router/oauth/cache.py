@@ -93,7 +93,7 @@ class CachedTokenSource:
             error = OAuthError(Cause.TOKEN_REFUSED, f"{by} authentication refused")
             self._log_failure(error, None)
             self._refusal = error
-        self._on_change()
+        self._changed()
 
     def invalidate(self) -> None:
         """See `TokenSource`."""
@@ -104,7 +104,7 @@ class CachedTokenSource:
         if self._refusal is not None:
             self._refusal = None
             log.info("oauth.accepted_again", role=self.role, provider=self.provider)
-            self._on_change()
+            self._changed()
 
     @property
     def ok(self) -> bool:
@@ -142,7 +142,14 @@ class CachedTokenSource:
         else:
             log.debug("oauth.retry", role=self.role, cause=exc.cause.short, retry_seconds=delay)
         self._error = exc
-        self._on_change()
+        self._changed()
+
+    def _changed(self) -> None:
+        """Tell `on_change`; its failure never leaves `token()` (a token is not the journal's)."""
+        try:
+            self._on_change()
+        except Exception as exc:
+            log.warning("oauth.health_not_recorded", role=self.role, error=type(exc).__name__)
 
     def _log_failure(self, exc: OAuthError, delay: float | None) -> None:
         log.warning(
@@ -163,4 +170,4 @@ class CachedTokenSource:
             log.info("oauth.recovered", role=self.role, provider=self.provider)
         else:
             log.debug("oauth.token", role=self.role, lifetime_seconds=round(lifetime))
-        self._on_change()
+        self._changed()

@@ -74,6 +74,8 @@ class OAuthSources:
 
             path = settings.oauth_certificate_file
             self.certificate = load_certificate(path) if path is not None else None
+        self._recording: asyncio.Task[None] | None = None
+        self._record_again = False
 
     @property
     def sources(self) -> dict[str, CachedTokenSource]:
@@ -136,6 +138,38 @@ class OAuthSources:
         """Keep the current health in the journal, where `referral-router status` reads it."""
         value = json.dumps({"at": round(time.time(), 1), **self.health()})
         journal.set_meta(META_KEY, value)
+
+    def record_soon(self, journal: Journal) -> None:
+        """`record`, best effort, in a worker thread: a token is handed out at once, whatever
+        the journal is doing (locked by `status`, a database blip). Changes that come while a
+        write is under way are written once it ends; a failed write is logged, not raised."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in the daemon's loop (a command): write it here
+            self._record_quietly(journal)
+            return
+        if self._recording is not None and not self._recording.done():
+            self._record_again = True
+            return
+        self._recording = loop.create_task(self._record_in_thread(journal), name="oauth-health")
+
+    async def recorded(self) -> None:
+        """Wait for a write `record_soon` started (the daemon, before it closes the journal)."""
+        if self._recording is not None:
+            await self._recording
+
+    async def _record_in_thread(self, journal: Journal) -> None:
+        while True:
+            self._record_again = False
+            await asyncio.to_thread(self._record_quietly, journal)
+            if not self._record_again:
+                return
+
+    def _record_quietly(self, journal: Journal) -> None:
+        try:
+            self.record(journal)
+        except Exception as exc:  # best effort: /readyz shows the health from memory anyway
+            log.warning("oauth.health_not_recorded", error=type(exc).__name__)
 
 
 def recorded_health(journal: Journal) -> dict[str, Any] | None:

@@ -279,6 +279,8 @@ class SmtpRelay:
             token = await tokens.token()
         except OAuthError as exc:  # logged once by the token source, with the cause
             raise RelaySecurityError(None, f"no OAuth token: {exc.cause.short}") from None
+        except Exception as exc:  # not a refusal (a bug, the machine): try again later
+            raise TransientDeliveryError(None, f"no OAuth token: {type(exc).__name__}") from exc
         try:
             await client.auth_xoauth2(user, token.value)
         except aiosmtplib.SMTPResponseException as exc:

@@ -239,8 +239,9 @@ class Daemon:
             )
 
     def _oauth_changed(self) -> None:
-        """Keep the OAuth health where `referral-router status` reads it."""
-        self.oauth.record(self.journal)
+        """Keep the OAuth health where `referral-router status` reads it (off the event loop,
+        best effort: a token renewal never waits for the journal, nor fails with it)."""
+        self.oauth.record_soon(self.journal)
 
     def refresh_gauges(self) -> None:
         """Bring the gauges up to date from the journal and the inbox (on each scrape)."""
@@ -349,6 +350,8 @@ class Daemon:
                 await asyncio.wait_for(task, self.settings.shutdown_seconds / 2)
         await self.relay.close()
         self.sandbox.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.oauth.recorded()
         self.journal.close()
 
 

@@ -221,6 +221,14 @@ class CaptureServer:
             self._cond.wait_for(lambda: not self._sessions, timeout=5)
         controller.stop()
 
+    def disconnect_all(self) -> None:
+        """Close every client connection now (a client's kept connections included) and
+        wait until they are gone; the server goes on listening."""
+        assert self._controller is not None
+        self._controller.loop.call_soon_threadsafe(self._close_sessions)
+        with self._cond:
+            self._cond.wait_for(lambda: not self._sessions, timeout=5)
+
     @property
     def url(self) -> str:
         """The relay setting for this server, e.g. `smtp://127.0.0.1:2525`."""
