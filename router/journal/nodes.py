@@ -9,7 +9,7 @@ import time
 import structlog
 
 from router.journal.core import HEARTBEAT_SECONDS, JournalCore
-from router.journal.records import JournalUnavailable, NodeSeen
+from router.journal.records import NodeSeen
 
 log = structlog.get_logger(__name__)
 
@@ -38,8 +38,9 @@ class Nodes(JournalCore):
         while not stop.wait(HEARTBEAT_SECONDS):
             try:
                 self.heartbeat()
-            except JournalUnavailable as exc:
-                log.warning("journal_heartbeat_failed", error=str(exc))
+            except Exception as exc:  # a lock, a blip: the thread must outlive it, or every
+                # claim of this node lapses and another node sends its mail again
+                log.warning("journal_heartbeat_failed", error=type(exc).__name__)
 
     def close(self) -> None:
         """See `Journal.close`."""
