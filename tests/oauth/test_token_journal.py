@@ -16,7 +16,7 @@ import pytest
 from tests.hardening.serve import ServeProcess, referral, send_until_stored, wait_for_forwards
 from tests.servers.smtp import CaptureServer, TlsAuthority, free_port
 from tests.servers.token import CLIENT_ID, CLIENT_SECRET, TokenServer
-from tests.test_lifecycle import listen_port
+from tests.service.test_lifecycle import listen_port
 
 SENDER = "teacher@school.example"
 LOCK_SECONDS = 7.0  # longer than the journal's 5 s busy timeout: a write waiting on it fails
