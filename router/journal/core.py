@@ -58,6 +58,11 @@ class JournalCore:
         # Stored messages whose rows commit together (see `Intake._store`).
         self.intake_commits: GroupCommit[Any, bool] = GroupCommit()
 
+    @property
+    def for_update(self) -> str:
+        """What locks the rows a SELECT reads until the transaction ends (PostgreSQL)."""
+        return self._db.for_update
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """See `Journal.query`."""
         return self._db.query(sql, params)

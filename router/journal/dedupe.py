@@ -4,7 +4,9 @@ or ours, between the store and the 250): same Message-ID and same bytes, within 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
+from collections.abc import Sequence
 
 from router.journal.core import JournalCore
 from router.journal.records import message_id_header
@@ -15,10 +17,16 @@ DEDUPE_WINDOW_SECONDS = 7 * 86400.0
 
 
 def recent_copy(
-    journal: JournalCore, raw: bytes, *, window: float = DEDUPE_WINDOW_SECONDS
+    journal: JournalCore,
+    raw: bytes,
+    *,
+    window: float = DEDUPE_WINDOW_SECONDS,
+    envelope_recipients: Sequence[str] = (),
 ) -> str | None:
     """The journal id of a message with the same Message-ID (or none) and SHA-256 as `raw`,
-    received within `window` seconds; None when there is none.
+    received within `window` seconds; None when there is none. The copy's envelope
+    recipients are added to that message's (the same bytes sent again for another inbox
+    address count for that address too).
 
     Raises:
         sqlite3.Error, JournalUnavailable: the journal cannot be read.
@@ -35,4 +43,29 @@ def recent_copy(
             time.time() - window,
         ),
     )
-    return str(rows[0]["id"]) if rows else None
+    if not rows:
+        return None
+    message_id = str(rows[0]["id"])
+    if envelope_recipients:
+        _merge_recipients(journal, message_id, envelope_recipients)
+    return message_id
+
+
+def _merge_recipients(journal: JournalCore, message_id: str, recipients: Sequence[str]) -> None:
+    """Add envelope recipients to a stored message's, in one transaction (the row locked on
+    PostgreSQL, so two copies arriving together both count). A message not yet decided is
+    decided with them; one decided already keeps them on its record."""
+    with journal.transaction() as tx:
+        rows = tx.rows(
+            f"SELECT envelope_rcpts FROM messages WHERE id = ?{journal.for_update}",  # noqa: S608
+            (message_id,),
+        )
+        if not rows:
+            return
+        known: list[str] = json.loads(rows[0]["envelope_rcpts"])
+        added = [r.lower() for r in recipients if r.lower() not in known]
+        if added:
+            tx.run(
+                "UPDATE messages SET envelope_rcpts = ? WHERE id = ?",
+                (json.dumps(known + list(dict.fromkeys(added))), message_id),
+            )

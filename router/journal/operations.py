@@ -5,6 +5,8 @@ Each is a named, read-mostly method, so no SQL lives outside the journal (see `J
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from router.core.kinds import ALERT
 from router.core.report import CountedDecision
 from router.journal.audit import AuditTrail, audit_trail
@@ -26,9 +28,14 @@ from router.models import MailState, MessageState
 class Operations(JournalCore):
     """See `Journal`: counts, ages and small records for operations."""
 
-    def recent_copy(self, raw: bytes, window: float = DEDUPE_WINDOW_SECONDS) -> str | None:
+    def recent_copy(
+        self,
+        raw: bytes,
+        window: float = DEDUPE_WINDOW_SECONDS,
+        envelope_recipients: Sequence[str] = (),
+    ) -> str | None:
         """See `Journal.recent_copy`."""
-        return recent_copy(self, raw, window=window)
+        return recent_copy(self, raw, window=window, envelope_recipients=envelope_recipients)
 
     def mailbox_starts(self) -> MailboxStarts:
         """See `Journal.mailbox_starts`."""

@@ -188,9 +188,13 @@ class Journal(InboxSink, Protocol):
         ...
 
     # --- operations: gauges, health, status ---
-    def recent_copy(self, raw: bytes, window: float = ...) -> str | None:
+    def recent_copy(
+        self, raw: bytes, window: float = ..., envelope_recipients: Sequence[str] = ()
+    ) -> str | None:
         """The id of a message with the same Message-ID and SHA-256 as `raw` stored within
-        `window` seconds (a sender sending again after a lost 250); None when there is none."""
+        `window` seconds (a sender sending again after a lost 250); None when there is none.
+        `envelope_recipients` of the copy are added to that message's (recorded for them too:
+        the same bytes may come again for another inbox address)."""
         ...
 
     def mailbox_starts(self) -> MailboxStarts:

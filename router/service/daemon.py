@@ -137,10 +137,11 @@ class Daemon:
 
     async def _store(self, raw: bytes, recipients: list[str]) -> tuple[str, bool]:
         """Store what the SMTP inbox received, unless it stored a copy (the same Message-ID
-        and bytes) recently; returns the journal's id and whether it was such a copy."""
+        and bytes) recently, to which this one's envelope recipients are then added; returns
+        the journal's id and whether it was such a copy."""
 
         def store() -> tuple[str, bool]:
-            copy = self.journal.recent_copy(raw)
+            copy = self.journal.recent_copy(raw, envelope_recipients=recipients)
             if copy is not None:
                 return copy, True
             return self.journal.accept_sync(raw, envelope_recipients=recipients), False

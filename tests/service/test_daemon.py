@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -205,6 +206,32 @@ async def _until_due(daemon) -> None:  # type: ignore[no-untyped-def]
     due = daemon.journal.next_due()
     if due is not None:
         await asyncio.sleep(max(0.0, min(1.0, due - time.time())))
+
+
+async def test_a_copy_for_another_inbox_address_is_recorded_for_it(  # type: ignore[no-untyped-def]
+    daemon_factory, smtp_capture
+):
+    """The same bytes delivered again for another inbox address are stored once and recorded
+    for that address too: a form naming no postcode or council, sent to an address of no area
+    and again to Lewisham's inbox, is decided for Lewisham."""
+    relay = smtp_capture()
+    daemon = await daemon_factory(relay=relay.url)
+    pdf = fillable_pdf(labelled(complete_referral(person_postcode=None, local_authority=None)))
+    raw = build_email(
+        to=("referrals@county.example",),
+        attachments=[("referral.pdf", pdf, "application/pdf")],
+        message_id="<copy-1@school.example>",
+    )
+    first = await submit(daemon, raw, recipients=("referrals@county.example",))
+    again = await submit(daemon, raw, recipients=("PREVENT@lewisham.gov.uk",))
+    assert first == again
+    [row] = daemon.journal.query("SELECT envelope_rcpts FROM messages")
+    assert json.loads(row["envelope_rcpts"]) == [
+        "referrals@county.example",
+        "prevent@lewisham.gov.uk",
+    ]
+    await daemon.run_once()
+    assert [r["area"] for r in daemon.journal.query("SELECT area FROM decisions")] == ["lewisham"]
 
 
 async def test_a_message_sent_again_is_stored_once(daemon_factory, smtp_capture):  # type: ignore[no-untyped-def]
