@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from router.core.mailbox import legacy_imap_prefix
 from router.inbox.imap_config import ImapConfigError, check_settings, imap_ssl_context
 from router.inbox.imap_session import ImapConnectionError, ImapSession
 from router.inbox.imap_start import FirstConnection, MemoryStartStore, StartStore
@@ -144,16 +145,17 @@ async def _survey(settings: Settings, session: ImapSession, report: Report) -> N
     try:
         store: StartStore = MemoryStartStore()
         known: set[int] = set()
+        mailbox = mailbox_key(endpoint.user, endpoint.host, endpoint.folder)
         if journal is not None:
             store = journal.mailbox_starts()
             for uid in uids:
-                key = source_key(session.uidvalidity, uid)
-                if await journal.find_source(source_key=key) is not None:
-                    known.add(uid)
-        first = FirstConnection(
-            settings.imap_start, mailbox_key(endpoint.user, endpoint.host, endpoint.folder), store
-        )
-        start = await store.load(first.mailbox)
+                legacy = f"{legacy_imap_prefix(session.uidvalidity)}{uid}"
+                keys = (source_key(mailbox, session.uidvalidity, uid), legacy)
+                for key in keys:  # a journal from before keys named the mailbox: the old key
+                    if await journal.find_source(source_key=key) is not None:
+                        known.add(uid)
+        first = FirstConnection(settings.imap_start, mailbox, store)
+        start = await store.load(first.mailbox, session.uidvalidity)
         unknown = [uid for uid in uids if uid not in known]
         untouched = await first.untouched(session, unknown, record=False)
     finally:

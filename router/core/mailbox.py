@@ -10,6 +10,32 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+# Source keys of IMAP messages from before keys named their mailbox: `imap:<uidvalidity>:<uid>`
+# (re-keyed when the mailbox they came from is known: `Journal.adopt_sources`).
+LEGACY_IMAP_PREFIX = "imap:"
+
+
+def imap_source_prefix(mailbox: str) -> str:
+    """What every journal source key of a message from `mailbox` (`user@host/folder`) starts
+    with: `imap://user@host/folder;UIDVALIDITY=` (after RFC 5092's IMAP URLs)."""
+    return f"imap://{mailbox};UIDVALIDITY="
+
+
+def imap_uidvalidity_prefix(mailbox: str, uidvalidity: int) -> str:
+    """What the keys of a mailbox's messages under one UIDVALIDITY start with."""
+    return f"{imap_source_prefix(mailbox)}{uidvalidity}/;UID="
+
+
+def imap_source_key(mailbox: str, uidvalidity: int, uid: int) -> str:
+    """The journal's key for one message of a mailbox, e.g.
+    `imap://u@h/INBOX;UIDVALIDITY=1700000000/;UID=42`."""
+    return f"{imap_uidvalidity_prefix(mailbox, uidvalidity)}{uid}"
+
+
+def legacy_imap_prefix(uidvalidity: int) -> str:
+    """What the keys from before start with for one UIDVALIDITY (`imap:<uidvalidity>:`)."""
+    return f"{LEGACY_IMAP_PREFIX}{uidvalidity}:"
+
 
 @dataclass(frozen=True)
 class MailboxStart:

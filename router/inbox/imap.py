@@ -44,6 +44,7 @@ from collections.abc import Callable
 
 import structlog
 
+from router.core.mailbox import imap_source_prefix, imap_uidvalidity_prefix, legacy_imap_prefix
 from router.inbox.imap_config import ImapConfigError, check_settings, imap_ssl_context
 from router.inbox.imap_session import (
     COMMAND_TIMEOUT,
@@ -117,10 +118,12 @@ class ImapInbox:
         self._tokens = tokens if settings.inbox_auth == "oauth2" else None
         self._user: str = endpoint.user
         self._sink = sink
-        self._settler = Settler(sink, settings.imap_batch)
+        # The normalised mailbox: its messages' keys, first connection and lease name it.
+        self.mailbox = mailbox_key(endpoint.user, endpoint.host, endpoint.folder)
+        self._settler = Settler(sink, settings.imap_batch, self.mailbox)
         self._first = FirstConnection(
             settings.imap_start,
-            mailbox_key(endpoint.user, endpoint.host, endpoint.folder),
+            self.mailbox,
             starts if starts is not None else MemoryStartStore(),
         )
         self._on_stored, self._on_state = on_stored, on_state
@@ -314,6 +317,13 @@ class ImapInbox:
 
     async def _catch_up(self, session: ImapSession) -> None:
         uidvalidity = session.uidvalidity
+        # Keys stored by a version whose keys named no mailbox (`imap:<uidvalidity>:<uid>`):
+        # those with this folder's UIDVALIDITY are its messages.
+        adopted = await self._sink.adopt_sources(
+            legacy_imap_prefix(uidvalidity), imap_uidvalidity_prefix(self.mailbox, uidvalidity)
+        )
+        if adopted:
+            log.info("imap.keys_adopted", count=adopted, uidvalidity=uidvalidity)
         reidentify = self._uidvalidity != uidvalidity
         if reidentify and self._uidvalidity is not None and uidvalidity != self._announced:
             log.warning("imap.uidvalidity_changed", old=self._uidvalidity, new=uidvalidity)
@@ -342,7 +352,8 @@ class ImapInbox:
         """
         known: dict[int, str] = {}
         for uid in uids:
-            found = await self._sink.find_source(source_key=source_key(session.uidvalidity, uid))
+            key = source_key(self.mailbox, session.uidvalidity, uid)
+            found = await self._sink.find_source(source_key=key)
             if found is not None:
                 known[uid] = found
         claimed = set(known.values())  # journal ids that already have a message in the folder
@@ -368,7 +379,7 @@ class ImapInbox:
         self, session: ImapSession, uid: int, size: int, reidentify: bool, claimed: set[str]
     ) -> int:
         """Store or re-key one message; return 1 if a new message was stored."""
-        key = source_key(session.uidvalidity, uid)
+        key = source_key(self.mailbox, session.uidvalidity, uid)
         if size > self._settings.max_message_bytes:
             headers = await session.fetch_part(uid, "HEADER.FIELDS (MESSAGE-ID FROM)")
             if headers is None:
@@ -403,7 +414,11 @@ class ImapInbox:
         message_id_header: str | None,
         sha256: str | None = None,
     ) -> bool:
-        found = await self._sink.find_source(message_id_header=message_id_header, sha256=sha256)
+        found = await self._sink.find_source(
+            message_id_header=message_id_header,
+            sha256=sha256,
+            source_prefix=imap_source_prefix(self.mailbox),  # never another mailbox's message
+        )
         if found is None or found in claimed:
             return False
         await self._sink.rekey(found, key)

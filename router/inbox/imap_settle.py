@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import structlog
 
+from router.core.mailbox import imap_source_prefix
 from router.inbox.imap_session import ImapSession
-from router.inbox.imap_support import SOURCE_PREFIX, chunks, parse_source_key
+from router.inbox.imap_support import chunks, parse_source_key
 from router.journal.sink import InboxSink
 
 log = structlog.get_logger(__name__)
@@ -15,16 +16,17 @@ log = structlog.get_logger(__name__)
 class Settler:
     """Settles one inbox's folder, once per turn of its IDLE loop."""
 
-    def __init__(self, sink: InboxSink, batch: int) -> None:
+    def __init__(self, sink: InboxSink, batch: int, mailbox: str) -> None:
         self._sink = sink
+        self._mailbox = mailbox  # only its messages: never another folder's or server's
         self._batch = batch  # UIDs per MOVE
         self._move_refused: set[str] = set()  # folders whose last MOVE was refused
 
     async def settle(self, session: ImapSession) -> None:
         """Move every message with a recorded outcome to its folder, then record that."""
         by_folder: dict[str, dict[int, str]] = {}
-        for item in await self._sink.settlements(SOURCE_PREFIX):
-            parsed = parse_source_key(item.source_key)
+        for item in await self._sink.settlements(imap_source_prefix(self._mailbox)):
+            parsed = parse_source_key(item.source_key, self._mailbox)
             if parsed is None:
                 log.warning("imap.bad_source_key", journal_id=item.message_id)
             elif parsed[0] != session.uidvalidity:

@@ -44,8 +44,9 @@ _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]*>)", re.IGNORECASE | re.MU
 class StartStore(Protocol):
     """Where first-connection records live (the journal: `router.journal.mailbox_start`)."""
 
-    async def load(self, mailbox: str) -> MailboxStart | None:
-        """The mailbox's first-connection record, or None if the router never met it."""
+    async def load(self, mailbox: str, uidvalidity: int | None = None) -> MailboxStart | None:
+        """The mailbox's first-connection record, or None if the router never met it
+        (`uidvalidity`, the folder's now, helps recognise mail stored by an older version)."""
         ...
 
     async def untouched_uids(self, mailbox: str, uidvalidity: int) -> UidRanges:
@@ -77,7 +78,7 @@ class MemoryStartStore:
     uids: dict[tuple[str, int], UidRanges] = field(default_factory=dict)
     ids: dict[str, set[str]] = field(default_factory=dict)
 
-    async def load(self, mailbox: str) -> MailboxStart | None:
+    async def load(self, mailbox: str, uidvalidity: int | None = None) -> MailboxStart | None:
         return self.starts.get(mailbox)
 
     async def untouched_uids(self, mailbox: str, uidvalidity: int) -> UidRanges:
@@ -175,7 +176,7 @@ class FirstConnection:
         Args:
             record: False for a dry run (`inbox check`): decide, but store nothing.
         """
-        start = await self._store.load(self.mailbox)
+        start = await self._store.load(self.mailbox, session.uidvalidity)
         if start is None:
             return await self._first(session, uids, record)
         self._note_mode(start)

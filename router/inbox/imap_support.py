@@ -10,21 +10,25 @@ import random
 from collections.abc import Sequence
 from email.utils import parseaddr
 
-SOURCE_PREFIX = "imap:"
+from router.core.mailbox import imap_source_key, imap_source_prefix
+
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 60.0
 
 
-def source_key(uidvalidity: int, uid: int) -> str:
-    """The journal's key for one message of this inbox."""
-    return f"{SOURCE_PREFIX}{uidvalidity}:{uid}"
+def source_key(mailbox: str, uidvalidity: int, uid: int) -> str:
+    """The journal's key for one message of this inbox (it names the mailbox: the same UID
+    in another folder or on another server is another message)."""
+    return imap_source_key(mailbox, uidvalidity, uid)
 
 
-def parse_source_key(key: str) -> tuple[int, int] | None:
-    """(uidvalidity, uid) from a key made by `source_key`, or None."""
-    prefix, _, rest = key.partition(":")
-    uidvalidity, _, uid = rest.partition(":")
-    if prefix + ":" != SOURCE_PREFIX or not uidvalidity.isdigit() or not uid.isdigit():
+def parse_source_key(key: str, mailbox: str) -> tuple[int, int] | None:
+    """(uidvalidity, uid) from a key `source_key` made for `mailbox`; None for any other key."""
+    prefix = imap_source_prefix(mailbox)
+    if not key.startswith(prefix):
+        return None
+    uidvalidity, separator, uid = key[len(prefix) :].partition("/;UID=")
+    if not separator or not uidvalidity.isdigit() or not uid.isdigit():
         return None
     return int(uidvalidity), int(uid)
 
@@ -39,7 +43,10 @@ def sender_address(raw_headers: bytes) -> str | None:
 
 
 def mailbox_key(user: str, host: str, folder: str) -> str:
-    """`user@host/folder`: what the first-connection record is kept under (not the port)."""
+    """`user@host/folder`, the normalised mailbox: what its first-connection record, its
+    messages' source keys and its watcher's lease are kept under. The port and the scheme do
+    not count (`imaps://u@h/INBOX` and `imaps://u@h:993/INBOX` are one mailbox); another
+    folder or server is another mailbox."""
     name = "INBOX" if folder.upper() == "INBOX" else folder
     return f"{user.lower()}@{host.lower()}/{name}"
 

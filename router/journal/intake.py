@@ -15,6 +15,9 @@ from router.journal.events import Event, record_event
 from router.journal.records import Row, message_id_header, new_message_id, oversize_stub
 from router.journal.sink import Settlement
 
+# A source key that starts with a given prefix, exactly (LIKE would take `_` and `%` in a
+# folder's name for wildcards, and SQLite's ignores case): params (its length, the prefix).
+_STARTS_WITH = "substr(source_key, 1, ?) = ?"
 # A message to store: its id, its bytes, and its row's other values.
 _Stored = tuple[str, bytes, tuple[object, ...]]
 
@@ -136,6 +139,7 @@ class Intake(JournalCore):
         source_key: str | None = None,
         message_id_header: str | None = None,
         sha256: str | None = None,
+        source_prefix: str | None = None,
     ) -> str | None:
         """See `InboxSink.find_source`."""
         if source_key is not None:
@@ -144,13 +148,20 @@ class Intake(JournalCore):
                 return str(rows[0]["id"])
         if message_id_header is None and sha256 is None:
             return None
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[object] = []
         if message_id_header is not None:
             clauses.append("message_id_header = ?")
             params.append(message_id_header)
         if sha256 is not None:
             clauses.append("sha256 = ?")
             params.append(sha256)
+        if source_prefix is not None:
+            # This inbox's own messages, and IMAP ones whose key does not name a mailbox yet.
+            clauses.append(
+                f"({_STARTS_WITH} OR (source_key LIKE 'imap:%' AND source_key NOT LIKE 'imap://%'))"
+            )
+            params += [len(source_prefix), source_prefix]
         rows = self.query(
             f"SELECT id FROM messages WHERE {' AND '.join(clauses)} ORDER BY received_at",  # noqa: S608
             params,
@@ -163,6 +174,7 @@ class Intake(JournalCore):
         source_key: str | None = None,
         message_id_header: str | None = None,
         sha256: str | None = None,
+        source_prefix: str | None = None,
     ) -> str | None:
         """See `InboxSink.find_source`."""
         return await asyncio.to_thread(
@@ -170,7 +182,21 @@ class Intake(JournalCore):
             source_key=source_key,
             message_id_header=message_id_header,
             sha256=sha256,
+            source_prefix=source_prefix,
         )
+
+    async def adopt_sources(self, old_prefix: str, new_prefix: str) -> int:
+        """See `InboxSink.adopt_sources`."""
+
+        def update() -> int:
+            with self._db.transaction() as tx:
+                return tx.run(
+                    f"UPDATE messages SET source_key = ? || substr(source_key, ?)"  # noqa: S608
+                    f" WHERE {_STARTS_WITH}",
+                    (new_prefix, len(old_prefix) + 1, len(old_prefix), old_prefix),
+                )
+
+        return await asyncio.to_thread(update)
 
     async def rekey(self, message_id: str, source_key: str) -> None:
         """See `InboxSink.rekey`. The server copy under its new key still has to be moved."""
@@ -188,10 +214,10 @@ class Intake(JournalCore):
         """See `InboxSink.settlements`."""
         rows = await asyncio.to_thread(
             self.query,
-            "SELECT id, source_key, state FROM messages WHERE settled = 0"
-            " AND state IN ('decided', 'done', 'quarantined') AND source_key LIKE ?"
+            "SELECT id, source_key, state FROM messages WHERE settled = 0"  # noqa: S608
+            f" AND state IN ('decided', 'done', 'quarantined') AND {_STARTS_WITH}"
             " ORDER BY received_at",
-            (source_prefix.replace("%", "") + "%",),
+            (len(source_prefix), source_prefix),
         )
         return [
             Settlement(

@@ -10,7 +10,12 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from router.core.mailbox import MailboxStart, UidRanges
+from router.core.mailbox import (
+    MailboxStart,
+    UidRanges,
+    imap_source_prefix,
+    legacy_imap_prefix,
+)
 
 if TYPE_CHECKING:
     from router.journal.core import JournalCore
@@ -24,13 +29,15 @@ class MailboxStarts:
     def __init__(self, journal: JournalCore) -> None:
         self._journal = journal
 
-    async def load(self, mailbox: str) -> MailboxStart | None:
+    async def load(self, mailbox: str, uidvalidity: int | None = None) -> MailboxStart | None:
         """See `StartStore.load`.
 
-        A journal that already holds mail from an IMAP inbox (a router upgraded to this
-        version) has met its mailbox before: its start counts as `all`, so mail that arrived
-        during the upgrade is not mistaken for old mail. (Message rows are never deleted, so
-        this answer does not change; nothing is written here, so `inbox check` writes nothing.)
+        A mailbox the journal already holds mail from (a router upgraded to this version)
+        has been met before: its start counts as `all`, so mail that arrived during the
+        upgrade is not mistaken for old mail. Only its own mail counts (keys that name it, or
+        keys from before that carry its folder's `uidvalidity`): another folder or server is
+        met for the first time. (Message rows are never deleted, so this answer does not
+        change; nothing is written here, so `inbox check` writes nothing.)
         """
         rows = self._journal.query(
             "SELECT mode, cutoff, started_at, uidvalidity FROM mailbox_start WHERE mailbox = ?",
@@ -41,8 +48,15 @@ class MailboxStarts:
             return MailboxStart(
                 mailbox, row["mode"], row["cutoff"], row["started_at"], row["uidvalidity"]
             )
-        if self._journal.query("SELECT 1 FROM messages WHERE source_key LIKE 'imap:%' LIMIT 1"):
-            return MailboxStart(mailbox, "all", 0.0, time.time())
+        prefixes = [imap_source_prefix(mailbox)]
+        if uidvalidity is not None:
+            prefixes.append(legacy_imap_prefix(uidvalidity))
+        for prefix in prefixes:
+            if self._journal.query(
+                "SELECT 1 FROM messages WHERE substr(source_key, 1, ?) = ? LIMIT 1",
+                (len(prefix), prefix),
+            ):
+                return MailboxStart(mailbox, "all", 0.0, time.time())
         return None
 
     async def untouched_uids(self, mailbox: str, uidvalidity: int) -> UidRanges:

@@ -12,7 +12,7 @@ class Settlement(BaseModel):
     """An inbox copy whose message has a recorded outcome and can now be moved on the server."""
 
     message_id: str  # the journal's id
-    source_key: str  # the inbox's own key, e.g. "imap:<uidvalidity>:<uid>"
+    source_key: str  # the inbox's own key, e.g. "imap://u@h/INBOX;UIDVALIDITY=7/;UID=42"
     folder: str  # where to move it: the Processed or the Failed folder
 
 
@@ -49,8 +49,17 @@ class InboxSink(Protocol):
         source_key: str | None = None,
         message_id_header: str | None = None,
         sha256: str | None = None,
+        source_prefix: str | None = None,
     ) -> str | None:
-        """The journal id of a message already stored under this key or identity, if any."""
+        """The journal id of a message already stored under this key or identity, if any.
+        With `source_prefix`, an identity is looked up only among the messages whose key
+        starts with it (one mailbox's) and the IMAP ones whose key names no mailbox yet."""
+        ...
+
+    async def adopt_sources(self, old_prefix: str, new_prefix: str) -> int:
+        """Re-key every message whose source key starts with `old_prefix` to start with
+        `new_prefix` instead; returns how many (a mailbox adopting keys from before they
+        named it)."""
         ...
 
     async def rekey(self, message_id: str, source_key: str) -> None:

@@ -202,7 +202,8 @@ class Daemon:
                 starts=self.journal.mailbox_starts(),
             )
             # One watcher per mailbox among the nodes sharing the journal (inbox/leader.py).
-            lease = MailboxLease(self.journal, self.settings.inbox, inner_state=lambda: imap.state)
+            # Keyed by the normalised mailbox (imap_support.mailbox_key), not the setting's text.
+            lease = MailboxLease(self.journal, imap.mailbox, inner_state=lambda: imap.state)
             self.inbox = lease
             self.settle_request = imap.notify_settle
             self._tasks.append(

@@ -72,16 +72,31 @@ class RecordingSink:
         source_key: str | None = None,
         message_id_header: str | None = None,
         sha256: str | None = None,
+        source_prefix: str | None = None,
     ) -> str | None:
         if source_key is not None:
             return self.keys.get(source_key)
+        by_id = {v: k for k, v in self.keys.items()}
         for message_id, raw in self.raw.items():
+            key = by_id.get(message_id, "")
+            if source_prefix is not None and not (
+                key.startswith(source_prefix)
+                or (key.startswith("imap:") and not key.startswith("imap://"))
+            ):
+                continue
             if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
                 continue
             if message_id_header is not None and message_id_of(raw) != message_id_header:
                 continue
             return message_id
         return None
+
+    async def adopt_sources(self, old_prefix: str, new_prefix: str) -> int:
+        adopted = {k: v for k, v in self.keys.items() if k.startswith(old_prefix)}
+        for key, message_id in adopted.items():
+            del self.keys[key]
+            self.keys[new_prefix + key[len(old_prefix) :]] = message_id
+        return len(adopted)
 
     async def rekey(self, message_id: str, source_key: str) -> None:
         self.keys = {k: v for k, v in self.keys.items() if v != message_id}

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
-from router.inbox.imap import ImapConfigError, ImapInbox, parse_source_key
+from router.inbox.imap import ImapConfigError, ImapInbox, parse_source_key, source_key
 from router.settings import Settings
 from tests.inbox.recording_sink import WAIT, RecordingSink
 from tests.servers.dovecot import Dovecot, StallingProxy, require_dovecot
+
+MAILBOX = "testuser@127.0.0.1/INBOX"  # the mailbox `settings_for` names (without TLS)
 
 
 def mail(n: int, body_bytes: int = 0) -> bytes:
@@ -127,7 +129,7 @@ async def test_catch_up_after_stop(dovecot: Dovecot) -> None:
         await run.reach("idle")
         assert len(sink.raw) == 7
         assert len(sink.accepts) == 7  # the first five were known by key: not downloaded again
-        assert {parse_source_key(k)[1] for k in sink.keys} == set(range(1, 8))  # type: ignore[index]
+        assert {parse_source_key(k, MAILBOX)[1] for k in sink.keys} == set(range(1, 8))  # type: ignore[index]
 
 
 @pytest.mark.dovecot
@@ -197,7 +199,7 @@ async def test_uidvalidity_change_rekeys(dovecot: Dovecot) -> None:
         await run.reach("idle", after=mark)
         assert len(sink.accepts) == 3
         assert len(sink.rekeys) == 3
-        assert {parse_source_key(k)[0] for k in sink.keys} == {new_validity}  # type: ignore[index]
+        assert {parse_source_key(k, MAILBOX)[0] for k in sink.keys} == {new_validity}  # type: ignore[index]
         dovecot.append(mail(3))
         await sink.until(lambda: len(sink.raw) == 4)
     # A fresh process does not know the old UIDVALIDITY: it re-identifies too.
@@ -205,7 +207,7 @@ async def test_uidvalidity_change_rekeys(dovecot: Dovecot) -> None:
     async with running(settings_for(dovecot), sink) as run:
         await run.reach("idle")
         assert len(sink.accepts) == 4
-        assert {parse_source_key(k)[0] for k in sink.keys} == {newer}  # type: ignore[index]
+        assert {parse_source_key(k, MAILBOX)[0] for k in sink.keys} == {newer}  # type: ignore[index]
 
 
 class FailingOnceSink(RecordingSink):
@@ -305,7 +307,7 @@ async def test_settlement_from_an_old_uidvalidity_is_settled(dovecot: Dovecot) -
     """A settlement keyed under an old UIDVALIDITY, its message gone, is recorded as settled."""
     dovecot.append(mail(2))
     sink = RecordingSink()
-    gone = await sink.accept(mail(1), source_key="imap:1:1")
+    gone = await sink.accept(mail(1), source_key=source_key(MAILBOX, 1, 1))
     sink.outcomes[gone] = "Processed"
     async with running(settings_for(dovecot), sink):
         await sink.until(lambda: sink.settled_ids == [gone])
