@@ -44,7 +44,7 @@ from collections.abc import Callable
 
 import structlog
 
-from router.core.mailbox import imap_source_prefix, imap_uidvalidity_prefix, legacy_imap_prefix
+from router.core.mailbox import imap_source_prefix
 from router.inbox.imap_config import ImapConfigError, check_settings, imap_ssl_context
 from router.inbox.imap_session import (
     COMMAND_TIMEOUT,
@@ -57,6 +57,7 @@ from router.inbox.imap_settle import Settler
 from router.inbox.imap_start import FirstConnection, MemoryStartStore, StartStore
 from router.inbox.imap_support import (
     Backoff,
+    adopt_legacy_keys,
     chunks,
     mailbox_key,
     parse_source_key,
@@ -317,13 +318,7 @@ class ImapInbox:
 
     async def _catch_up(self, session: ImapSession) -> None:
         uidvalidity = session.uidvalidity
-        # Keys stored by a version whose keys named no mailbox (`imap:<uidvalidity>:<uid>`):
-        # those with this folder's UIDVALIDITY are its messages.
-        adopted = await self._sink.adopt_sources(
-            legacy_imap_prefix(uidvalidity), imap_uidvalidity_prefix(self.mailbox, uidvalidity)
-        )
-        if adopted:
-            log.info("imap.keys_adopted", count=adopted, uidvalidity=uidvalidity)
+        await adopt_legacy_keys(self._sink, self.mailbox, uidvalidity)
         reidentify = self._uidvalidity != uidvalidity
         if reidentify and self._uidvalidity is not None and uidvalidity != self._announced:
             log.warning("imap.uidvalidity_changed", old=self._uidvalidity, new=uidvalidity)

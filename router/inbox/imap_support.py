@@ -10,7 +10,17 @@ import random
 from collections.abc import Sequence
 from email.utils import parseaddr
 
-from router.core.mailbox import imap_source_key, imap_source_prefix
+import structlog
+
+from router.core.mailbox import (
+    imap_source_key,
+    imap_source_prefix,
+    imap_uidvalidity_prefix,
+    legacy_imap_prefix,
+)
+from router.journal.sink import InboxSink
+
+log = structlog.get_logger(__name__)
 
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 60.0
@@ -31,6 +41,16 @@ def parse_source_key(key: str, mailbox: str) -> tuple[int, int] | None:
     if not separator or not uidvalidity.isdigit() or not uid.isdigit():
         return None
     return int(uidvalidity), int(uid)
+
+
+async def adopt_legacy_keys(sink: InboxSink, mailbox: str, uidvalidity: int) -> None:
+    """Give this mailbox the keys stored by a version whose keys named no mailbox
+    (`imap:<uidvalidity>:<uid>`) that carry its folder's UIDVALIDITY: they are its messages."""
+    adopted = await sink.adopt_sources(
+        legacy_imap_prefix(uidvalidity), imap_uidvalidity_prefix(mailbox, uidvalidity)
+    )
+    if adopted:
+        log.info("imap.keys_adopted", count=adopted, uidvalidity=uidvalidity)
 
 
 def sender_address(raw_headers: bytes) -> str | None:
