@@ -68,7 +68,7 @@ class Delivery:
         step fails no further mail starts; those already with the relay are finished and
         recorded before the failure is raised (for the supervisor, which runs the next round).
         """
-        recorded = await self._record_unrecorded()
+        recorded = await self.record_unrecorded()
         due = await asyncio.to_thread(self._due, self.clock())
         due = [(item, data) for item, data in due if item.id not in self._in_flight]
         slots = asyncio.Semaphore(concurrency)
@@ -94,7 +94,7 @@ class Delivery:
             raise failures[0]
         return recorded + len(due)
 
-    async def _record_unrecorded(self) -> int:
+    async def record_unrecorded(self) -> int:
         """Record as sent the mail the relay accepted in an earlier round whose sent mark
         failed; returns how many. Raises what the journal raised (nothing is sent until
         these are recorded)."""

@@ -352,6 +352,10 @@ class Daemon:
                 await asyncio.wait_for(task, self.settings.shutdown_seconds / 2)
         await self.relay.close()
         self.sandbox.close()
+        # Mail the relay accepted whose sent mark failed: recorded now if the journal is back
+        # (else it is sent again after the restart, as after a kill).
+        with contextlib.suppress(Exception):
+            await self.delivery.record_unrecorded()
         with contextlib.suppress(asyncio.CancelledError):
             await self.oauth.recorded()
         self.journal.close()

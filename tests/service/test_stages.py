@@ -134,7 +134,7 @@ async def test_sending_stops_when_the_journal_cannot_record_it(  # type: ignore[
     journal = daemon.journal
     mark_sent = journal.mark_sent
 
-    def unavailable(mail_id: str) -> None:
+    def unavailable(mail_id: str, reply: str | None = None) -> None:
         raise JournalUnavailable("OperationalError")
 
     monkeypatch.setattr(journal, "mark_sent", unavailable)
