@@ -3,10 +3,13 @@ PostgreSQL outbox index by reference, and finish passes over what changed."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
-from router.journal.records import NewMail
+import pytest
+
+from router.journal.records import JournalUnavailable, NewMail
 from router.journal.sqlite import SqliteJournal
 
 
@@ -116,3 +119,55 @@ def _wait_until_done_or_waiting_for_a_lock(journal, thread: threading.Thread) ->
         if waiting[0]["n"]:
             return
         thread.join(timeout=0.01)
+
+
+def _refuse_quarantine(journal, refuse: bool) -> None:  # type: ignore[no-untyped-def]
+    """Make the database refuse (or accept again) any write that quarantines a message."""
+    with journal.transaction() as tx:
+        if isinstance(journal, SqliteJournal):
+            if refuse:
+                tx.run(
+                    "CREATE TRIGGER injected_fault BEFORE UPDATE OF state ON messages"
+                    " WHEN NEW.state = 'quarantined'"
+                    " BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+                )
+            else:
+                tx.run("DROP TRIGGER injected_fault")
+        elif refuse:
+            tx.run(
+                "CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql"
+                " AS $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$"
+            )
+            tx.run(
+                "CREATE TRIGGER injected_fault BEFORE UPDATE ON messages FOR EACH ROW"
+                " WHEN (NEW.state = 'quarantined') EXECUTE FUNCTION injected_fault()"
+            )
+        else:
+            tx.run("DROP TRIGGER injected_fault ON messages")
+
+
+def test_a_refusal_for_good_is_recorded_whole_or_not_at_all(journal_factory) -> None:  # type: ignore[no-untyped-def]
+    """A forward's refusal for good, its held acknowledgment, its message's quarantine and the
+    alert commit together: when the quarantine fails none of them is recorded (the forward
+    stays pending, to be sent and refused again); when it works, all of them."""
+    journal = journal_factory()
+    message_id = _decide(journal, 1)
+    alert = NewMail(
+        "alert", "PR-1", "referrals@router.example", ("review@x.example",), "<a1@r>", b"!"
+    )
+
+    def state() -> tuple[str, dict[str, str]]:
+        [message] = journal.query("SELECT state FROM messages")
+        mails = {
+            row["kind"]: row["state"] for row in journal.query("SELECT kind, state FROM outbox")
+        }
+        return message["state"], mails
+
+    _refuse_quarantine(journal, True)
+    with pytest.raises((sqlite3.Error, JournalUnavailable)):  # the backend's own error
+        journal.mark_failed(f"{message_id}.0", "550 5.1.1", quarantine="failed", alert=alert)
+    assert state() == ("decided", {"forward": "pending", "ack": "pending"})
+    _refuse_quarantine(journal, False)
+    journal.mark_failed(f"{message_id}.0", "550 5.1.1", quarantine="failed", alert=alert)
+    assert state() == ("quarantined", {"forward": "failed", "ack": "failed", "alert": "pending"})
+    assert journal.outgoing_data(journal.due_mail(time.time())[0].id) == b"!"
