@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.hardening.serve import ServeProcess, forwards, referral, send_until_stored
 from tests.servers.smtp import CaptureServer
 from tests.service.test_lifecycle import MET
@@ -24,12 +26,17 @@ def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.1)  # polling another process's journal and log
 
 
-def _journal(router: ServeProcess) -> sqlite3.Connection:
-    return sqlite3.connect(Path(router.env["ROUTER_STATE_DIR"]) / "journal.sqlite3", timeout=30)
-
-
 def _rows(router: ServeProcess, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:  # type: ignore[type-arg]
-    with _journal(router) as db:
+    """Read (or change) the daemon's journal from outside, on either backend."""
+    url = router.env.get("ROUTER_JOURNAL")
+    if url:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as db:
+            cursor = db.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description else []
+    path = Path(router.env["ROUTER_STATE_DIR"]) / "journal.sqlite3"
+    with sqlite3.connect(path, timeout=30, isolation_level=None) as db:
         return db.execute(sql, params).fetchall()
 
 
@@ -43,30 +50,47 @@ def _forward_id(router: ServeProcess, number: int) -> str:
     return str(mail_id)
 
 
-def _inject(router: ServeProcess, trigger: str) -> None:
-    """Make the journal refuse one kind of write (until `_clear`)."""
-    db = _journal(router)
-    fault = "SELECT RAISE(ABORT, 'injected fault')"
-    db.execute(f"CREATE TRIGGER injected_fault {trigger} BEGIN {fault}; END")
-    db.commit()
-    db.close()
+def _inject(router: ServeProcess, table: str, when: str) -> None:
+    """Make the journal refuse the updates of `table` rows that match `when` (until `_clear`)."""
+    if router.env.get("ROUTER_JOURNAL"):
+        _rows(
+            router,
+            "CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$",
+        )
+        _rows(
+            router,
+            f"CREATE TRIGGER injected_fault BEFORE UPDATE ON {table} FOR EACH ROW"
+            f" WHEN ({when}) EXECUTE FUNCTION injected_fault()",
+        )
+    else:
+        _rows(
+            router,
+            f"CREATE TRIGGER injected_fault BEFORE UPDATE ON {table} WHEN {when}"
+            " BEGIN SELECT RAISE(ABORT, 'injected fault'); END",
+        )
 
 
-def _clear(router: ServeProcess) -> None:
-    db = _journal(router)
-    db.execute("DROP TRIGGER injected_fault")
-    db.commit()
-    db.close()
+def _clear(router: ServeProcess, table: str) -> None:
+    on = f" ON {table}" if router.env.get("ROUTER_JOURNAL") else ""
+    _rows(router, f"DROP TRIGGER injected_fault{on}")
 
 
 def _to(capture: CaptureServer, address: str) -> int:
     return sum(address in message.rcpt_tos for message in capture.messages)
 
 
-def test_a_failed_sent_mark_sends_nothing_twice(serve: tuple[ServeProcess, CaptureServer]) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_failed_sent_mark_sends_nothing_twice(
+    serve: tuple[ServeProcess, CaptureServer], backend: str, request: pytest.FixtureRequest
+) -> None:
     """Two forwards go at once; the journal refuses the sent mark of one while the relay still
-    holds the other: each forward and each acknowledgment reaches the relay exactly once."""
+    holds the other: each forward and each acknowledgment reaches the relay exactly once (on
+    PostgreSQL with a fixed node name, so the restarted router may take its own claims)."""
     router, capture = serve
+    if backend == "postgresql":
+        router.env["ROUTER_JOURNAL"] = request.getfixturevalue("postgres_url")
+        router.env["ROUTER_NODE_NAME"] = "router-1"
     router.env["ROUTER_RETRY_BASE_SECONDS"] = "0.1"
     router.env["ROUTER_RETRY_MAX_SECONDS"] = "0.2"
     capture.fail_with(451, "4.3.0 try again later", at="MAIL")
@@ -90,11 +114,7 @@ def test_a_failed_sent_mark_sends_nothing_twice(serve: tuple[ServeProcess, Captu
     ]
     router.start()
     assert holds[0].held.wait(30) and holds[1].held.wait(30), "both forwards under way at once"
-    _inject(
-        router,
-        f"BEFORE UPDATE OF state ON outbox WHEN OLD.id = '{_forward_id(router, 0)}'"
-        " AND NEW.state = 'sent'",
-    )
+    _inject(router, "outbox", f"OLD.id = '{_forward_id(router, 0)}' AND NEW.state = 'sent'")
     holds[0].release()  # accepted: its sent mark fails while forward 1 is still with the relay
     _wait_for(
         lambda: '"task_failed"' in router.log_text() or '"sent_not_recorded"' in router.log_text(),
@@ -104,7 +124,7 @@ def test_a_failed_sent_mark_sends_nothing_twice(serve: tuple[ServeProcess, Captu
     # A restarted delivery loop would hand both forwards to the relay again by now.
     seen = capture.messages
     capture.wait_beyond(len(seen), timeout=3)
-    _clear(router)
+    _clear(router, "outbox")
     holds[1].release()
 
     _wait_for(lambda: _to(capture, SENDER) >= 2, 30, "both acknowledgments")
@@ -130,10 +150,10 @@ def test_a_refused_forward_is_failed_quarantined_and_alerted_at_once(
     router, capture = serve
     capture.fail_with(550, "5.1.1 no such user", at="RCPT", recipients={MET})
     router.start()
-    _inject(router, "BEFORE UPDATE OF state ON messages WHEN NEW.state = 'quarantined'")
+    _inject(router, "messages", "NEW.state = 'quarantined'")
     send_until_stored(router.port, referral(0), sender=SENDER, deadline=time.monotonic() + 30)
     _wait_for(lambda: '"task_failed"' in router.log_text(), 30, "the refused quarantine")
-    _clear(router)
+    _clear(router, "messages")
 
     _wait_for(lambda: _to(capture, REVIEW) >= 1, 20, "the alert to the review address")
     _wait_for(
