@@ -223,9 +223,9 @@ class GraphClient:
     ) -> httpx.Response:
         if self.gate.wait_seconds > MAX_WAIT_SECONDS:  # the caller comes back later
             raise GraphError(429, "throttled", "Retry-After runs", self.gate.wait_seconds)
+        token = await self.tokens.token()  # before the gate: no wait between its check and the send
         await self.gate.enter()
         try:
-            token = await self.tokens.token()
             sent = {**(headers or {}), "Authorization": f"Bearer {token.value}"}
             return await self._http.request(
                 method, url, json=json, content=content, headers=sent, params=params
