@@ -3,8 +3,10 @@
 It connects, authenticates (password or OAuth 2.0), opens the folder and says what the router
 would do there: how many messages it holds, how many the router would process under
 `ROUTER_IMAP_START`, whether the Processed and Failed folders exist. It then connects to the
-relay (STARTTLS, AUTH) and quits without sending. Nothing is stored, moved or flagged, and no
-first-connection record is made. Its output names no sender, subject or referral.
+relay (STARTTLS, AUTH) and quits without sending. A graph:// inbox or relay is looked at
+through Microsoft Graph (router.commands.graph_check): token, permissions, mailbox, folder.
+Nothing is stored, moved or flagged, and no first-connection record is made. Its output
+names no sender, subject or referral.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from router.journal.protocol import Journal
 from router.journal.sqlite import JOURNAL_FILE
 from router.oauth.base import OAuthError
 from router.oauth.sources import OAuthSources
+from router.send.graph_relay import GraphRelay
 from router.send.relay import DeliveryError, SmtpRelay
 from router.send.relays import make_relay
 from router.settings import Settings
@@ -76,6 +79,12 @@ async def _check(settings: Settings, report: Report) -> None:
     endpoint = settings.inbox_endpoint
     if endpoint.scheme == "smtp":
         report.say("inbox", f"embedded SMTP listener on {endpoint.host}:{endpoint.port}")
+    elif endpoint.scheme == "graph":
+        from router.commands.graph_check import check_graph_inbox
+
+        await check_graph_inbox(
+            settings, oauth.inbox, lambda: _journal(settings), report.say, CheckFailed
+        )
     else:
         await _check_imap(settings, oauth, report)
     await _check_relay(settings, oauth, report)
@@ -194,7 +203,7 @@ async def _check_relay(settings: Settings, oauth: OAuthSources, report: Report) 
         relay = make_relay(settings, oauth.relay)
     except (ValueError, OSError) as exc:
         raise CheckFailed(f"relay: {exc}") from None
-    if not isinstance(relay, SmtpRelay):
+    if not isinstance(relay, SmtpRelay | GraphRelay):
         report.say("relay", f"{relay.describe()} (a Maildir: nothing is sent)")
         return
     report.say("relay", relay.describe())
