@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -57,6 +57,8 @@ class Status:
     quarantine: list[Quarantined]
     nodes: list[NodeSeen]
     oauth: dict[str, Any] | None = None  # the daemon's last OAuth 2.0 health (router/oauth)
+    # Each graph:// folder or mailbox: last delta round, throttling seen (router/inbox/graph).
+    graph: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_status(journal: Journal, now: float | None = None) -> Status:
@@ -86,6 +88,16 @@ def read_status(journal: Journal, now: float | None = None) -> Status:
         ],
         nodes=journal.nodes_seen(),
         oauth=recorded_health(journal),
+        graph=[
+            {
+                "mailbox": state.mailbox,
+                "delta_link_kept": state.delta_link is not None,
+                "last_delta_seconds": age(state.synced_at, now),
+                "throttled": state.throttled,
+                "last_throttled_seconds": age(state.throttled_at, now),
+            }
+            for state in journal.graph_sync().all_states()
+        ],
     )
 
 
@@ -144,6 +156,17 @@ def format_status(report: Status) -> str:
         )
     if report.oauth is not None:
         lines.extend(format_health(report.oauth))
+    for graph in report.graph:
+        throttled, last = graph["throttled"], _duration(graph["last_throttled_seconds"])
+        lines.append(
+            f"graph       {graph['mailbox']}: last delta {_duration(graph['last_delta_seconds'])}"
+            f", delta link {'kept' if graph['delta_link_kept'] else 'none (a new delta next)'}"
+            + (
+                f", throttled {throttled} time(s), last {last}"
+                if throttled
+                else ", never throttled"
+            )
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -4,6 +4,9 @@ inbox and relay; a SIGKILL, throttling, an expired delta link and short-lived to
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -96,8 +99,8 @@ def test_throttling_an_expired_delta_link_and_token_renewal(
     tmp_path: Path, graph_server: GraphServer, token_server: TokenServer
 ) -> None:
     """Throttled sendMail waits out Retry-After, a delta link Graph forgot (410) is replaced
-    without processing anything twice, tokens are renewed before they expire, and /readyz
-    and /metrics show the Graph inbox's state, last delta and throttling."""
+    without processing anything twice, tokens are renewed before they expire, and /readyz,
+    /metrics and `status` show the Graph inbox's state, last delta and throttling."""
     token_server.lifetime = 6  # renewed about every 4.8 s (whole-second `iat`: 5 s at least)
     graph_server.mailbox(MAILBOX)
     router = serve(tmp_path, graph_server, token_server)
@@ -120,5 +123,15 @@ def test_throttling_an_expired_delta_link_and_token_renewal(
         assert status == 200 and inbox["state"] == "connected" and inbox["throttled"] >= 2
         assert inbox["last_delta_seconds_ago"] < 5
         assert router.metric("router_graph_throttled_total", role="relay") >= 2
+        shown = subprocess.run(
+            [sys.executable, "-m", "router", "status"],
+            env={**os.environ, **router.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        assert f"graph:{MAILBOX}/Inbox: last delta " in shown and "delta link kept" in shown
+        assert f"graph:{MAILBOX}: last delta none" in shown and "throttled 2 time(s)" in shown
     finally:
         router.stop()
