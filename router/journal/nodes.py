@@ -74,8 +74,10 @@ class Nodes(JournalCore):
             )
 
     def hold_mailbox(self, mailbox: str) -> bool:
-        """See `Journal.hold_mailbox`."""
+        """See `Journal.hold_mailbox`. With one owner (SQLite) the owner lock already makes
+        this process the only router: a lease a killed predecessor left is taken at once."""
         now = time.time()
+        lapsed_before = now if self.shared else float("inf")
         with self._db.transaction() as tx:
             rows = tx.rows(
                 "INSERT INTO mailbox_watchers (mailbox, holder, lease_until) VALUES (?, ?, ?)"
@@ -83,7 +85,7 @@ class Nodes(JournalCore):
                 " lease_until = excluded.lease_until"
                 " WHERE mailbox_watchers.holder = excluded.holder"
                 " OR mailbox_watchers.lease_until < ? RETURNING holder",
-                (mailbox, self.node, now + self.lease_seconds, now),
+                (mailbox, self.node, now + self.lease_seconds, lapsed_before),
             )
         return bool(rows)
 

@@ -39,3 +39,19 @@ async def test_metrics_carry_the_node_name(daemon_factory) -> None:  # type: ign
     assert 'router_claims{kind="message",node="router-7"} 0.0' in text
     await daemon.run_once()
     assert daemon.journal.query("SELECT state FROM messages") == [{"state": "done"}]
+
+
+def test_a_restarted_router_on_sqlite_watches_its_mailbox_at_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With SQLite (one owner), a router started after a kill takes the mailbox lease the
+    dead process left at once instead of waiting for it to lapse."""
+    from router.journal.opener import open_journal
+    from tests.conftest import make_settings
+
+    killed = open_journal(make_settings(tmp_path, node_name="before-the-kill"))
+    assert killed.hold_mailbox("graph://prevent@council.example/Inbox")
+    killed.close()  # no release: the process died holding it
+    restarted = open_journal(make_settings(tmp_path, node_name="after-the-kill"))
+    try:
+        assert restarted.hold_mailbox("graph://prevent@council.example/Inbox")
+    finally:
+        restarted.close()
