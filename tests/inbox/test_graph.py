@@ -192,3 +192,16 @@ async def test_settled_mail_is_moved_once(running, graph_server):  # type: ignor
     )
     assert graph_server.folder_messages(MAILBOX, "Inbox") == []
     assert len(graph_server.folder_messages(MAILBOX, "Elsewhere")) == 1
+
+
+async def test_moving_from_imap_to_graph_leaves_the_old_mail_alone(running, graph_server):  # type: ignore[no-untyped-def]
+    """A journal that already holds IMAP mail (the council moved from IMAP to Graph) does not
+    make the Graph folder's first connection take the mail that is already there."""
+    graph_server.deliver(MAILBOX, mail(0))
+    router = await running()
+    router.journal.accept_sync(mail(7), source_key="imap:1:7")  # from the IMAP route
+    await router.rounds(1)
+    graph_server.deliver(MAILBOX, mail(1))
+    await router.until(lambda: len(router.stored_ids()) == 2)
+    await router.rounds(1)
+    assert router.stored_ids() == ["<m-7@school.example>", "<m-1@school.example>"]
