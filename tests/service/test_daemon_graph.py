@@ -89,3 +89,33 @@ async def test_referrals_are_forwarded_acknowledged_and_moved(
 def referral_bytes(graph: GraphServer) -> bytes:
     [first] = [m for m in graph.folder_messages(MAILBOX, "Inbox")]
     return first
+
+
+async def test_one_router_at_a_time_watches_the_graph_mailbox(
+    tmp_path, graph_server, token_server, bundled_rules, postgres_url
+):  # type: ignore[no-untyped-def]
+    """Two routers on one PostgreSQL journal: one polls the mailbox, the other stands by;
+    a referral is forwarded once and moved once."""
+    graph_server.mailbox(MAILBOX)
+    daemons = []
+    for node in ("node-a", "node-b"):
+        settings = graph_settings(
+            tmp_path / node, graph_server, token_server, journal=postgres_url, node_name=node
+        )
+        daemon = Daemon(settings, bundled_rules)
+        await daemon.start()
+        daemons.append(daemon)
+    workers = [asyncio.create_task(d.run()) for d in daemons]
+    try:
+        await until(lambda: any(d.graph.inbox.rounds >= 1 for d in daemons))
+        graph_server.deliver(MAILBOX, referral(1))
+        await until(lambda: len(graph_server.folder_messages(MAILBOX, "Processed")) == 1)
+        await until(lambda: len(sent_to(graph_server, MET)) == 1)
+        states = sorted(d.inbox.state for d in daemons)  # the lease's view
+        assert states == ["connected", "standby"]
+        assert [d.graph.inbox.rounds > 0 for d in daemons].count(True) == 1
+    finally:
+        for daemon, worker in zip(daemons, workers, strict=True):
+            daemon.stop_event.set()
+            await asyncio.wait_for(worker, 10)
+            await daemon.close()
