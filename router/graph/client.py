@@ -161,10 +161,24 @@ class GraphClient:
         self.base_url = base_url.rstrip("/")
         self.tokens, self.gate = tokens, gate
         self._on_throttled = on_throttled
-        self._http = httpx.AsyncClient(timeout=timeout, verify=verify, follow_redirects=False)
+        self._timeout, self._verify = timeout, verify
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        """The connection pool, opened on first use (again after `close`: an inbox whose
+        mailbox lease is lost and regained runs again with the same client)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=self._timeout, verify=self._verify, follow_redirects=False
+            )
+        return self._client
 
     async def close(self) -> None:
-        await self._http.aclose()
+        """Close the connections (a later request opens new ones)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
 
     async def request(
         self,

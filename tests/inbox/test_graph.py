@@ -205,3 +205,15 @@ async def test_moving_from_imap_to_graph_leaves_the_old_mail_alone(running, grap
     await router.until(lambda: len(router.stored_ids()) == 2)
     await router.rounds(1)
     assert router.stored_ids() == ["<m-7@school.example>", "<m-1@school.example>"]
+
+
+async def test_the_inbox_runs_again_after_it_stopped(running, graph_server):  # type: ignore[no-untyped-def]
+    """An inbox stopped (its mailbox lease lost) and run again (the lease regained) goes on
+    polling with the same client."""
+    router = await running(imap_start="all")
+    await router.rounds(1)
+    await router.stop()
+    router.stop_event = asyncio.Event()
+    router.task = asyncio.create_task(router.inbox.run(router.stop_event))
+    graph_server.deliver(MAILBOX, mail(1))
+    await router.until(lambda: router.stored_ids() == ["<m-1@school.example>"])
