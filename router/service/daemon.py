@@ -31,7 +31,6 @@ from router.send.health import RelayHealth
 from router.send.pool import pooled
 from router.send.probe import RelayProbe
 from router.send.relay import Relay
-from router.send.relays import make_relay
 from router.send.sender import Delivery
 from router.service.graph_wiring import GraphWiring
 from router.service.http import OpsServer
@@ -77,7 +76,7 @@ class Daemon:
         # Microsoft Graph's per-mailbox gates and metrics (graph:// inbox or relay).
         self.graph = GraphWiring(self.journal, self.metrics)
         # A few kept SMTP connections (router.send.pool).
-        self.relay = relay or pooled(self._make_relay())
+        self.relay = relay or pooled(self.graph.make_relay(settings, self.oauth.relay))
         self.relay_health = RelayHealth(self.relay)  # remembers recent send results
         self.sandbox = AnalysisSandbox(timeout=settings.parse_timeout_seconds)
         self.pipeline = Pipeline(
@@ -114,13 +113,6 @@ class Daemon:
             metrics=self.metrics,
         )
         # --- end operations ---
-
-    def _make_relay(self) -> Relay:
-        endpoint = self.settings.relay_endpoint
-        throttled = self.graph.on_throttled("relay", f"graph:{endpoint.user}")
-        return make_relay(
-            self.settings, self.oauth.relay, gates=self.graph.gates, on_throttled=throttled
-        )
 
     def add_task(self, task: asyncio.Task[None]) -> None:
         """Keep a task the daemon waits for when it closes."""

@@ -14,6 +14,10 @@ from prometheus_client import Counter, Gauge
 
 from router.graph.client import MailboxGates, make_client
 from router.journal.records import JournalUnavailable
+from router.oauth.base import TokenSource
+from router.send.relay import Relay
+from router.send.relays import make_relay
+from router.settings import Settings
 
 if TYPE_CHECKING:
     from router.inbox.graph import GraphInbox
@@ -66,6 +70,11 @@ class GraphWiring:
             await self.store.record_throttled(key)
         except JournalUnavailable:
             log.debug("graph.throttle_not_recorded")  # a count for status only
+
+    def make_relay(self, settings: Settings, tokens: TokenSource | None) -> Relay:
+        """The relay `ROUTER_RELAY` names; a graph:// one shares its mailbox's gate."""
+        throttled = self.on_throttled("relay", f"graph:{settings.relay_endpoint.user}")
+        return make_relay(settings, tokens, gates=self.gates, on_throttled=throttled)
 
     def start_inbox(self, daemon: Daemon) -> MailboxLease:
         """The graph:// inbox, run under the mailbox lease by the daemon's supervisor."""

@@ -72,9 +72,10 @@ async def test_referrals_are_forwarded_acknowledged_and_moved(
         await until(lambda: daemon.graph.inbox is not None and daemon.graph.inbox.rounds >= 1)
         graph_server.deliver(MAILBOX, referral(1))
         await until(lambda: len(graph_server.folder_messages(MAILBOX, "Processed")) == 1)
+        await until(lambda: bool(sent_to(graph_server, "teacher@school.example")))  # the ack
+        await until(lambda: bool(sent_to(graph_server, MET)))
         forwards = sent_to(graph_server, MET)
         assert len(forwards) == 1 and b"<graph-1@school.example>" in forwards[0]
-        assert sent_to(graph_server, "teacher@school.example")  # the acknowledgment
         assert all(s.mailbox == MAILBOX for s in graph_server.sent)
         assert graph_server.folder_messages(MAILBOX, "Inbox") == [referral_bytes(graph_server)]
         assert not any(
