@@ -49,7 +49,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.servers.graph_routes import CROWDED, EARLY, GRAPH, ROLES, ROUTES, error
+from tests.servers.graph_routes import CROWDED, EARLY, GRAPH, ROLES, error
+from tests.servers.graph_sending import ROUTES
 from tests.servers.graph_store import DeltaTokens, Mailbox, Sent
 from tests.servers.token import TokenServer
 
