@@ -1,47 +1,50 @@
-"""Analyse files for `route` exactly as the daemon does: in its worker, under its limits.
+"""Analyse files for `route` exactly as the daemon does: under its worker's limits.
 
 The daemon reads each message in a worker process with `ROUTER_PARSE_TIMEOUT_SECONDS` and a
-memory bound (`router.decide.worker`); a dry run that read in-process could hang on a document the
-daemon would give up on, and so disagree with it. `DryRun` uses the same sandbox: a message
-that overruns gives the same `needs_review` decision, saying why.
+memory bound (`router.decide.worker`); a dry run that read in-process could hang on a document
+the daemon would give up on, and so disagree with it. `DryRun` reads each file in a child
+forked directly from the command (`router.decide.oneshot`) under the same limits: a message
+that overruns gives the same `needs_review` decision, saying why, and one small file answers
+in a fraction of a second (no forkserver to start, no warm-up read).
+
+The first file's child imports only the reader its attachments need; before the second file
+the command imports all the readers once, so the children of a long list share them.
 """
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 from types import TracebackType
 
 from router.core.analysis import Analysis, unread_analysis
 from router.core.routing import RoutingEngine
 from router.decide import forkserver
-from router.decide.worker import AnalysisFailed, AnalysisSandbox
+from router.decide.oneshot import analyse_forked
+from router.decide.worker import AnalysisFailed
 from router.settings import Settings
 
 
 class DryRun:
-    """Analyses messages one by one in a sandbox worker; use as a context manager."""
+    """Analyses messages one by one, each in its own forked child; use as a context manager."""
 
     def __init__(self, settings: Settings, engine: RoutingEngine) -> None:
         self.settings = settings
         self.engine = engine
-        # Workers fork from a server that has the readers imported already: a fresh worker
-        # per run (and after each overrun) then starts in a fraction of a second.
-        forkserver.preload()
-        self.sandbox = AnalysisSandbox(timeout=settings.parse_timeout_seconds)
-        self._runner = asyncio.Runner()
+        self._analysed = 0
 
     def analyse(self, raw: bytes) -> Analysis:
         """The analysis of one message, or a `needs_review` one when reading it failed."""
-        return self._runner.run(self._analyse(raw))
-
-    async def _analyse(self, raw: bytes) -> Analysis:
         settings = self.settings
+        if self._analysed == 1:
+            for module in forkserver.PRELOAD:  # shared by the children of the files to come
+                importlib.import_module(module)
+        self._analysed += 1
         try:
-            return await self.sandbox.analyse(
+            return analyse_forked(
                 raw,
                 self.engine,
+                timeout=settings.parse_timeout_seconds,
                 router_from=settings.from_address,
-                envelope_recipients=(),
                 max_attachments=settings.max_attachments,
                 trusted_authserv_ids=tuple(settings.authserv_ids),
             )
@@ -55,9 +58,7 @@ class DryRun:
             )
 
     def close(self) -> None:
-        """Stop the worker and the event loop."""
-        self.sandbox.close()
-        self._runner.close()
+        """Nothing to stop: each child has exited (or been killed) before `analyse` returns."""
 
     def __enter__(self) -> DryRun:
         return self

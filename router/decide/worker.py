@@ -44,6 +44,7 @@ _WATCH_STACK = 256 * 1024
 SANDBOX_DEPTH = 3  # tasks in the worker's queue at once: one being read, the next ones waiting
 _WARM_FROM = "warm-up@router.invalid"
 _START_SECONDS = 30.0  # how long an analysis waits for a new worker before submitting anyway
+WORKER_MEMORY_BYTES = 1536 * 1024 * 1024  # address space a worker may use (RLIMIT_AS)
 
 
 class AnalysisFailed(Exception):
@@ -148,7 +149,7 @@ def _work_in_worker(
 class AnalysisSandbox:
     """A one-process pool that is torn down and rebuilt (warm) whenever a task overruns."""
 
-    def __init__(self, *, timeout: float, memory_bytes: int = 1536 * 1024 * 1024) -> None:
+    def __init__(self, *, timeout: float, memory_bytes: int = WORKER_MEMORY_BYTES) -> None:
         self.timeout = timeout
         self.memory_bytes = memory_bytes
         self.replaced = 0  # workers replaced after a failure (for metrics and benchmarks)

@@ -22,9 +22,7 @@ from __future__ import annotations
 import structlog
 
 from router.core.forms.collect import ReadResult
-from router.core.forms.docx import read_docx
 from router.core.forms.fields import LabelMap, clean_fields, missing_fields, normalise_label
-from router.core.forms.pdf import read_pdf
 from router.core.forms.text import read_text
 from router.core.rules.model import FormRules
 from router.models import Attachment, AttachmentKind, FormReading, FormStatus
@@ -98,9 +96,16 @@ def _read(attachment: Attachment, form_rules: FormRules) -> ReadResult:
     if kind in _UNSUPPORTED:
         return ReadResult.unreadable(_UNSUPPORTED[kind])
     label_map = label_map_for(form_rules)
+    # The PDF and Word readers are imported when first needed (pypdf with its crypto
+    # backends, python-docx with lxml: a few tenths of a second), so that a one-shot
+    # `route` of a PDF never loads Word's; the daemon's worker has both preloaded.
     if kind == AttachmentKind.PDF:
+        from router.core.forms.pdf import read_pdf
+
         return read_pdf(attachment.data, label_map)
     if kind == AttachmentKind.DOCX:
+        from router.core.forms.docx import read_docx
+
         return read_docx(attachment.data, label_map)
     if kind == AttachmentKind.TEXT:
         return read_text(attachment.data, label_map)
