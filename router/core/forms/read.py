@@ -13,6 +13,10 @@ from the bytes by the mail parser, never from the file name):
 | MSG | UNREADABLE: only a .msg that could not be opened gets here (the mail parser opens
   the others like attached emails, `router.core.mail.outlook`) |
 
+Each reading is bounded by `limits.READ_CPU_SECONDS` of processor time (`budget`): past it,
+the attachment is UNREADABLE ("pdf took longer than 5 s to read") and goes to review,
+rather than holding the one worker while referrals queue behind it.
+
 FORM needs labels of at least two distinct canonical fields (see `router.core.forms.collect`);
 a readable attachment with fewer is SUPPORTING. Reasons never contain document content.
 """
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import structlog
 
+from router.core.forms import limits
+from router.core.forms.budget import ReadingOverrun, cpu_budget
 from router.core.forms.collect import ReadResult
 from router.core.forms.fields import LabelMap, clean_fields, missing_fields, normalise_label
 from router.core.forms.text import read_text
@@ -68,7 +74,13 @@ def read_attachment(attachment: Attachment, form_rules: FormRules) -> FormReadin
         SUPPORTING, UNREADABLE with a reason free of personal data, or SKIPPED.
     """
     try:
-        result = _read(attachment, form_rules)
+        with cpu_budget(limits.READ_CPU_SECONDS):
+            result = _read(attachment, form_rules)
+    except ReadingOverrun:
+        log.info("form_reader_overran", kind=attachment.kind.value)
+        result = ReadResult.unreadable(
+            f"{attachment.kind.value} took longer than {limits.READ_CPU_SECONDS:g} s to read"
+        )
     except RecursionError:
         result = ReadResult.unreadable(f"corrupt {attachment.kind.value}: RecursionError")
     except Exception as exc:  # a reader bug must not lose the referral: it goes to review
