@@ -19,8 +19,8 @@ from types import TracebackType
 from router.core.analysis import Analysis, unread_analysis
 from router.core.routing import RoutingEngine
 from router.decide import forkserver
+from router.decide.bounds import AnalysisFailed
 from router.decide.oneshot import analyse_forked
-from router.decide.worker import AnalysisFailed
 from router.settings import Settings
 
 

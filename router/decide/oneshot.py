@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from router.core.analysis import Analysis, analyse
 from router.core.routing import RoutingEngine
-from router.decide.worker import WORKER_MEMORY_BYTES, AnalysisFailed
+from router.decide.bounds import WORKER_MEMORY_BYTES, AnalysisFailed
 
 _PR_SET_PDEATHSIG = 1
 _CHUNK = 1 << 16

@@ -35,7 +35,10 @@ from router.core.compose import Enclosures, attachments_for, enclose
 from router.core.routing import RoutingEngine
 from router.core.rules.model import Rules
 from router.decide import forkserver
+from router.decide.bounds import WORKER_MEMORY_BYTES, AnalysisFailed
 from router.models import Outcome
+
+__all__ = ["WORKER_MEMORY_BYTES", "AnalysisFailed", "AnalysisSandbox", "Worked"]
 
 log = structlog.get_logger(__name__)
 
@@ -44,11 +47,6 @@ _WATCH_STACK = 256 * 1024
 SANDBOX_DEPTH = 3  # tasks in the worker's queue at once: one being read, the next ones waiting
 _WARM_FROM = "warm-up@router.invalid"
 _START_SECONDS = 30.0  # how long an analysis waits for a new worker before submitting anyway
-WORKER_MEMORY_BYTES = 1536 * 1024 * 1024  # address space a worker may use (RLIMIT_AS)
-
-
-class AnalysisFailed(Exception):
-    """The worker could not analyse a message: it timed out, ran out of memory or died."""
 
 
 @dataclass(frozen=True)
