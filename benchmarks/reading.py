@@ -119,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--route-runs", type=int, default=5)
     parser.add_argument("--also", type=Path, action="append", default=[])
+    parser.add_argument("--corpus-limit", type=int, default=None, help="read the first N only")
     args = parser.parse_args(argv)
     print("READING TIME PER ATTACHMENT (in-process, readers warm)")
     _report("realworld", time_reading(realworld_files()))
-    _report("layout corpus", time_reading(corpus_files()))
+    _report("layout corpus", time_reading(corpus_files()[: args.corpus_limit]))
     for directory in args.also:
         files = [(p.name, p.read_bytes()) for p in sorted(directory.iterdir()) if p.is_file()]
         _report(directory.name, time_reading(files))
