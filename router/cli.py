@@ -53,7 +53,7 @@ def cmd_route(args: argparse.Namespace, out: TextIO) -> int:
     engine = RoutingEngine(rules, review_address=settings.review_address)
     status = EXIT_OK
     # Read in the daemon's worker, under its time and memory limits (SPEC section 7).
-    with DryRun(settings, engine) as dry_run:
+    with DryRun(settings, engine, one_shot=True) as dry_run:
         for name in args.files:
             try:
                 raw = Path(name).read_bytes()

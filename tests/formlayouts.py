@@ -160,37 +160,20 @@ def encrypted_form(fields: dict[str, str], algorithm: str, user_password: str = 
 
 
 def slow_pdf(operations: int = 400_000) -> bytes:
-    """A small, valid one-page PDF whose text layer takes pypdf tens of seconds to extract.
+    """A small, valid PDF whose text layer takes pypdf tens of seconds to extract.
 
-    Its content stream (deflated to a few kilobytes) sets the text matrix and shows one
-    glyph `operations` times: a real document, just a very slow one to read.
+    Its pages' content streams (deflated to a few kilobytes) show a form label, then set the
+    text matrix and show one glyph again and again, `operations` times in all, each page
+    light enough for the readers to search: a real document, just a very slow one to read.
     """
-    import zlib
+    from tests.hardening.hostile import pages_pdf
 
-    content = zlib.compress(b"BT /F1 1 Tf " + b"1 0 0 1 10 10 Tm (a) Tj " * operations + b"ET")
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
-        b" /Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content)
-        + content
-        + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(b"trailer << /Size %d /Root 1 0 R >>\n" % (len(objects) + 1))
-    out.write(b"startxref\n%d\n%%%%EOF\n" % xref)
-    return out.getvalue()
+    page = (
+        b"BT /F1 12 Tf 50 700 Td (Name: x) Tj ET BT /F1 1 Tf "
+        + b"1 0 0 1 10 10 Tm (a) Tj " * 30_000
+        + b"ET"
+    )
+    return pages_pdf([page] * -(-operations // 30_000))
 
 
 _TRANSITIONAL_W = b"http://schemas.openxmlformats.org/wordprocessingml/2006/main"

@@ -22,3 +22,19 @@ def test_benchmark_runs_on_a_few_referrals(capsys):
         "/healthz",
     ):
         assert expected in table
+
+
+def test_reading_benchmark_prints_its_figures(capsys, tmp_path):
+    """`benchmarks.reading` on a few corpus forms, an extra folder and one route run prints
+    each line of its table."""
+    from benchmarks.reading import main as reading
+    from tests.formfactory import complete_referral, labelled, text_pdf
+
+    (tmp_path / "form.pdf").write_bytes(
+        text_pdf([f"{k}: {v}" for k, v in labelled(complete_referral()).items()])
+    )
+    assert reading(["--corpus-limit", "5", "--also", str(tmp_path), "--route-runs", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "layout corpus              n=5 " in table
+    assert f"{tmp_path.name}" in table and "n=1 " in table
+    assert "route sample.eml (fresh process) median" in table

@@ -16,6 +16,8 @@ from multiprocessing import forkserver
 PRELOAD = (
     "router.decide.worker",
     "router.core.forms.read",
+    "router.core.forms.pdf",
+    "router.core.forms.docx",
     "router.core.mail.outlook",
     "extract_msg",
 )

@@ -35,7 +35,10 @@ from router.core.compose import Enclosures, attachments_for, enclose
 from router.core.routing import RoutingEngine
 from router.core.rules.model import Rules
 from router.decide import forkserver
+from router.decide.bounds import WORKER_MEMORY_BYTES, AnalysisFailed
 from router.models import Outcome
+
+__all__ = ["WORKER_MEMORY_BYTES", "AnalysisFailed", "AnalysisSandbox", "Worked"]
 
 log = structlog.get_logger(__name__)
 
@@ -44,10 +47,6 @@ _WATCH_STACK = 256 * 1024
 SANDBOX_DEPTH = 3  # tasks in the worker's queue at once: one being read, the next ones waiting
 _WARM_FROM = "warm-up@router.invalid"
 _START_SECONDS = 30.0  # how long an analysis waits for a new worker before submitting anyway
-
-
-class AnalysisFailed(Exception):
-    """The worker could not analyse a message: it timed out, ran out of memory or died."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ def _work_in_worker(
 class AnalysisSandbox:
     """A one-process pool that is torn down and rebuilt (warm) whenever a task overruns."""
 
-    def __init__(self, *, timeout: float, memory_bytes: int = 1536 * 1024 * 1024) -> None:
+    def __init__(self, *, timeout: float, memory_bytes: int = WORKER_MEMORY_BYTES) -> None:
         self.timeout = timeout
         self.memory_bytes = memory_bytes
         self.replaced = 0  # workers replaced after a failure (for metrics and benchmarks)

@@ -50,9 +50,31 @@ def page_pdf(content: bytes) -> bytes:
     )
 
 
-def slow_pdf(operations: int = 400_000) -> bytes:
-    """A small PDF (tens of KB) whose one page takes tens of seconds to extract text from."""
-    return page_pdf(b"BT /F1 12 Tf 50 700 Td (Name: x) Tj ET\n" * operations)
+def slow_pdf(operations: int = 400_000, per_page: int = 24_000) -> bytes:
+    """A small PDF (tens of KB) that takes tens of seconds to extract text from: pages of
+    `per_page` text operations each, every page light enough for the readers to search
+    (under `limits.MAX_PAGE_CONTENT_BYTES`), all of them showing a form label."""
+    return pages_pdf(
+        [b"BT /F1 12 Tf 50 700 Td (Name: x) Tj ET\n" * per_page] * -(-operations // per_page)
+    )
+
+
+def pages_pdf(contents: Sequence[bytes]) -> bytes:
+    """A PDF with one page per content stream (Flate-compressed), sharing one font."""
+    count = len(contents)
+    kids = b" ".join(b"%d 0 R" % (3 + 2 * n) for n in range(count))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, count),
+    ]
+    font = 3 + 2 * count
+    for number, content in enumerate(contents):
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R"
+            b" /Resources << /Font << /F1 %d 0 R >> >> >>" % (4 + 2 * number, font)
+        )
+        objects.append(_stream(content))
+    return raw_pdf([*objects, _HELVETICA])
 
 
 def flate_bomb_pdf(size: int = 100 * 1024 * 1024) -> bytes:

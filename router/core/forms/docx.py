@@ -291,14 +291,17 @@ class _DocxReader:
         return "\n".join(paragraph_text(p) for p in _children(cell, f"{_W}p"))
 
     def _label_row(self, labels: list[str], values: list[str]) -> bool:
-        """True for a row of labels (one may do when the other cells are blank) above a
-        same-width row with no labels. Labels the section gives to nobody ("Email" in the
-        person's section) still count as labels."""
+        """True for a row of labels above a same-width row with no labels; one label with
+        blank cells beside it will do when the row below has text under it and only there.
+        Labels the section gives to nobody ("Email" in the person's section) still count."""
         filled = [text for text in labels if text.strip()]
         if not filled or len(labels) < 2 or len(labels) != len(values):
             return False
-        if len(filled) == 1 and not values[labels.index(filled[0])].strip():
-            return False
+        if len(filled) == 1:
+            column = labels.index(filled[0])
+            written = [index for index, text in enumerate(values) if text.strip()]
+            if written != [column]:
+                return False
         if not all(self._any_label(text, alone=True) for text in filled):
             return False
         return not any(self._any_label(text) for text in values if text.strip())

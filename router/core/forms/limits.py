@@ -6,6 +6,17 @@ from __future__ import annotations
 MAX_INPUT_BYTES = 30 * 1024 * 1024
 # PDF pages whose text is extracted (forms are short; the rest is supporting material).
 MAX_PDF_PAGES = 50
+# A PDF whose first pages hold no form label is not read further: a form starts early.
+PDF_LABEL_PAGES = 4
+# A page whose content stream decodes to more than this is not searched for text: a form
+# page is tens of kilobytes; megabytes of drawing operators take pypdf seconds a page.
+MAX_PAGE_CONTENT_BYTES = 1024 * 1024
+# Objects in one PDF object stream: pypdf parses a whole stream to reach one object of it
+# (65,000 objects, as some generators write, take it ten seconds).
+MAX_OBJSTM_OBJECTS = 20_000
+# Processor time one attachment's reading may use, whatever it is doing (`budget`), well
+# under the worker's time limit (ROUTER_PARSE_TIMEOUT_SECONDS, 20 s by default).
+READ_CPU_SECONDS = 5.0
 # AcroForm fields examined.
 MAX_PDF_FIELDS = 2_000
 # Characters of extracted text kept per document.

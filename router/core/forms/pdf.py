@@ -9,9 +9,14 @@ When every AcroForm field is empty, an XFA form's answers are read from its data
 packet (`router.core.forms.pdf_xfa`). When the fields do not make a form (none, or generic
 names like "Text1"), the text layer is extracted page by page in pypdf's layout mode, which
 keeps the gap between the two columns of a table, and read as lines (`router.core.forms.text`).
-A PDF with no text at all is an image-only scan. An encrypted PDF that opens with the empty
-user password (owner restrictions only, RC4 or AES) is read normally; any other is
-"encrypted PDF".
+A PDF with no text at all is an image-only scan. The text layer is read a page at a time
+and given up early: after `limits.PDF_LABEL_PAGES` pages without a single form label (a
+report or a book, not a form), at `limits.MAX_PDF_PAGES`, and past pages whose drawing
+operators run to megabytes (`limits.MAX_PAGE_CONTENT_BYTES`); a PDF with an object stream
+of more than `limits.MAX_OBJSTM_OBJECTS` objects is refused before pypdf parses it.
+
+An encrypted PDF that opens with the empty user password (owner restrictions only, RC4 or
+AES) is read normally; any other is "encrypted PDF".
 
 pypdf reports problems with malformed files through `warnings` and `logging`; both are
 silenced here (the messages may quote document content, and the reader records its own
@@ -22,7 +27,9 @@ class.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
+import re
 import time
 import warnings
 
@@ -35,7 +42,7 @@ from router.core.forms.collect import FieldCollector, ReadResult, is_ambiguous
 from router.core.forms.fields import LabelMap, LabelMatch
 from router.core.forms.pdf_fields import PdfField, walk_fields
 from router.core.forms.pdf_sections import field_sections
-from router.core.forms.pdf_widgets import widget_labels
+from router.core.forms.pdf_widgets import searchable, widget_labels
 from router.core.forms.pdf_xfa import read_xfa
 from router.core.forms.text import LineReader
 
@@ -54,6 +61,8 @@ def read_pdf(data: bytes, label_map: LabelMap) -> ReadResult:
     """
     if len(data) > limits.MAX_INPUT_BYTES:
         return ReadResult.unreadable("PDF too large")
+    if _largest_object_stream(data) > limits.MAX_OBJSTM_OBJECTS:
+        return ReadResult.unreadable("PDF too complex to read (object stream too large)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -90,6 +99,17 @@ def _read(data: bytes, label_map: LabelMap) -> ReadResult:
     if not has_text and not filled:
         return ReadResult.unreadable("image-only PDF (no text layer)")
     return ReadResult.from_collector(collector, "PDF")
+
+
+_OBJSTM_N = re.compile(
+    rb"/Type\s*/ObjStm\b[^>]{0,300}?/N\s+(\d{1,12})|/N\s+(\d{1,12})\b[^>]{0,300}?/Type\s*/ObjStm\b"
+)
+
+
+def _largest_object_stream(data: bytes) -> int:
+    """The most objects any object stream of the file declares (its dictionary is plain)."""
+    counts = [int(a or b) for a, b in _OBJSTM_N.findall(data)]
+    return max(counts, default=0)
 
 
 def _decrypt_empty(reader: PdfReader) -> bool:
@@ -222,12 +242,18 @@ def _read_text_layer(reader: PdfReader, collector: FieldCollector) -> bool:
     started = time.monotonic()
     lines = LineReader(collector)
     total = 0
-    for number, page in enumerate(reader.pages):
-        if number >= limits.MAX_PDF_PAGES or total >= limits.MAX_TEXT_CHARS:
+    for number, page in enumerate(itertools.islice(reader.pages, limits.MAX_PDF_PAGES)):
+        if total >= limits.MAX_TEXT_CHARS:
             break
         if time.monotonic() - started > limits.PDF_TEXT_SECONDS:
             log.info("pdf_text_budget_spent", pages_read=number)
             break
+        if number >= limits.PDF_LABEL_PAGES and not collector.recognised():
+            break  # no form label on the first pages: not a form
+        if not searchable(page):
+            log.info("pdf_page_too_heavy", page=number)
+            total += 1  # it has content: not an image-only scan
+            continue
         text = _page_text(page)[: limits.MAX_TEXT_CHARS - total]
         total += len(text.strip())
         for line in text.splitlines():

@@ -4,11 +4,13 @@ Fields on many fillable forms are named "Name" and "Name_2", or carry the toolti
 twice; only the printed heading above them ("Section 2: Referrer details") says whose they
 are. The pages' text runs (with positions) are scanned for section headings; each field's
 section is that of the last heading printed before its widget, in reading order (page by
-page, top to bottom).
+page, top to bottom). Only the pages that hold such widgets, and the page before each, are
+searched: a long document whose form fields sit on page 1 costs one page of text.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 
@@ -41,12 +43,17 @@ def field_sections(
     wanted = {id(field) for field in fields}
     headings: list[tuple[int, float, str]] = []
     widgets: dict[int, tuple[int, float]] = {}
-    started = time.monotonic()
-    for number, page in enumerate(reader.pages):
-        if number >= limits.MAX_PDF_PAGES or time.monotonic() - started > limits.PDF_TEXT_SECONDS:
-            break
+    pages = list(itertools.islice(reader.pages, limits.MAX_PDF_PAGES))
+    for number, page in enumerate(pages):
         for owner, top in _widget_tops(page, wanted):
             widgets.setdefault(owner, (number, top))
+    holding = {number for number, _ in widgets.values()}
+    started = time.monotonic()
+    for number, page in enumerate(pages):
+        if time.monotonic() - started > limits.PDF_TEXT_SECONDS:
+            break
+        if number not in holding and number + 1 not in holding:
+            continue
         for run in text_runs(page):
             role = _heading_role(run.text, collector)
             if role is not None:

@@ -74,9 +74,28 @@ def _widget_boxes(
     return boxes
 
 
+def content_size(page: DictionaryObject) -> int:
+    """How many bytes the page's content streams decode to (0 when it has none)."""
+    contents = resolve(page.get("/Contents"))
+    streams = list(contents) if isinstance(contents, ArrayObject) else [contents]
+    total = 0
+    for stream in streams[:1000]:
+        data = getattr(resolve(stream), "get_data", None)
+        total += len(data()) if data is not None else 0
+    return total
+
+
+def searchable(page: DictionaryObject) -> bool:
+    """False for a page too heavy to extract text from (see `limits.MAX_PAGE_CONTENT_BYTES`)."""
+    return content_size(page) <= limits.MAX_PAGE_CONTENT_BYTES
+
+
 def text_runs(page: DictionaryObject) -> list[_Run]:
-    """The page's text fragments with positions, merged into runs along each baseline."""
+    """The page's text fragments with positions, merged into runs along each baseline
+    (none for a page too heavy to search)."""
     fragments: list[_Run] = []
+    if not searchable(page):
+        return fragments
 
     def visit(text: str, cm: list[float], tm: list[float], _font: object, size: float) -> None:
         if not text.strip() or len(fragments) > 20_000:

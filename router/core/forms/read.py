@@ -13,6 +13,10 @@ from the bytes by the mail parser, never from the file name):
 | MSG | UNREADABLE: only a .msg that could not be opened gets here (the mail parser opens
   the others like attached emails, `router.core.mail.outlook`) |
 
+Each reading is bounded by `limits.READ_CPU_SECONDS` of processor time (`budget`): past it,
+the attachment is UNREADABLE ("pdf took longer than 5 s to read") and goes to review,
+rather than holding the one worker while referrals queue behind it.
+
 FORM needs labels of at least two distinct canonical fields (see `router.core.forms.collect`);
 a readable attachment with fewer is SUPPORTING. Reasons never contain document content.
 """
@@ -21,10 +25,10 @@ from __future__ import annotations
 
 import structlog
 
+from router.core.forms import limits
+from router.core.forms.budget import ReadingOverrun, cpu_budget
 from router.core.forms.collect import ReadResult
-from router.core.forms.docx import read_docx
 from router.core.forms.fields import LabelMap, clean_fields, missing_fields, normalise_label
-from router.core.forms.pdf import read_pdf
 from router.core.forms.text import read_text
 from router.core.rules.model import FormRules
 from router.models import Attachment, AttachmentKind, FormReading, FormStatus
@@ -70,7 +74,13 @@ def read_attachment(attachment: Attachment, form_rules: FormRules) -> FormReadin
         SUPPORTING, UNREADABLE with a reason free of personal data, or SKIPPED.
     """
     try:
-        result = _read(attachment, form_rules)
+        with cpu_budget(limits.READ_CPU_SECONDS):
+            result = _read(attachment, form_rules)
+    except ReadingOverrun:
+        log.info("form_reader_overran", kind=attachment.kind.value)
+        result = ReadResult.unreadable(
+            f"{attachment.kind.value} took longer than {limits.READ_CPU_SECONDS:g} s to read"
+        )
     except RecursionError:
         result = ReadResult.unreadable(f"corrupt {attachment.kind.value}: RecursionError")
     except Exception as exc:  # a reader bug must not lose the referral: it goes to review
@@ -98,9 +108,16 @@ def _read(attachment: Attachment, form_rules: FormRules) -> ReadResult:
     if kind in _UNSUPPORTED:
         return ReadResult.unreadable(_UNSUPPORTED[kind])
     label_map = label_map_for(form_rules)
+    # The PDF and Word readers are imported when first needed (pypdf with its crypto
+    # backends, python-docx with lxml: a few tenths of a second), so that a one-shot
+    # `route` of a PDF never loads Word's; the daemon's worker has both preloaded.
     if kind == AttachmentKind.PDF:
+        from router.core.forms.pdf import read_pdf
+
         return read_pdf(attachment.data, label_map)
     if kind == AttachmentKind.DOCX:
+        from router.core.forms.docx import read_docx
+
         return read_docx(attachment.data, label_map)
     if kind == AttachmentKind.TEXT:
         return read_text(attachment.data, label_map)

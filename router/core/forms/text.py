@@ -8,7 +8,8 @@ A line is read, in this order, as:
 - "Label: value" (or "Question? answer"), when the label is recognised;
 - a recognised label on its own ("Name", "Date of birth:"), whose value is the next
   non-blank line unless that line is itself a label;
-- a continuation of the address or concern value above it (until a blank line);
+- a continuation of the address or concern value above it (until a blank line or a
+  closing line such as "Thank you for completing this form");
 - otherwise a possible section heading (`FieldCollector.heading`).
 
 Only recognised labels ever produce fields, so prose with a colon in it does nothing.
@@ -39,6 +40,13 @@ _TRAILING_LEADER = re.compile(r"(?:\.{3,}|…+|_{3,}|(?:\. ){2,}\.|-{4,})[ \t]*$
 # "Name   :   Bethany Cole": a colon set apart from its label by spaces.
 _SPACED_COLON = re.compile(r"(?<=\S)[ \t]+:(?=[ \t]|$)")
 _MAX_LABEL_CHARS = 160
+# The closing lines of a form ("Thank you for completing this form", "Please email the
+# completed form to..."): never a continuation of the answer above them.
+_CLOSING = re.compile(
+    r"^(?:thank you|thanks for|please (?:email|send|return|submit|save|sign)\b|"
+    r"once (?:you have|completed)|end of (?:the )?form)",
+    re.IGNORECASE,
+)
 
 
 def _split_pair(text: str, collector: FieldCollector) -> tuple[LabelMatch, str] | None:
@@ -153,6 +161,8 @@ class LineReader:
             pending, self.pending = self.pending, None
             self._record(pending, text)
             return
+        if self.continuing is not None and _CLOSING.match(text):
+            self.continuing = None
         if self.continuing is not None:
             self.collector.extend(self.continuing, text)
             return

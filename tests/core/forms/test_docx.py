@@ -243,3 +243,26 @@ def test_national_style_form() -> None:
         "referrer_email": "sam.referrer@example.org",
         "referrer_phone": "020 7946 0000",
     }
+
+
+def test_one_label_over_its_answer_but_not_over_another_row() -> None:
+    """A row with one label and blank cells takes the text under the label as its answer;
+    a row below with text across its cells is another question, not the answer."""
+    document = docx.Document()
+    table = document.add_table(rows=5, cols=2)
+    for row, (left, right) in enumerate(
+        [
+            ("Name", "Jane Testperson"),
+            ("Describe your concerns", ""),
+            ("Fictional concern written under its label.", ""),
+            ("Consent", ""),
+            ("Signature", "J. Signer"),
+        ]
+    ):
+        table.cell(row, 0).text = left
+        table.cell(row, 1).text = right
+    reading = read_docx(save(document))
+    assert reading.fields == {
+        "person_name": "Jane Testperson",
+        "concern": "Fictional concern written under its label.",
+    }
