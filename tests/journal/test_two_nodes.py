@@ -198,7 +198,12 @@ def test_a_database_restart_under_load_loses_nothing(cluster, tmp_path: Path) ->
             _send_any([first.port, second.port][:: 1 if number % 2 else -1], number)
             if number == 14:
                 server.crash()
-                status, report = _readyz(http_port)
+                # /readyz answers from the background checks: it turns 503 within a round.
+                deadline = time.monotonic() + 15
+                while (answer := _readyz(http_port))[1]["checks"]["journal"]["ok"]:
+                    assert time.monotonic() < deadline, "the journal's outage went unnoticed"
+                    time.sleep(0.1)
+                status, report = answer
                 assert status == 503 and report["checks"]["journal"]["ok"] is False
                 server.start()
         forwards, acknowledged = _wait_for_all(nodes.relay, total, seconds=120)
