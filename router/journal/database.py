@@ -37,6 +37,10 @@ class Database(Protocol):
     skip_locked: str
     # Appended to a SELECT of one row that is then changed (`FOR UPDATE`, or empty).
     for_update: str
+    # An SQL expression for the database's own clock, in seconds since the epoch. Leases and
+    # heartbeats are written and compared with it, never with a node's clock: a node whose
+    # clock runs ahead would otherwise take live nodes' claims.
+    clock: str
 
     def transaction(self, *, durable: bool = True) -> AbstractContextManager[Transaction]:
         """One atomic unit of work.

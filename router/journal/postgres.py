@@ -94,6 +94,7 @@ class PostgresDatabase:
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
     for_update = " FOR UPDATE"
+    clock = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 
     def __init__(self, url: str, *, password: str | None = None, max_size: int = 4) -> None:
         self.target: JournalUrl = parse_journal_url(url)

@@ -53,6 +53,7 @@ class SqliteDatabase:
 
     skip_locked = ""
     for_update = ""
+    clock = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, path: Path) -> None:
         self.path = path
