@@ -8,6 +8,7 @@ bounded, so a database that is down gives `JournalUnavailable`, never a hung dae
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -37,9 +38,6 @@ POOL_TIMEOUT_SECONDS = 5.0
 # A call with no answer this long after its statement_timeout (which the server enforces,
 # when it hears the statement) has lost its server: its connection is cut (see `Watchdog`).
 CLIENT_GRACE_SECONDS = 2.0
-# A pooled connection that fails its first statement within this long had gone stale (the
-# server restarted or failed over since): another one is tried.
-STALE_SECONDS = 1.0
 DOWN_POOL_TIMEOUT_SECONDS = 0.5
 _UNREACHABLE = (psycopg.Error, PoolTimeout)
 _DOWN = (psycopg.OperationalError, PoolTimeout)
@@ -66,20 +64,57 @@ def _sql(statement: str) -> str:
 
 
 class _PostgresTransaction:
-    """See `Transaction`."""
+    """See `Transaction`. BEGIN and the transaction's time limits go in the same message as
+    its first statement (one round trip fewer per transaction); that statement's parameters
+    are bound by psycopg on this side (a multi-statement message cannot carry them)."""
 
-    def __init__(self, connection: psycopg.Connection[Row], watchdog: Watchdog) -> None:
+    def __init__(
+        self, connection: psycopg.Connection[Row], watchdog: Watchdog, begin_sql: str
+    ) -> None:
         self._connection = connection
         self._watchdog = watchdog
+        self._begin: str | None = begin_sql
+        self.begun = False
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> psycopg.Cursor[Row]:
+        with self._watchdog.watch(self._connection.fileno()):
+            if self._begin is None:
+                return self._connection.execute(_sql(sql), tuple(params))
+            cursor = psycopg.ClientCursor(self._connection)
+            self.begun = True
+            cursor.execute(f"{self._begin}; {_sql(sql)}", tuple(params))
+            self._begin = None
+            while cursor.nextset():  # past BEGIN and the SETs: the statement's own result
+                pass
+            return cursor
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        with self._watchdog.watch(self._connection.fileno()):
-            cursor = self._connection.execute(_sql(sql), tuple(params))
-            return cursor.fetchall() if cursor.description else []
+        cursor = self._execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        with self._watchdog.watch(self._connection.fileno()):
-            return self._connection.execute(_sql(sql), tuple(params)).rowcount
+        return self._execute(sql, params).rowcount
+
+    def commit(self) -> None:
+        if self.begun:
+            with self._watchdog.watch(self._connection.fileno()):
+                self._connection.execute("COMMIT")
+
+
+def _check_idle(connection: psycopg.Connection[Row]) -> None:
+    """The pool's check before lending a connection, without a round trip: an idle
+    connection whose socket has something to read was closed by its server (a restart, a
+    failover, an idle timeout) or told something unasked; either way it is not used.
+
+    Raises:
+        psycopg.OperationalError: the connection is not fit to use (the pool drops it).
+    """
+    if connection.broken or connection.closed:
+        raise psycopg.OperationalError("connection closed")
+    readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    if readable:
+        connection.close()  # else the pool would take it back as it is, and lend it again
+        raise psycopg.OperationalError("connection closed by the server while idle")
 
 
 class PostgresDatabase:
@@ -117,6 +152,7 @@ class PostgresDatabase:
             min_size=1,
             max_size=max_size,
             timeout=POOL_TIMEOUT_SECONDS,
+            check=self._check,  # a restarted or failed-over server: a new connection
             open=False,
         )
 
@@ -124,6 +160,15 @@ class PostgresDatabase:
         """Start the pool's connections (after `migrate`, so a database that cannot be
         reached at start is one clear error, not a pool retrying in the background)."""
         self._pool.open(wait=False)
+
+    def _check(self, connection: psycopg.Connection[Row]) -> None:
+        """`_check_idle`; a connection found closed means the server restarted or failed
+        over: the others may be stale too, so waits are short until one works again."""
+        try:
+            _check_idle(connection)
+        except psycopg.OperationalError:
+            self._down = True
+            raise
 
     def _wait_seconds(self) -> float:
         """How long to wait for a connection: briefly while the server is known to be down,
@@ -136,31 +181,6 @@ class PostgresDatabase:
         if isinstance(exc, (*_DISCARD, PoolTimeout)):
             return JournalUnreachable(type(exc).__name__)
         return JournalUnavailable(type(exc).__name__)
-
-    def _take(self, first_sql: str) -> psycopg.Connection[Row]:
-        """A pooled connection on which `first_sql` (no parameters) has run. A connection
-        that fails it (the server restarted or failed over since it was last used) is
-        dropped and the next one tried: nothing of the caller's has run on it yet."""
-        for attempt in range(self._max_size + 1):
-            connection = self._pool.getconn(timeout=self._wait_seconds())
-            started = time.monotonic()
-            try:
-                with self._watchdog.watch(connection.fileno()):
-                    connection.execute(first_sql)
-            except _DISCARD:
-                connection.close()
-                self._pool.putconn(connection)
-                # A stale connection fails at once; one that took long (cut by the
-                # watchdog) means the server cannot be reached: say so, do not wait again.
-                if attempt == self._max_size or time.monotonic() - started > STALE_SECONDS:
-                    raise
-                self._down = True  # the others may be stale too: do not wait long for one
-                continue
-            except BaseException:
-                self._pool.putconn(connection)
-                raise
-            return connection
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _give_back(self, connection: psycopg.Connection[Row], exc: BaseException | None) -> None:
         """Return a connection to the pool, rolled back; closed after an answer in `_DISCARD`
@@ -181,12 +201,14 @@ class PostgresDatabase:
         sent twice."""
         del durable
         try:
-            connection = self._take(self.target.begin_sql())
+            connection = self._pool.getconn(timeout=self._wait_seconds())
             failure: BaseException | None = None
             try:
-                yield _PostgresTransaction(connection, self._watchdog)
-                with self._watchdog.watch(connection.fileno()):
-                    connection.execute("COMMIT")
+                transaction = _PostgresTransaction(
+                    connection, self._watchdog, self.target.begin_sql()
+                )
+                yield transaction
+                transaction.commit()
             except BaseException as exc:
                 failure = exc
                 raise
