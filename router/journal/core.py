@@ -83,12 +83,13 @@ class JournalCore:
         pending (READ COMMITTED), and neither would finish it."""
         finished = []
         for message_id in message_ids:
-            if self._db.for_update:
-                tx.rows(
-                    f"SELECT id FROM messages WHERE id = ?{self._db.for_update}",  # noqa: S608
-                    (message_id,),
-                )
-            rows = tx.rows(f"{FINISH} AND id = ? RETURNING id", (now, message_id))
+            lock = f"SELECT id FROM messages WHERE id = ?{self._db.for_update}"  # noqa: S608
+            rows = tx.rows_of_last(
+                [
+                    *([(lock, (message_id,))] if self._db.for_update else []),
+                    (f"{FINISH} AND id = ? RETURNING id", (now, message_id)),
+                ]
+            )
             finished += [row["id"] for row in rows]
         return finished
 

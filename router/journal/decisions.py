@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from router.journal.core import JournalCore
-from router.journal.database import SPOOL, Transaction
+from router.journal.database import MESSAGE, SPOOL, Transaction
 from router.journal.events import (
     Event,
     os_user,
@@ -41,13 +41,16 @@ class Decisions(JournalCore):
         # Claimed and read in one statement. A claim lost to a power cut lapses: the message
         # is taken (and decided) again.
         with self._db.transaction(durable=False) as tx:
-            rows = tx.rows(
+            claim = (
                 f"UPDATE messages SET claimed_by = ?, lease_until = {self._lease()}"  # noqa: S608
                 " WHERE id IN (SELECT id FROM messages WHERE state = 'received'"
                 f" AND {claimable} ORDER BY received_at LIMIT ?{self._db.skip_locked})"
-                " RETURNING *",
-                (self.node, *params, limit),
+                " RETURNING *"
             )
+            rows = tx.rows(
+                self._blobs.claiming_with_bytes(MESSAGE, claim), (self.node, *params, limit)
+            )
+        self._blobs.read_ahead(MESSAGE, rows)
         rows.sort(key=lambda row: (row["received_at"], row["id"]))
         return [_stored(row) for row in rows]
 

@@ -56,13 +56,16 @@ class Outbox(Decisions):
         # Claimed and read in one statement. Only claims are written here: one lost to a
         # power cut lapses and is taken again.
         with self._db.transaction(durable=False) as tx:
-            rows = tx.rows(
+            claim = (
                 f"UPDATE outbox SET claimed_by = ?, lease_until = {self._lease()}"  # noqa: S608
                 f" WHERE id IN (SELECT id FROM outbox WHERE {_SENDABLE}"
                 f" AND next_attempt_at <= ? AND {claimable}"
-                f" ORDER BY next_attempt_at LIMIT ?{self._db.skip_locked}) RETURNING *",
-                (self.node, now, *params, limit),
+                f" ORDER BY next_attempt_at LIMIT ?{self._db.skip_locked}) RETURNING *"
             )
+            rows = tx.rows(
+                self._blobs.claiming_with_bytes(SPOOL, claim), (self.node, now, *params, limit)
+            )
+        self._blobs.read_ahead(SPOOL, rows)
         rows.sort(key=lambda row: (row["next_attempt_at"], row["id"]))
         return [_item(row) for row in rows]
 

@@ -9,7 +9,9 @@ bounded, so a database that is down gives `JournalUnavailable`, never a hung dae
 from __future__ import annotations
 
 import select
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -35,6 +37,8 @@ MIGRATION_LOCK = 0x726566657272616C
 MIGRATION_LOCK_TIMEOUT = "60s"
 MIGRATION_STATEMENT_TIMEOUT = "10min"
 POOL_TIMEOUT_SECONDS = 5.0
+# Claimed items' bytes kept until loaded (see `TableBlobs.read_ahead`): two claims' worth.
+READ_AHEAD_ITEMS = 256
 # A call with no answer this long after its statement_timeout (which the server enforces,
 # when it hears the statement) has lost its server: its connection is cut (see `Watchdog`).
 CLIENT_GRACE_SECONDS = 2.0
@@ -76,17 +80,29 @@ class _PostgresTransaction:
         self._begin: str | None = begin_sql
         self.begun = False
 
-    def _execute(self, sql: str, params: Sequence[Any]) -> psycopg.Cursor[Row]:
+    def _execute(
+        self, sql: str, params: Sequence[Any], *, several: bool = False
+    ) -> psycopg.Cursor[Row]:
+        """Run `sql` (`several` statements: one message, bound on this side); the cursor
+        is left on the last statement's result."""
         with self._watchdog.watch(self._connection.fileno()):
-            if self._begin is None:
+            if self._begin is None and not several:
                 return self._connection.execute(_sql(sql), tuple(params))
             cursor = psycopg.ClientCursor(self._connection)
+            begin, self._begin = self._begin, None
             self.begun = True
-            cursor.execute(f"{self._begin}; {_sql(sql)}", tuple(params))
-            self._begin = None
-            while cursor.nextset():  # past BEGIN and the SETs: the statement's own result
+            cursor.execute(f"{begin}; {_sql(sql)}" if begin else _sql(sql), tuple(params))
+            while cursor.nextset():  # past BEGIN and the SETs: the last statement's result
                 pass
             return cursor
+
+    def rows_of_last(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Row]:
+        """See `Transaction.rows_of_last`: one message, each statement with a snapshot of
+        its own (READ COMMITTED), so a row lock waited for shows the holder's commit."""
+        sql = "; ".join(statement for statement, _ in statements)
+        params = [value for _, values in statements for value in values]
+        cursor = self._execute(sql, params, several=True)
+        return cursor.fetchall() if cursor.description else []
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         cursor = self._execute(sql, params)
@@ -313,6 +329,10 @@ class TableBlobs:
 
     def __init__(self, database: PostgresDatabase) -> None:
         self._db = database
+        # Bytes read with their rows' claim, until loaded (bounded: a claim whose item is
+        # never loaded, say its node stops, must not hold memory for ever).
+        self._read: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._read_lock = threading.Lock()
 
     def stage(self, kind: str, key: str, data: bytes) -> None:
         """Nothing to do before the transaction: the bytes go in with the row."""
@@ -342,7 +362,29 @@ class TableBlobs:
     def unstage(self, kind: str, key: str) -> None:
         """Nothing to undo: the bytes went (or did not go) with the row."""
 
+    def claiming_with_bytes(self, kind: str, statement: str) -> str:
+        """See `Blobs.claiming_with_bytes`."""
+        assert kind.isidentifier()  # a constant of ours (MESSAGE, SPOOL), put in the SQL
+        return (
+            f"WITH claimed AS ({statement}) SELECT claimed.*, blobs.data AS read_ahead"  # noqa: S608
+            f" FROM claimed LEFT JOIN blobs ON blobs.kind = '{kind}' AND blobs.id = claimed.id"
+        )
+
+    def read_ahead(self, kind: str, rows: Sequence[Row]) -> None:
+        """See `Blobs.read_ahead`."""
+        with self._read_lock:
+            for row in rows:
+                data = row.pop("read_ahead", None)
+                if data is not None:
+                    self._read[(kind, row["id"])] = bytes(data)
+            while len(self._read) > READ_AHEAD_ITEMS:
+                self._read.popitem(last=False)
+
     def load(self, kind: str, key: str) -> bytes | None:
+        with self._read_lock:
+            data = self._read.pop((kind, key), None)
+        if data is not None:
+            return data
         rows = self._db.query("SELECT data FROM blobs WHERE kind = ? AND id = ?", (kind, key))
         return bytes(rows[0]["data"]) if rows else None
 
