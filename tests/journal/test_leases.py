@@ -111,7 +111,8 @@ async def test_a_watcher_that_cannot_log_in_gives_the_mailbox_up(  # type: ignor
         report = await asyncio.to_thread(read_status, working.journal)
         nodes = {n.name: n for n in report.nodes}
         assert "gave the mailbox up" in str(nodes["a"].watcher_note)
-        assert nodes["b"].watching == (url,) and nodes["b"].watcher_note is None
+        assert nodes["b"].watching == (working.inbox.mailbox,)
+        assert nodes["b"].watcher_note is None
     finally:
         for daemon in daemons:
             await daemon.close()
