@@ -128,9 +128,7 @@ def main() -> int:
     parser.add_argument("--statements", type=int, default=12, help="top statements shown")
     parser.add_argument("--no-two-nodes", action="store_true", help="skip two nodes, takeover")
     args = parser.parse_args()
-    server = PostgresServer(
-        fsync=True, settings={"shared_preload_libraries": "pg_stat_statements"}
-    )
+    server = PostgresServer(fsync=True, settings={"shared_preload_libraries": "pg_stat_statements"})
     server.start()
     root = Path(tempfile.mkdtemp(prefix="router-two-nodes-"))
     local: list[float] = []
