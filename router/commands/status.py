@@ -154,6 +154,8 @@ def format_status(report: Status) -> str:
             f"  holds {node.claimed_messages} message(s), {node.claimed_mail} mail(s),"
             f" watches {watching}"
         )
+        if node.watcher_note:
+            lines.append(f"    {node.watcher_note}")
     if report.oauth is not None:
         lines.extend(format_health(report.oauth))
     for graph in report.graph:

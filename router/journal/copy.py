@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from router.journal.database import MESSAGE, SPOOL, Transaction
-from router.journal.postgres import PostgresDatabase, TableBlobs
+from router.journal.pg_blobs import TableBlobs
+from router.journal.postgres import PostgresDatabase
 from router.journal.sqlite import SqliteJournal
 
 # Copied in this order (rows refer to messages). Claims are not copied: nobody holds them.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -84,12 +83,13 @@ class JournalCore:
         pending (READ COMMITTED), and neither would finish it."""
         finished = []
         for message_id in message_ids:
-            if self._db.for_update:
-                tx.rows(
-                    f"SELECT id FROM messages WHERE id = ?{self._db.for_update}",  # noqa: S608
-                    (message_id,),
-                )
-            rows = tx.rows(f"{FINISH} AND id = ? RETURNING id", (now, message_id))
+            lock = f"SELECT id FROM messages WHERE id = ?{self._db.for_update}"  # noqa: S608
+            rows = tx.rows_of_last(
+                [
+                    *([(lock, (message_id,))] if self._db.for_update else []),
+                    (f"{FINISH} AND id = ? RETURNING id", (now, message_id)),
+                ]
+            )
             finished += [row["id"] for row in rows]
         return finished
 
@@ -99,11 +99,16 @@ class JournalCore:
             with self._finish_lock:
                 self._finished += message_ids
 
-    def _lease(self) -> float:
-        return time.time() + self.lease_seconds
+    def _lease(self) -> str:
+        """An SQL expression: when a claim taken now lapses, on the database's clock."""
+        return f"({self._db.clock} + {float(self.lease_seconds)!r})"
 
-    def _claimable(self, now: float) -> tuple[str, list[Any]]:
-        """A WHERE fragment: rows nobody holds, this node holds, or whose lease ran out."""
+    def _claimable(self) -> tuple[str, list[Any]]:
+        """A WHERE fragment: rows nobody holds, this node holds, or whose lease ran out (on
+        the database's clock)."""
         if not self.shared:
             return "1 = 1", []
-        return "(claimed_by IS NULL OR claimed_by = ? OR lease_until < ?)", [self.node, now]
+        return (
+            f"(claimed_by IS NULL OR claimed_by = ? OR lease_until < {self._db.clock})",
+            [self.node],
+        )

@@ -28,6 +28,11 @@ class Transaction(Protocol):
         """Run a statement; return how many rows it changed."""
         ...
 
+    def rows_of_last(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Row]:
+        """Run statements in order (each one seeing what the previous ones waited for) and
+        return the rows of the last: in one round trip where the database is remote."""
+        ...
+
 
 class Database(Protocol):
     """A connection (or a pool) to the journal's database."""
@@ -37,6 +42,10 @@ class Database(Protocol):
     skip_locked: str
     # Appended to a SELECT of one row that is then changed (`FOR UPDATE`, or empty).
     for_update: str
+    # An SQL expression for the database's own clock, in seconds since the epoch. Leases and
+    # heartbeats are written and compared with it, never with a node's clock: a node whose
+    # clock runs ahead would otherwise take live nodes' claims.
+    clock: str
 
     def transaction(self, *, durable: bool = True) -> AbstractContextManager[Transaction]:
         """One atomic unit of work.
@@ -103,4 +112,15 @@ class Blobs(Protocol):
 
     def discard(self, tx: Transaction, kind: str, key: str) -> None:
         """Forget the bytes (retention); the row stays."""
+        ...
+
+    def claiming_with_bytes(self, kind: str, statement: str) -> str:
+        """`statement` (an UPDATE ... RETURNING * of rows whose id names their bytes) made to
+        return each row's bytes too, as `read_ahead`, where they live in the database (one
+        round trip fewer per item); unchanged where they are files."""
+        ...
+
+    def read_ahead(self, kind: str, rows: Sequence[Row]) -> None:
+        """Keep the `read_ahead` bytes of these rows for the next `load` of each (and take
+        the column out of the rows)."""
         ...

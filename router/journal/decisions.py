@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from router.journal.core import JournalCore
-from router.journal.database import SPOOL, Transaction
+from router.journal.database import MESSAGE, SPOOL, Transaction
 from router.journal.events import (
     Event,
     os_user,
@@ -37,19 +37,21 @@ class Decisions(JournalCore):
                 (limit,),
             )
             return [_stored(row) for row in rows]
-        claimable, params = self._claimable(time.time())
-        # A claim lost to a power cut lapses: the message is taken (and decided) again.
+        claimable, params = self._claimable()
+        # Claimed and read in one statement. A claim lost to a power cut lapses: the message
+        # is taken (and decided) again.
         with self._db.transaction(durable=False) as tx:
-            rows = tx.rows(
-                f"SELECT * FROM messages WHERE state = 'received' AND {claimable}"  # noqa: S608
-                f" ORDER BY received_at LIMIT ?{self._db.skip_locked}",
-                (*params, limit),
+            claim = (
+                f"UPDATE messages SET claimed_by = ?, lease_until = {self._lease()}"  # noqa: S608
+                " WHERE id IN (SELECT id FROM messages WHERE state = 'received'"
+                f" AND {claimable} ORDER BY received_at LIMIT ?{self._db.skip_locked})"
+                " RETURNING *"
             )
-            for row in rows:
-                tx.run(
-                    "UPDATE messages SET claimed_by = ?, lease_until = ? WHERE id = ?",
-                    (self.node, self._lease(), row["id"]),
-                )
+            rows = tx.rows(
+                self._blobs.claiming_with_bytes(MESSAGE, claim), (self.node, *params, limit)
+            )
+        self._blobs.read_ahead(MESSAGE, rows)
+        rows.sort(key=lambda row: (row["received_at"], row["id"]))
         return [_stored(row) for row in rows]
 
     def claim(self, message_id: str) -> int:
@@ -57,12 +59,11 @@ class Decisions(JournalCore):
         # Bookkeeping: a crash of the process keeps the count (so crash loops stay bounded);
         # only a power cut can lose the last increment, which gives one more attempt.
         with self._db.transaction(durable=False) as tx:
-            tx.run(
-                "UPDATE messages SET attempts = attempts + 1, claimed_by = ?, lease_until = ?"
-                " WHERE id = ?",
-                (self.node, self._lease(), message_id),
+            [row] = tx.rows(
+                "UPDATE messages SET attempts = attempts + 1, claimed_by = ?,"  # noqa: S608
+                f" lease_until = {self._lease()} WHERE id = ? RETURNING attempts",
+                (self.node, message_id),
             )
-            [row] = tx.rows("SELECT attempts FROM messages WHERE id = ?", (message_id,))
         return int(row["attempts"])
 
     def record_decisions(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import structlog
 
@@ -51,41 +50,39 @@ class Nodes(JournalCore):
         super().close()
 
     def heartbeat(self) -> None:
-        """See `Journal.heartbeat`."""
-        now = time.time()
-        lease = now + self.lease_seconds
+        """See `Journal.heartbeat`. On the database's clock. The mailbox lease is not renewed
+        here: its watcher renews it (`hold_mailbox`) while it works (see inbox/leader.py)."""
+        clock, lease = self._db.clock, self._lease()
         # Renewals only, every few seconds: one lost to a power cut is the next one's to do.
         with self._db.transaction(durable=False) as tx:
             tx.run(
-                "INSERT INTO nodes (name, pid, started_at, last_heartbeat) VALUES (?, ?, ?, ?)"
+                "INSERT INTO nodes (name, pid, started_at, last_heartbeat)"  # noqa: S608
+                f" VALUES (?, ?, {clock}, {clock})"
                 " ON CONFLICT (name) DO UPDATE SET pid = excluded.pid,"
                 " last_heartbeat = excluded.last_heartbeat",
-                (self.node, os.getpid(), now, now),
+                (self.node, os.getpid()),
             )
             for table, state in (("messages", "received"), ("outbox", "pending")):
                 tx.run(
-                    f"UPDATE {table} SET lease_until = ?"  # noqa: S608 - fixed table names
+                    f"UPDATE {table} SET lease_until = {lease}"  # noqa: S608 - fixed names
                     f" WHERE claimed_by = ? AND state = '{state}'",
-                    (lease, self.node),
+                    (self.node,),
                 )
-            tx.run(
-                "UPDATE mailbox_watchers SET lease_until = ? WHERE holder = ?",
-                (lease, self.node),
-            )
 
     def hold_mailbox(self, mailbox: str) -> bool:
         """See `Journal.hold_mailbox`. With one owner (SQLite) the owner lock already makes
-        this process the only router: a lease a killed predecessor left is taken at once."""
-        now = time.time()
-        lapsed_before = now if self.shared else float("inf")
+        this process the only router: a lease a killed predecessor left is taken at once.
+        On the database's clock."""
+        lapsed = f"mailbox_watchers.lease_until < {self._db.clock}" if self.shared else "1 = 1"
         with self._db.transaction() as tx:
             rows = tx.rows(
-                "INSERT INTO mailbox_watchers (mailbox, holder, lease_until) VALUES (?, ?, ?)"
+                "INSERT INTO mailbox_watchers (mailbox, holder, lease_until)"  # noqa: S608
+                f" VALUES (?, ?, {self._lease()})"
                 " ON CONFLICT (mailbox) DO UPDATE SET holder = excluded.holder,"
                 " lease_until = excluded.lease_until"
                 " WHERE mailbox_watchers.holder = excluded.holder"
-                " OR mailbox_watchers.lease_until < ? RETURNING holder",
-                (mailbox, self.node, now + self.lease_seconds, lapsed_before),
+                f" OR {lapsed} RETURNING holder",
+                (mailbox, self.node),
             )
         return bool(rows)
 
@@ -97,27 +94,33 @@ class Nodes(JournalCore):
                 (mailbox, self.node),
             )
 
+    def note_watcher(self, note: str | None) -> None:
+        """See `Journal.note_watcher`."""
+        with self._db.transaction(durable=False) as tx:
+            tx.run("UPDATE nodes SET watcher_note = ? WHERE name = ?", (note, self.node))
+
     def nodes_seen(self, within: float = RECENT_SECONDS) -> list[NodeSeen]:
-        """See `Journal.nodes_seen`."""
-        now = time.time()
+        """See `Journal.nodes_seen`. "Recent" and "held" on the database's clock."""
+        clock = self._db.clock
         nodes = self.query(
-            "SELECT name, pid, last_heartbeat FROM nodes WHERE last_heartbeat >= ? ORDER BY name",
-            (now - within,),
+            "SELECT name, pid, last_heartbeat, watcher_note FROM nodes"  # noqa: S608
+            f" WHERE last_heartbeat >= {clock} - ? ORDER BY name",
+            (within,),
         )
         seen = []
         for node in nodes:
             name = node["name"]
             [claims] = self.query(
-                "SELECT (SELECT COUNT(*) FROM messages WHERE claimed_by = ? AND"
-                " state = 'received' AND lease_until >= ?) AS messages,"
+                "SELECT (SELECT COUNT(*) FROM messages WHERE claimed_by = ? AND"  # noqa: S608
+                f" state = 'received' AND lease_until >= {clock}) AS messages,"
                 " (SELECT COUNT(*) FROM outbox WHERE claimed_by = ? AND state = 'pending'"
-                " AND lease_until >= ?) AS mail",
-                (name, now, name, now),
+                f" AND lease_until >= {clock}) AS mail",
+                (name, name),
             )
             watching = self.query(
-                "SELECT mailbox FROM mailbox_watchers WHERE holder = ? AND lease_until >= ?"
-                " ORDER BY mailbox",
-                (name, now),
+                "SELECT mailbox FROM mailbox_watchers WHERE holder = ?"  # noqa: S608
+                f" AND lease_until >= {clock} ORDER BY mailbox",
+                (name,),
             )
             seen.append(
                 NodeSeen(
@@ -127,6 +130,7 @@ class Nodes(JournalCore):
                     claimed_messages=int(claims["messages"]),
                     claimed_mail=int(claims["mail"]),
                     watching=tuple(row["mailbox"] for row in watching),
+                    watcher_note=node["watcher_note"],
                 )
             )
         return seen

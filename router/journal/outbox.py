@@ -45,20 +45,28 @@ class Outbox(Decisions):
 
     def due_mail(self, now: float, limit: int = 50) -> list[OutboxItem]:
         """See `Journal.due_mail`."""
-        claimable, params = self._claimable(time.time())
-        # Only claims are written here: one lost to a power cut lapses and is taken again.
-        with self._db.transaction(durable=False) as tx:
-            rows = tx.rows(
+        if not self.shared:  # one owner: nothing to claim against
+            rows = self.query(
                 f"SELECT * FROM outbox WHERE {_SENDABLE} AND next_attempt_at <= ?"  # noqa: S608
-                f" AND {claimable} ORDER BY next_attempt_at LIMIT ?{self._db.skip_locked}",
-                (now, *params, limit),
+                " ORDER BY next_attempt_at LIMIT ?",
+                (now, limit),
             )
-            if self.shared:
-                for row in rows:
-                    tx.run(
-                        "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE id = ?",
-                        (self.node, self._lease(), row["id"]),
-                    )
+            return [_item(row) for row in rows]
+        claimable, params = self._claimable()
+        # Claimed and read in one statement. Only claims are written here: one lost to a
+        # power cut lapses and is taken again.
+        with self._db.transaction(durable=False) as tx:
+            claim = (
+                f"UPDATE outbox SET claimed_by = ?, lease_until = {self._lease()}"  # noqa: S608
+                f" WHERE id IN (SELECT id FROM outbox WHERE {_SENDABLE}"
+                f" AND next_attempt_at <= ? AND {claimable}"
+                f" ORDER BY next_attempt_at LIMIT ?{self._db.skip_locked}) RETURNING *"
+            )
+            rows = tx.rows(
+                self._blobs.claiming_with_bytes(SPOOL, claim), (self.node, now, *params, limit)
+            )
+        self._blobs.read_ahead(SPOOL, rows)
+        rows.sort(key=lambda row: (row["next_attempt_at"], row["id"]))
         return [_item(row) for row in rows]
 
     def next_due(self) -> float | None:

@@ -8,6 +8,7 @@ bounded, so a database that is down gives `JournalUnavailable`, never a hung dae
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -22,6 +23,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from router.journal.conninfo import JournalUrl, parse_journal_url, redact_url
 from router.journal.database import Transaction
 from router.journal.migrations import VERSION_TABLE, migrations
+from router.journal.pg_blobs import TableBlobs
 from router.journal.records import JournalUnavailable, JournalUnreachable, Row
 from router.journal.sql import SqlJournal
 from router.journal.watchdog import Watchdog
@@ -37,9 +39,6 @@ POOL_TIMEOUT_SECONDS = 5.0
 # A call with no answer this long after its statement_timeout (which the server enforces,
 # when it hears the statement) has lost its server: its connection is cut (see `Watchdog`).
 CLIENT_GRACE_SECONDS = 2.0
-# A pooled connection that fails its first statement within this long had gone stale (the
-# server restarted or failed over since): another one is tried.
-STALE_SECONDS = 1.0
 DOWN_POOL_TIMEOUT_SECONDS = 0.5
 _UNREACHABLE = (psycopg.Error, PoolTimeout)
 _DOWN = (psycopg.OperationalError, PoolTimeout)
@@ -55,31 +54,75 @@ _DISCARD = (
 )
 
 
-def redacted_url(url: str) -> str:
-    """The URL without any password (safe to print)."""
-    return redact_url(url)
-
-
 def _sql(statement: str) -> str:
     """`?` placeholders (the journal's queries are shared with SQLite) to psycopg's `%s`."""
     return statement.replace("%", "%%").replace("?", "%s")
 
 
 class _PostgresTransaction:
-    """See `Transaction`."""
+    """See `Transaction`. BEGIN and the transaction's time limits go in the same message as
+    its first statement (one round trip fewer per transaction); that statement's parameters
+    are bound by psycopg on this side (a multi-statement message cannot carry them)."""
 
-    def __init__(self, connection: psycopg.Connection[Row], watchdog: Watchdog) -> None:
+    def __init__(
+        self, connection: psycopg.Connection[Row], watchdog: Watchdog, begin_sql: str
+    ) -> None:
         self._connection = connection
         self._watchdog = watchdog
+        self._begin: str | None = begin_sql
+        self.begun = False
+
+    def _execute(
+        self, sql: str, params: Sequence[Any], *, several: bool = False
+    ) -> psycopg.Cursor[Row]:
+        """Run `sql` (`several` statements: one message, bound on this side); the cursor
+        is left on the last statement's result."""
+        with self._watchdog.watch(self._connection.fileno()):
+            if self._begin is None and not several:
+                return self._connection.execute(_sql(sql), tuple(params))
+            cursor = psycopg.ClientCursor(self._connection)
+            begin, self._begin = self._begin, None
+            self.begun = True
+            cursor.execute(f"{begin}; {_sql(sql)}" if begin else _sql(sql), tuple(params))
+            while cursor.nextset():  # past BEGIN and the SETs: the last statement's result
+                pass
+            return cursor
+
+    def rows_of_last(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Row]:
+        """See `Transaction.rows_of_last`: one message, each statement with a snapshot of
+        its own (READ COMMITTED), so a row lock waited for shows the holder's commit."""
+        sql = "; ".join(statement for statement, _ in statements)
+        params = [value for _, values in statements for value in values]
+        cursor = self._execute(sql, params, several=True)
+        return cursor.fetchall() if cursor.description else []
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        with self._watchdog.watch(self._connection.fileno()):
-            cursor = self._connection.execute(_sql(sql), tuple(params))
-            return cursor.fetchall() if cursor.description else []
+        cursor = self._execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        with self._watchdog.watch(self._connection.fileno()):
-            return self._connection.execute(_sql(sql), tuple(params)).rowcount
+        return self._execute(sql, params).rowcount
+
+    def commit(self) -> None:
+        if self.begun:
+            with self._watchdog.watch(self._connection.fileno()):
+                self._connection.execute("COMMIT")
+
+
+def _check_idle(connection: psycopg.Connection[Row]) -> None:
+    """The pool's check before lending a connection, without a round trip: an idle
+    connection whose socket has something to read was closed by its server (a restart, a
+    failover, an idle timeout) or told something unasked; either way it is not used.
+
+    Raises:
+        psycopg.OperationalError: the connection is not fit to use (the pool drops it).
+    """
+    if connection.broken or connection.closed:
+        raise psycopg.OperationalError("connection closed")
+    readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    if readable:
+        connection.close()  # else the pool would take it back as it is, and lend it again
+        raise psycopg.OperationalError("connection closed by the server while idle")
 
 
 class PostgresDatabase:
@@ -94,6 +137,7 @@ class PostgresDatabase:
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
     for_update = " FOR UPDATE"
+    clock = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 
     def __init__(self, url: str, *, password: str | None = None, max_size: int = 4) -> None:
         self.target: JournalUrl = parse_journal_url(url)
@@ -116,6 +160,7 @@ class PostgresDatabase:
             min_size=1,
             max_size=max_size,
             timeout=POOL_TIMEOUT_SECONDS,
+            check=self._check,  # a restarted or failed-over server: a new connection
             open=False,
         )
 
@@ -123,6 +168,15 @@ class PostgresDatabase:
         """Start the pool's connections (after `migrate`, so a database that cannot be
         reached at start is one clear error, not a pool retrying in the background)."""
         self._pool.open(wait=False)
+
+    def _check(self, connection: psycopg.Connection[Row]) -> None:
+        """`_check_idle`; a connection found closed means the server restarted or failed
+        over: the others may be stale too, so waits are short until one works again."""
+        try:
+            _check_idle(connection)
+        except psycopg.OperationalError:
+            self._down = True
+            raise
 
     def _wait_seconds(self) -> float:
         """How long to wait for a connection: briefly while the server is known to be down,
@@ -135,31 +189,6 @@ class PostgresDatabase:
         if isinstance(exc, (*_DISCARD, PoolTimeout)):
             return JournalUnreachable(type(exc).__name__)
         return JournalUnavailable(type(exc).__name__)
-
-    def _take(self, first_sql: str) -> psycopg.Connection[Row]:
-        """A pooled connection on which `first_sql` (no parameters) has run. A connection
-        that fails it (the server restarted or failed over since it was last used) is
-        dropped and the next one tried: nothing of the caller's has run on it yet."""
-        for attempt in range(self._max_size + 1):
-            connection = self._pool.getconn(timeout=self._wait_seconds())
-            started = time.monotonic()
-            try:
-                with self._watchdog.watch(connection.fileno()):
-                    connection.execute(first_sql)
-            except _DISCARD:
-                connection.close()
-                self._pool.putconn(connection)
-                # A stale connection fails at once; one that took long (cut by the
-                # watchdog) means the server cannot be reached: say so, do not wait again.
-                if attempt == self._max_size or time.monotonic() - started > STALE_SECONDS:
-                    raise
-                self._down = True  # the others may be stale too: do not wait long for one
-                continue
-            except BaseException:
-                self._pool.putconn(connection)
-                raise
-            return connection
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _give_back(self, connection: psycopg.Connection[Row], exc: BaseException | None) -> None:
         """Return a connection to the pool, rolled back; closed after an answer in `_DISCARD`
@@ -180,12 +209,14 @@ class PostgresDatabase:
         sent twice."""
         del durable
         try:
-            connection = self._take(self.target.begin_sql())
+            connection = self._pool.getconn(timeout=self._wait_seconds())
             failure: BaseException | None = None
             try:
-                yield _PostgresTransaction(connection, self._watchdog)
-                with self._watchdog.watch(connection.fileno()):
-                    connection.execute("COMMIT")
+                transaction = _PostgresTransaction(
+                    connection, self._watchdog, self.target.begin_sql()
+                )
+                yield transaction
+                transaction.commit()
             except BaseException as exc:
                 failure = exc
                 raise
@@ -283,48 +314,6 @@ class PostgresDatabase:
     def close(self) -> None:
         self._pool.close()
         self._watchdog.close()
-
-
-class TableBlobs:
-    """Messages and spooled mail as bytea rows, written in the row's transaction. See `Blobs`."""
-
-    def __init__(self, database: PostgresDatabase) -> None:
-        self._db = database
-
-    def stage(self, kind: str, key: str, data: bytes) -> None:
-        """Nothing to do before the transaction: the bytes go in with the row."""
-
-    def stage_many(self, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
-        """Nothing to do before the transaction: the bytes go in with the rows."""
-
-    def stage_unnamed(self, kind: str, key: str, data: bytes) -> None:
-        """Nothing to do before the transaction: the bytes go in with the row."""
-
-    def sync_names(self, kind: str) -> None:
-        """Nothing to do: no files."""
-
-    def attach(self, tx: Transaction, kind: str, key: str, data: bytes) -> None:
-        self.attach_many(tx, kind, [(key, data)])
-
-    def attach_many(self, tx: Transaction, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
-        if not items:
-            return
-        values = ", ".join(["(?, ?, ?)"] * len(items))
-        tx.run(
-            f"INSERT INTO blobs (kind, id, data) VALUES {values}"  # noqa: S608 - placeholders only
-            " ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
-            [value for key, data in items for value in (kind, key, data)],
-        )
-
-    def unstage(self, kind: str, key: str) -> None:
-        """Nothing to undo: the bytes went (or did not go) with the row."""
-
-    def load(self, kind: str, key: str) -> bytes | None:
-        rows = self._db.query("SELECT data FROM blobs WHERE kind = ? AND id = ?", (kind, key))
-        return bytes(rows[0]["data"]) if rows else None
-
-    def discard(self, tx: Transaction, kind: str, key: str) -> None:
-        tx.run("DELETE FROM blobs WHERE kind = ? AND id = ?", (kind, key))
 
 
 class PostgresJournal(SqlJournal):

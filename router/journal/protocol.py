@@ -41,6 +41,7 @@ class Journal(InboxSink, Protocol):
 
     node: str  # this router's name among those sharing the journal
     where: str  # where the journal is, for `status` (a path or a URL without password)
+    shared: bool  # several nodes may use it (PostgreSQL); False: this process owns it
 
     # --- intake ---
     def accept_sync(
@@ -169,15 +170,21 @@ class Journal(InboxSink, Protocol):
         ...
 
     def heartbeat(self) -> None:
-        """Say this node is alive and renew the leases of everything it holds."""
+        """Say this node is alive and renew the leases of the messages and mail it holds
+        (on the database's clock)."""
         ...
 
     def hold_mailbox(self, mailbox: str) -> bool:
         """Become (or stay) the one watcher of an IMAP mailbox; False while another live
-        node holds it. The lease is renewed by `heartbeat`."""
+        node holds it. The watcher renews it by calling this again while it works (not the
+        heartbeat: a watcher that cannot log in must be able to let the lease lapse)."""
         ...
 
     def release_mailbox(self, mailbox: str) -> None: ...
+
+    def note_watcher(self, note: str | None) -> None:
+        """Record (None: clear) why this node gave its mailbox up, for `status`."""
+        ...
 
     def nodes_seen(self, within: float = 600.0) -> list[NodeSeen]:
         """The nodes whose heartbeat is at most `within` seconds old, with what they hold."""

@@ -67,6 +67,8 @@ class NodeSeen:
     claimed_messages: int
     claimed_mail: int
     watching: tuple[str, ...]
+    # Why it gave its mailbox up (it could not log in), until it next logs in.
+    watcher_note: str | None = None
 
 
 @dataclass(frozen=True)

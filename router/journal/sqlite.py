@@ -47,12 +47,19 @@ class _SqliteTransaction:
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._connection.execute(sql, params).rowcount
 
+    def rows_of_last(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Row]:
+        rows: list[Row] = []
+        for sql, params in statements:
+            rows = self.rows(sql, params)
+        return rows
+
 
 class SqliteDatabase:
     """One SQLite connection behind a lock (thread-safe). See `Database`."""
 
     skip_locked = ""
     for_update = ""
+    clock = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -199,6 +206,13 @@ class FileBlobs:
 
     def discard(self, tx: Transaction, kind: str, key: str) -> None:
         self.path(kind, key).unlink(missing_ok=True)
+
+    def claiming_with_bytes(self, kind: str, statement: str) -> str:
+        """See `Blobs.claiming_with_bytes`: the bytes are files, read when loaded."""
+        return statement
+
+    def read_ahead(self, kind: str, rows: Sequence[Row]) -> None:
+        """See `Blobs.read_ahead`: nothing was read ahead."""
 
 
 class SqliteJournal(SqlJournal):

@@ -70,15 +70,16 @@ def figures_between(journal: JournalCore, start: float, end: float) -> list[Coun
 def claim_report_month(journal: JournalCore, month: str, lease_seconds: float) -> bool:
     """Claim the mailing of one month's report for this node: True when it is this node's
     to send (nobody sent it, and no live node holds it)."""
-    now = time.time()
+    clock = journal._db.clock  # the lease on the database's clock, never a node's
     with journal.transaction() as tx:
         rows: Sequence[dict[str, object]] = tx.rows(
-            "INSERT INTO report_mailings (month, claimed_by, lease_until) VALUES (?, ?, ?)"
+            "INSERT INTO report_mailings (month, claimed_by, lease_until)"  # noqa: S608
+            f" VALUES (?, ?, {clock} + ?)"
             " ON CONFLICT (month) DO UPDATE SET claimed_by = excluded.claimed_by,"
             " lease_until = excluded.lease_until WHERE report_mailings.sent_at IS NULL"
             " AND (report_mailings.claimed_by = excluded.claimed_by"
-            " OR report_mailings.lease_until < ?) RETURNING month",
-            (month, journal.node, now + lease_seconds, now),
+            f" OR report_mailings.lease_until < {clock}) RETURNING month",
+            (month, journal.node, lease_seconds),
         )
     return bool(rows)
 

@@ -195,7 +195,12 @@ class Daemon:
             )
             # One watcher per mailbox among the nodes sharing the journal (inbox/leader.py).
             # Keyed by the normalised mailbox (imap_support.mailbox_key), not the setting's text.
-            lease = MailboxLease(self.journal, imap.mailbox, inner_state=lambda: imap.state)
+            lease = MailboxLease(
+                self.journal,
+                imap.mailbox,
+                inner_state=lambda: imap.state,
+                inner_failure=lambda: imap.failure,
+            )
             self.inbox = lease
             self.settle_request = imap.notify_settle
             self._tasks.append(

@@ -166,3 +166,62 @@ def test_a_failover_under_load_loses_nothing(  # type: ignore[no-untyped-def]
     assert resumed < 15, resumed
     assert health.polls > 0 and not health.failures, health.failures
     print(f"failover: a referral sent at the promotion was forwarded {resumed:.1f} s later")
+
+
+def _backends(admin_url: str, journal) -> set[int]:  # type: ignore[no-untyped-def]
+    """The server processes of the journal's pooled connections (its application name)."""
+    database = journal.url.rsplit("/", 1)[1].split("?")[0]
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+            " AND application_name = 'referral-router'",
+            (database,),
+        ).fetchall()
+    return {pid for (pid,) in rows}
+
+
+def _until_gone(admin_url: str, journal, pids: set[int]) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 10
+    while _backends(admin_url, journal) & pids:
+        assert time.monotonic() < deadline, "the connection was kept"
+        time.sleep(0.05)  # the server notices the client's goodbye
+
+
+def test_read_only_and_terminated_connections_are_not_used_again(  # type: ignore[no-untyped-def]
+    shared_journals, postgres_server: PostgresServer
+) -> None:
+    """A connection whose server turned read-only (25006, as a demoted primary answers) fails
+    that one write and is closed; once the server takes writes again the next write works. A
+    connection the server terminated (admin shutdown) is never lent: no call fails on it."""
+    from router.journal.records import JournalUnavailable
+
+    journal = shared_journals("a")
+    admin = postgres_server.url("postgres")
+    journal.heartbeat()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        connection.execute("SELECT pg_reload_conf()")
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                before = _backends(admin, journal)
+                try:
+                    journal.heartbeat()
+                except JournalUnavailable as exc:
+                    assert isinstance(exc.__cause__, psycopg.errors.ReadOnlySqlTransaction)
+                    break
+                assert time.monotonic() < deadline, "the server never turned read-only"
+                time.sleep(0.05)  # the reload reaches the session at its next command
+        finally:
+            connection.execute("ALTER SYSTEM RESET default_transaction_read_only")
+            connection.execute("SELECT pg_reload_conf()")
+        _until_gone(admin, journal, before - _backends(admin, journal) or before)
+        time.sleep(0.2)  # the reload reaches every session
+        journal.heartbeat()
+        victims = _backends(admin, journal)
+        for pid in victims:
+            connection.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    _until_gone(admin, journal, victims)
+    for _ in range(6):  # more than the pool holds: none of them is a terminated one
+        journal.heartbeat()
+        assert journal.query("SELECT pg_backend_pid() AS pid")[0]["pid"] not in victims

@@ -93,7 +93,7 @@ def test_concurrent_migrations_through_a_transaction_pooler(
 def test_two_nodes_through_a_transaction_pooler_survive_a_kill(  # type: ignore[no-untyped-def]
     cluster, bouncer: PgBouncer, postgres_server: PostgresServer, postgres_url: str
 ) -> None:
-    """Two nodes whose journal is reached through PgBouncer in transaction mode share 40
+    """Two nodes whose journal is reached through PgBouncer in transaction mode share 20
     referrals; one is SIGKILLed half-way and the other takes over its claims: every referral
     is forwarded and acknowledged, one outcome each, at most one sent twice, and
     PostgreSQL logged no statement of one client run in another's session."""
@@ -101,7 +101,7 @@ def test_two_nodes_through_a_transaction_pooler_survive_a_kill(  # type: ignore[
     nodes = cluster(bouncer.url(postgres_url))
     password = {"ROUTER_JOURNAL_PASSWORD": bouncer.password}
     victim, survivor = nodes.node("a", **password), nodes.node("b", **password)
-    total = 40
+    total = 20
     for number in range(total):
         ports = [victim.port, survivor.port] if number % 2 else [survivor.port, victim.port]
         if number == total // 2:

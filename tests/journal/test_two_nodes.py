@@ -198,13 +198,7 @@ def test_a_database_restart_under_load_loses_nothing(cluster, tmp_path: Path) ->
             _send_any([first.port, second.port][:: 1 if number % 2 else -1], number)
             if number == 14:
                 server.crash()
-                # /readyz answers from the background checks: it turns 503 within a round.
-                deadline = time.monotonic() + 15
-                while (answer := _readyz(http_port))[1]["checks"]["journal"]["ok"]:
-                    assert time.monotonic() < deadline, "the journal's outage went unnoticed"
-                    time.sleep(0.1)
-                status, report = answer
-                assert status == 503 and report["checks"]["journal"]["ok"] is False
+                _until_journal_failing(http_port)
                 server.start()
         forwards, acknowledged = _wait_for_all(nodes.relay, total, seconds=120)
         assert set(forwards) == {f"<referral-{n}@school.example>" for n in range(total)}
@@ -224,6 +218,18 @@ def _readyz(port: int) -> tuple[int, dict[str, dict[str, dict[str, object]]]]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def _until_journal_failing(http_port: int, seconds: float = 10) -> None:
+    """Poll /readyz (it answers from the journal checks' last round, once a second) until it
+    says the journal is failing."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status, report = _readyz(http_port)
+        if status == 503 and report["checks"]["journal"]["ok"] is False:
+            return
+        assert time.monotonic() < deadline, report
+        time.sleep(0.1)  # polling another process's endpoint
 
 
 def _watcher(url: str, seconds: float = 30) -> str:
