@@ -25,7 +25,8 @@ def _mail(kind: str = "forward") -> NewMail:
 
 def test_outcomes_are_full_commits_and_bookkeeping_normal(tmp_path: Path) -> None:
     """Storing a message and recording its decisions commit with synchronous=FULL; claiming
-    it, claiming and marking its mail sent, and finishing it commit with NORMAL."""
+    it, marking its mail sent, and finishing it commit with NORMAL; reading its due mail
+    commits nothing (one owner: there is nothing to claim against)."""
     journal = SqliteJournal(tmp_path / "state")
     commits = journal.database.commits
 
@@ -48,7 +49,7 @@ def test_outcomes_are_full_commits_and_bookkeeping_normal(tmp_path: Path) -> Non
             lambda: journal.record_decisions(message_id, decision, [_mail()], rules_version="v1"),
         )
         [item] = journal.due_mail(now=10**10)
-        step("NORMAL", lambda: journal.due_mail(now=10**10))
+        step("none", lambda: journal.due_mail(now=10**10))
         step("NORMAL", lambda: journal.mark_retry(item.id, "4.0.0 later", 0.0))
         step("NORMAL", lambda: journal.mark_sent(item.id))
         step("NORMAL", lambda: journal.finish_messages())
