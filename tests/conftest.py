@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,42 @@ pytest_plugins = [
 
 ROOT = Path(__file__).resolve().parent.parent
 REALWORLD = ROOT.parent / "shared" / "realworld"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_router_settings_from_outside() -> Iterator[None]:
+    """ROUTER_* variables of the shell that runs pytest do not reach the tests' settings
+    (pydantic-settings reads the environment for every field a test does not pass)."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("ROUTER_")}
+    yield
+    os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_serve_sets_it() -> None:
+    """Every test starts with the logging `serve` sets by default (info, JSON, standard
+    error), whatever an earlier test configured (`main` sets a command's level, some tests
+    capture at debug), and with no structlog context variables bound."""
+    import structlog
+
+    from router.logs import configure_logging
+
+    structlog.contextvars.clear_contextvars()
+    configure_logging("info", "json")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (pyproject's addopts) starts two workers per core: most of the suite's time
+    is spent waiting on servers, subprocesses and deadlines, not computing. At most 12
+    (tests.servers.ports gives each worker its own block of ports)."""
+    return min(12, 2 * len(os.sched_getaffinity(0)))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the tests marked `slow` first (after pytest-randomly's shuffle, which stays the
+    order within each group): under pytest-xdist a long test that starts last keeps one
+    worker busy after the others have finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

@@ -352,6 +352,7 @@ def test_age_condition_adds_a_cc_for_children(route, rules_dir: Path, tmp_path: 
     assert "children@lewisham.gov.uk" not in adult["cc"]
 
 
+@pytest.mark.slow
 def test_file_is_reported_as_given_and_unreadable_file_exits_1(tmp_path: Path) -> None:
     """Exit 1 when a file cannot be read, 2 for a usage error; `file` is the path as given."""
     good = tmp_path / "good.eml"

@@ -41,7 +41,7 @@ async def test_someone_outside_the_allowed_groups_is_refused(
     await assert_accessible(page)
     await page.goto(f"{url}/referrals")
     assert page.url == f"{url}/sign-in"
-    logged = capsys.readouterr().out
+    logged = capsys.readouterr().err  # logs go to standard error, as `serve` sets them
     assert "console_denied" in logged and "someone@elsewhere.example" in logged
 
 

@@ -8,6 +8,8 @@ import sqlite3
 import threading
 import time
 
+import pytest
+
 from tests.hardening.serve import (
     ServeProcess,
     referral,
@@ -49,6 +51,7 @@ def _join(thread: threading.Thread) -> None:
         raise error
 
 
+@pytest.mark.slow
 def test_journal_locked_longer_than_the_busy_timeout(
     serve: tuple[ServeProcess, CaptureServer],
 ) -> None:
@@ -100,6 +103,7 @@ def test_journal_locked_longer_than_the_busy_timeout(
     _assert_every_copy_has_its_row(router)
 
 
+@pytest.mark.slow
 def test_full_disk_for_a_few_seconds_under_load(
     serve: tuple[ServeProcess, CaptureServer],
 ) -> None:

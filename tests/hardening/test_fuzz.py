@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -125,6 +126,7 @@ def _analyse(engine: RoutingEngine, raw: bytes) -> Analysis:
     return analysis
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=250)
 @given(form=damaged_form())
 def test_damaged_forms_are_decided(engine: RoutingEngine, form: tuple[str, bytes, str]) -> None:

@@ -57,6 +57,7 @@ def _session(source: str, port: int) -> tuple[socket.socket, socket.SocketIO]:
     return sock, reader  # type: ignore[return-value]
 
 
+@pytest.mark.slow
 def test_thousands_of_idle_connections(serve: tuple[ServeProcess, CaptureServer]) -> None:
     """2,000 idle connections from one address (the daemon allowed 1,024 descriptors): the
     daemon holds few of them, /healthz and the SMTP greeting come within a second, and a

@@ -133,6 +133,7 @@ async def test_no_canary_in_logs_or_acknowledgments(
     assert reading.fields == CANARIES
 
 
+@pytest.mark.slow
 def test_no_canary_in_any_process_output(tmp_path: Path) -> None:
     """`python -m router serve` at debug level: neither the daemon nor its reader worker
     prints a planted value to standard output or standard error."""

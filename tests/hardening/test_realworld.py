@@ -30,6 +30,7 @@ RULE_ADDRESSES = {
 pytestmark = pytest.mark.skipif(not FILES, reason="no ../shared/realworld mail folders")
 
 
+@pytest.mark.slow
 def test_route_json_decides_every_file() -> None:
     """`referral-router route --json` over every real file: exit 0, each file decided."""
     env = {

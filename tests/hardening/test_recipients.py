@@ -235,6 +235,7 @@ def _check_ack(analysis: Analysis, decision: Decision, rules: Rules) -> None:
     assert outgoing.recipients == (decision.ack_to,)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(
     message=referral_email(),

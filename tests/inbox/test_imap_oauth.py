@@ -218,6 +218,7 @@ async def test_access_token_expired_bye_reconnects_at_once(
     assert tokens.ok
 
 
+@pytest.mark.slow
 async def test_session_outlives_a_failed_renewal_until_its_token_expires(
     oauth_dovecot: Dovecot, token_server: TokenServer
 ) -> None:

@@ -38,6 +38,7 @@ def test_journal_migrate_reports_the_schema_version(journal: str, tmp_path: Path
     assert _cli("journal", "migrate", env=env).stdout == first.stdout  # once is enough
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("journal", ["sqlite"], indirect=True)  # the source is SQLite
 async def test_copy_moves_every_row_and_byte(
     daemon_factory, postgres_url: str, tmp_path: Path

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.servers.ports import free_port
 from tests.servers.token import TokenServer
 
 _NOBODY = "nobody"
@@ -87,10 +88,6 @@ def dovecot_binary() -> str:
     return shutil.which("dovecot") or "/usr/sbin/dovecot"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _quote(folder: str) -> str:
@@ -118,8 +115,8 @@ class Dovecot:
     ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="dovecot-"))
         self.root.chmod(0o755)  # the unprivileged mail processes must traverse it
-        self.imap_port = _free_port()
-        self.imaps_port = _free_port()
+        self.imap_port = free_port()
+        self.imaps_port = free_port()
         self._extra = extra_config
         self._proc: subprocess.Popen[bytes] | None = None
         self._runs = 0

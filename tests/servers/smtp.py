@@ -23,7 +23,6 @@ import base64
 import collections
 import email
 import email.policy
-import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -37,15 +36,12 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from tests.servers.ports import free_port  # aiosmtpd cannot bind port 0
+
 TlsMode = Literal["none", "starttls", "smtps"]
 Stage = Literal["connect", "MAIL", "RCPT", "DATA"]
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (aiosmtpd cannot bind port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

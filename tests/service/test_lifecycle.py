@@ -17,6 +17,7 @@ import pytest
 
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email
+from tests.servers.ports import free_port
 from tests.servers.smtp import CaptureServer
 
 MET = "preventreferrals@met.pnn.police.uk"
@@ -68,18 +69,8 @@ class RouterProcess:
 
 def listen_port() -> int:
     """A free port below the ephemeral range, so no outgoing connection of the daemon can
-    take it while the daemon is down between a kill and a restart."""
-    import random
-
-    for _ in range(100):
-        port = random.randint(20000, 30000)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port")
+    take it while the daemon is down between a kill and a restart (see tests.servers.ports)."""
+    return free_port()
 
 
 def _send(port: int, raw: bytes, attempts: int = 200) -> None:

@@ -28,6 +28,7 @@ CAUSES = {
 pytestmark = pytest.mark.skipif(not PDF_MAIL, reason="no ../shared/realworld/pdf-mail")
 
 
+@pytest.mark.slow
 def test_real_pdfs_get_their_real_cause() -> None:
     """Every real PDF is decided under the worker's limits; known cases name their cause."""
     env = {

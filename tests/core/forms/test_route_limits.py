@@ -9,12 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.formfactory import complete_referral, labelled, text_pdf
 from tests.formlayouts import slow_pdf
 from tests.mailfactory import build_email
 
 
+@pytest.mark.slow
 def test_slow_document_gives_needs_review_not_a_hang(tmp_path: Path) -> None:
     """A PDF that takes far longer than ROUTER_PARSE_TIMEOUT_SECONDS ends as needs_review."""
     slow = tmp_path / "slow.eml"

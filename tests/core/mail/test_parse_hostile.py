@@ -93,6 +93,7 @@ def _mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=200)
 @given(_mutated())
 def test_mutated_emails_never_raise(data: bytes) -> None:
