@@ -34,6 +34,7 @@ from router.send.relay import Relay
 from router.send.sender import Delivery
 from router.service.graph_wiring import GraphWiring
 from router.service.http import OpsServer
+from router.service.monthly import MonthlyReport
 from router.service.reload import RulesWatcher
 from router.service.stages import Stages
 from router.service.supervise import Supervisor
@@ -62,7 +63,14 @@ class Daemon:
     Tests use `run_once` to process what is queued and return (burst mode).
     """
 
-    def __init__(self, settings: Settings, rules: Rules, *, relay: Relay | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rules: Rules,
+        *,
+        relay: Relay | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self.metrics = Metrics()
         inbox = settings.inbox_endpoint.scheme
@@ -87,6 +95,13 @@ class Daemon:
             self.metrics,
         )
         self.delivery = Delivery(settings, self.journal, self.relay_health, self.metrics)
+        self.monthly = MonthlyReport(  # ROUTER_REPORT_TO (router/service/monthly.py)
+            settings,
+            self.journal,
+            self.relay_health,
+            lambda: [a.id for a in self.rules.areas],
+            clock,
+        )
         # The deciding and delivering loops; each finished round tells the supervisor.
         self.stages = Stages(
             self.pipeline,
@@ -286,6 +301,7 @@ class Daemon:
             # In a thread: a query waits for the journal's lock while a commit holds it.
             await asyncio.to_thread(self._update_gauges)
             await asyncio.to_thread(self._maybe_purge)
+            await self.monthly.run_once()
             self.supervisor.ok("housekeeping")
             await wait_any(self.stop_event, seconds=_HOUSEKEEPING_SECONDS)
 
