@@ -16,6 +16,7 @@ import structlog
 from router.core.aio import wait_any
 from router.core.routing import RoutingEngine
 from router.core.rules.model import Rules
+from router.decide.backfill import FigureBackfill
 from router.decide.decider import Pipeline
 from router.decide.worker import AnalysisSandbox
 from router.journal.files import ensure_dir
@@ -95,6 +96,9 @@ class Daemon:
             self.metrics,
         )
         self.delivery = Delivery(settings, self.journal, self.relay_health, self.metrics)
+        self.backfill = FigureBackfill(
+            settings, self.journal, self.sandbox, lambda: self.pipeline.engine
+        )
         self.monthly = MonthlyReport(  # ROUTER_REPORT_TO (router/service/monthly.py)
             settings,
             self.journal,
@@ -302,6 +306,7 @@ class Daemon:
             await asyncio.to_thread(self._update_gauges)
             await asyncio.to_thread(self._maybe_purge)
             await self.monthly.run_once()
+            await self.backfill.run_once()  # figures of decisions made before they were kept
             self.supervisor.ok("housekeeping")
             await wait_any(self.stop_event, seconds=_HOUSEKEEPING_SECONDS)
 
