@@ -41,7 +41,8 @@ async def test_someone_outside_the_allowed_groups_is_refused(
     await assert_accessible(page)
     await page.goto(f"{url}/referrals")
     assert page.url == f"{url}/sign-in"
-    logged = capsys.readouterr().out
+    captured = capsys.readouterr()  # stdout by default, stderr once a command set logging up
+    logged = captured.out + captured.err
     assert "console_denied" in logged and "someone@elsewhere.example" in logged
 
 
