@@ -161,7 +161,8 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from datetime import date
 
     from router.commands.journal_access import open_journal
-    from router.commands.report import load_report, render
+    from router.commands.report import load_report
+    from router.core.report_render import render
 
     try:
         start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)

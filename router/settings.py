@@ -217,6 +217,9 @@ class Settings(ConsoleSettings, BaseSettings):
     journal_password_file: Path | None = None
     # This router's name among several sharing one journal (empty: host name and PID).
     node_name: str = ""
+    # Comma-separated addresses mailed the previous month's statistics report on the first
+    # day of each month (router.service.monthly); empty: no report mailed.
+    report_to: str = ""
 
     @model_validator(mode="before")
     @classmethod
@@ -237,6 +240,20 @@ class Settings(ConsoleSettings, BaseSettings):
         if not url.hostname or not (url.scheme == "https" or (url.scheme == "http" and local)):
             raise ValueError("must be an https:// URL (http only on loopback)")
         return value.strip().rstrip("/")
+
+    @field_validator("report_to")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        addresses = [part.strip().lower() for part in value.split(",") if part.strip()]
+        for address in addresses:
+            if "@" not in address or any(c in address for c in " <>;\r\n"):
+                raise ValueError("not a comma-separated list of bare email addresses")
+        return ",".join(addresses)
+
+    @property
+    def report_recipients(self) -> tuple[str, ...]:
+        """`report_to` as a list of addresses (empty: no monthly report)."""
+        return tuple(part for part in self.report_to.split(",") if part)
 
     @field_validator("from_address", "review_address")
     @classmethod

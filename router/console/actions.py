@@ -65,7 +65,9 @@ class Actions:
         await checked_form(request)
         reference = request.path_params["reference"]
         message_id = await self._quarantined(reference)
-        queued = await asyncio.to_thread(self.context.journal.reprocess, message_id)
+        queued = await asyncio.to_thread(  # the audit trail says who: the signed-in admin
+            self.context.journal.reprocess, message_id, by=f"{user.email} (console)"
+        )
         result = "queued again" if queued else "refused: nothing to send again"
         await asyncio.to_thread(
             self.context.queries.record_action, user.email, REPROCESS, message_id, result

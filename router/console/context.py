@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from router.console.data import DecisionStatistics, StatisticsSource, TableTrail, TrailSource
+from router.console.data import AuditTrailSource, ReportStatistics, StatisticsSource, TrailSource
 from router.journal.console import ConsoleQueries
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ def console_context(
     rules_loaded_at: Callable[[], float],
     wake: Callable[[], object],
 ) -> ConsoleContext:
-    """The context with the trail and statistics sources this router has."""
+    """The context with the trail and statistics sources this router has: the audit trail
+    and the figures of `show` and `report` (issue 24)."""
     queries = journal.console_queries()
     return ConsoleContext(
         settings=settings,
@@ -52,6 +53,6 @@ def console_context(
         rules_loaded_at=rules_loaded_at,
         wake=wake,
         queries=queries,
-        trails=TableTrail(queries),
-        statistics=DecisionStatistics(queries),
+        trails=AuditTrailSource(journal, queries),
+        statistics=ReportStatistics(journal, lambda: [area.id for area in rules().areas]),
     )

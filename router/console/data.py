@@ -18,9 +18,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from router.core.redaction import redact
+from router.core.report import build_report
+from router.core.report_render import render_csv
+from router.core.trail import describe, masked
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from router.journal.console import ConsoleQueries
+    from router.journal.protocol import Journal
 
 OUTCOMES = ("forward", "incomplete", "needs_review", "ignored")
 NO_AREA = "(no area)"
@@ -179,3 +185,41 @@ def report_csv(report: dict[str, Any]) -> str:
         for key, count in report.get(name, {}).items():
             writer.writerow([name.removeprefix("by_"), key, "", count])
     return out.getvalue()
+
+
+class AuditTrailSource:
+    """The journal's audit trail (`Journal.audit_trail`, the events of `show`) in words, the
+    referrer's address masked, with the console's own actions. See `TrailSource`."""
+
+    def __init__(self, journal: Journal, queries: ConsoleQueries) -> None:
+        self._journal = journal
+        self._queries = queries
+
+    def trail(self, message_id: str) -> list[TrailEvent]:
+        """See `TrailSource.trail`."""
+        found = self._journal.audit_trail(message_id)
+        if found is None:
+            return []
+        shown = [masked(event, mask_address) for event in found.events]
+        decided = {event.reference: event.detail for event in shown if event.event == "decided"}
+        events = [TrailEvent(e.at, e.event, describe(e, decided)) for e in shown]
+        for action in self._queries.actions(message_id):
+            events.append(
+                TrailEvent(action.at, action.action, f"by {action.actor}: {action.result}")
+            )
+        return sorted(events, key=lambda event: event.at)
+
+
+class ReportStatistics:
+    """The statistics of `report` (figures kept at decision time, `Journal.figures_between`).
+    See `StatisticsSource`."""
+
+    def __init__(self, journal: Journal, areas: Callable[[], Sequence[str]]) -> None:
+        self._journal = journal
+        self._areas = areas  # the areas of the rules in force, listed even without referrals
+
+    def report(self, start: date, end: date, *, exact: bool = False) -> Statistics:
+        """See `StatisticsSource.report`."""
+        decisions = self._journal.figures_between(*window(start, end))
+        built = build_report(decisions, start, end, exact=exact, areas=tuple(self._areas()))
+        return Statistics(built.as_json(), render_csv(built))

@@ -2,7 +2,7 @@
 
 Pure: it takes the decisions' figures (`CountedDecision`, nothing personal) and a window,
 and returns a `Report` whose `as_json` is the SPEC section 7 object. Formatting (text, csv,
-html) is in `router.commands.report`; the figures come from `router.journal.stats`.
+html) is in `router.core.report_render`; the figures come from `router.journal.stats`.
 """
 
 from __future__ import annotations

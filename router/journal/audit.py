@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from router.core.trail import AuditEvent
 
 if TYPE_CHECKING:
     from router.journal.core import JournalCore
@@ -17,28 +18,6 @@ if TYPE_CHECKING:
 
 _MESSAGE_ID = re.compile(r"^\s*(\d{8}-[0-9A-Fa-f]{8})\s*$")
 _REFERENCE = re.compile(r"^\s*PR-(\d{8}-[0-9A-Fa-f]{8})-(\d+)\s*$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """One thing that happened to a message (`detail` holds no form value)."""
-
-    at: float
-    event: str
-    reference: str | None = None
-    mail_id: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        """The event as `show --json` prints it (SPEC section 7)."""
-        stamp = datetime.fromtimestamp(self.at, UTC).isoformat(timespec="milliseconds")
-        item: dict[str, Any] = {"at": stamp.replace("+00:00", "Z"), "event": self.event}
-        if self.reference:
-            item["reference"] = self.reference
-        if self.mail_id:
-            item["mail"] = self.mail_id
-        item.update(self.detail)
-        return item
 
 
 @dataclass(frozen=True)

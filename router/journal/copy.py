@@ -11,8 +11,23 @@ from router.journal.postgres import PostgresDatabase
 from router.journal.sqlite import SqliteJournal
 
 # Copied in this order (rows refer to messages). Claims are not copied: nobody holds them.
-TABLES = ("messages", "decisions", "outbox", "ack_counts", "console_actions")
+TABLES = (
+    "messages",
+    "decisions",
+    "outbox",
+    "ack_counts",
+    "console_actions",
+    "events",
+    "referral_stats",
+    "figures_pending",
+    "report_mailings",
+)
 _NOT_COPIED = {"claimed_by", "lease_until"}
+# Per table: columns left for the target to make, and the order rows are copied in. The
+# audit trail's sequence is PostgreSQL's own (copied in order, it keeps the order); a
+# month's report claim is a record of who sent it, kept whole.
+_LEFT_OUT = {"events": {"seq"}, "report_mailings": set()}
+_ORDER = {"events": " ORDER BY seq"}
 
 
 class CopyRefused(Exception):
@@ -52,9 +67,10 @@ def copy_journal(source: SqliteJournal, target: PostgresDatabase) -> CopyReport:
 
 
 def _copy_table(source: SqliteJournal, tx: Transaction, table: str) -> int:
-    rows = source.query(f"SELECT * FROM {table}")  # noqa: S608 - fixed table names
+    rows = source.query(f"SELECT * FROM {table}{_ORDER.get(table, '')}")  # noqa: S608 - fixed names
+    left_out = _LEFT_OUT.get(table, _NOT_COPIED)
     for row in rows:
-        columns = [name for name in row if name not in _NOT_COPIED]
+        columns = [name for name in row if name not in left_out]
         tx.run(
             f"INSERT INTO {table} ({', '.join(columns)})"  # noqa: S608 - names from the schema
             f" VALUES ({', '.join('?' for _ in columns)})",

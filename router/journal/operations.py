@@ -19,7 +19,9 @@ from router.journal.records import Gauges, JournalCounts, QuarantinedRow
 from router.journal.stats import (
     claim_report_month,
     figures_between,
+    figures_to_refine,
     mark_report_sent,
+    refine_figures,
     report_sent_at,
 )
 from router.models import MailState, MessageState
@@ -60,6 +62,14 @@ class Operations(JournalCore):
     def report_sent_at(self, month: str) -> float | None:
         """See `Journal.report_sent_at`."""
         return report_sent_at(self, month)
+
+    def figures_to_refine(self, limit: int = 20) -> list[tuple[str, str, int, float]]:
+        """See `Journal.figures_to_refine`."""
+        return figures_to_refine(self, limit)
+
+    def refine_figures(self, reference: str, figures: dict[str, str] | None) -> None:
+        """See `Journal.refine_figures`."""
+        refine_figures(self, reference, figures)
 
     def console_queries(self) -> ConsoleQueries:
         """See `Journal.console_queries`."""

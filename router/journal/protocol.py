@@ -230,6 +230,16 @@ class Journal(InboxSink, Protocol):
         """When a month's report was mailed; None if it was not."""
         ...
 
+    def figures_to_refine(self, limit: int = 20) -> list[tuple[str, str, int, float]]:
+        """(reference, message id, form position, received at) of figures backfilled on
+        upgrade that the stored message can still complete (age band, gender, sector)."""
+        ...
+
+    def refine_figures(self, reference: str, figures: dict[str, str] | None) -> None:
+        """Complete one backfilled decision's figures (None: nothing more to learn) and take
+        it off the list."""
+        ...
+
     def console_queries(self) -> ConsoleQueries:
         """The operations console's reads: overview, referral list, trail, actions."""
         ...

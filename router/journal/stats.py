@@ -97,3 +97,30 @@ def report_sent_at(journal: JournalCore, month: str) -> float | None:
     """When the report of `month` (YYYY-MM) was mailed; None when it was not."""
     rows = journal.query("SELECT sent_at FROM report_mailings WHERE month = ?", (month,))
     return float(rows[0]["sent_at"]) if rows and rows[0]["sent_at"] is not None else None
+
+
+def figures_to_refine(journal: JournalCore, limit: int) -> list[tuple[str, str, int, float]]:
+    """(reference, message id, form position, received at) of backfilled figures that still
+    lack what only the stored message can tell (see migration 0042)."""
+    rows = journal.query(
+        "SELECT p.reference, p.message_id, p.position, m.received_at FROM figures_pending AS p"
+        " JOIN messages AS m ON m.id = p.message_id ORDER BY p.reference LIMIT ?",
+        (limit,),
+    )
+    return [
+        (row["reference"], row["message_id"], int(row["position"]), float(row["received_at"]))
+        for row in rows
+    ]
+
+
+def refine_figures(journal: JournalCore, reference: str, figures: dict[str, str] | None) -> None:
+    """Fill in one backfilled decision's figures (None: nothing more can be known, as when its
+    message was purged), and take it off the list, in one transaction."""
+    with journal.transaction() as tx:
+        if figures is not None:
+            tx.run(
+                "UPDATE referral_stats SET age_band = ?, gender = ?, sector = ?"
+                " WHERE reference = ?",
+                (figures["age_band"], figures["gender"], figures["sector"], reference),
+            )
+        tx.run("DELETE FROM figures_pending WHERE reference = ?", (reference,))

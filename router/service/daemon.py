@@ -16,6 +16,7 @@ import structlog
 from router.core.aio import wait_any
 from router.core.routing import RoutingEngine
 from router.core.rules.model import Rules
+from router.decide.backfill import FigureBackfill
 from router.decide.decider import Pipeline
 from router.decide.worker import AnalysisSandbox
 from router.journal.files import ensure_dir
@@ -34,6 +35,7 @@ from router.send.relay import Relay
 from router.send.sender import Delivery
 from router.service.graph_wiring import GraphWiring
 from router.service.http import OpsServer
+from router.service.monthly import MonthlyReport
 from router.service.reload import RulesWatcher
 from router.service.stages import Stages
 from router.service.supervise import Supervisor
@@ -62,7 +64,14 @@ class Daemon:
     Tests use `run_once` to process what is queued and return (burst mode).
     """
 
-    def __init__(self, settings: Settings, rules: Rules, *, relay: Relay | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rules: Rules,
+        *,
+        relay: Relay | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self.metrics = Metrics()
         inbox = settings.inbox_endpoint.scheme
@@ -87,6 +96,16 @@ class Daemon:
             self.metrics,
         )
         self.delivery = Delivery(settings, self.journal, self.relay_health, self.metrics)
+        self.backfill = FigureBackfill(
+            settings, self.journal, self.sandbox, lambda: self.pipeline.engine
+        )
+        self.monthly = MonthlyReport(  # ROUTER_REPORT_TO (router/service/monthly.py)
+            settings,
+            self.journal,
+            self.relay_health,
+            lambda: [a.id for a in self.rules.areas],
+            clock,
+        )
         # The deciding and delivering loops; each finished round tells the supervisor.
         self.stages = Stages(
             self.pipeline,
@@ -291,6 +310,8 @@ class Daemon:
             # In a thread: a query waits for the journal's lock while a commit holds it.
             await asyncio.to_thread(self._update_gauges)
             await asyncio.to_thread(self._maybe_purge)
+            await self.monthly.run_once()
+            await self.backfill.run_once()  # figures of decisions made before they were kept
             self.supervisor.ok("housekeeping")
             await wait_any(self.stop_event, seconds=_HOUSEKEEPING_SECONDS)
 

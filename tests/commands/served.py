@@ -18,6 +18,7 @@ import pytest
 from router.cli import main
 from router.commands.journal_access import open_journal
 from router.journal.protocol import Journal
+from router.logs import configure_logging
 from tests.conftest import ROOT
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email
@@ -80,8 +81,12 @@ class Served:
         for name, value in self.env.items():
             monkeypatch.setenv(name, value)
         out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            status = main(list(args))
+        try:
+            with contextlib.redirect_stdout(out):
+                status = main(list(args))
+        finally:
+            # `main` sets the log level for a command; later tests get the default back.
+            configure_logging("info", "json")
         return status, out.getvalue()
 
     @contextlib.contextmanager

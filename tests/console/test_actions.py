@@ -69,6 +69,7 @@ async def test_admin_reprocesses_a_quarantined_referral_and_the_forward_arrives(
     await page.reload()
     trail = await page.inner_text("main")
     assert "by it-admin@council.example: queued again" in trail
+    assert "reprocessed by it-admin@council.example (console)" in trail  # the audit trail
     assert_nothing_personal(trail)
     await assert_accessible(page)
     await page.screenshot(path=str(SCREENSHOTS / "console-referral-trail.png"), full_page=True)
@@ -104,7 +105,7 @@ async def test_statistics_show_the_window_and_download_as_csv(
     console_daemon: Any, browser: Any, smtp_capture: Any
 ) -> None:
     """After a forwarded referral, the statistics page counts it (as <5) for Lewisham, the
-    csv download says the same, and no page shows personal data."""
+    csv download says the same as `report --format csv`, and no page shows personal data."""
     relay = smtp_capture()
     daemon = await console_daemon(relay=relay.url)
     await submit(daemon, referral(), sender=SENDER)
@@ -122,4 +123,4 @@ async def test_statistics_show_the_window_and_download_as_csv(
         await page.get_by_role("link", name="Download as CSV").click()
     download = await download_info.value
     rows = list(csv.reader(io.StringIO((await download.path()).read_text("utf-8"))))
-    assert ["area", "lewisham", "forward", "<5"] in rows
+    assert ["by_area", "lewisham", "forward", "<5"] in rows

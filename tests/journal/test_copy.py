@@ -44,7 +44,8 @@ async def test_copy_moves_every_row_and_byte(
     daemon_factory, postgres_url: str, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """An SQLite journal with finished and waiting messages is copied into a new PostgreSQL
-    journal: same rows, same stored bytes, checked by counts; a second copy is refused."""
+    journal: same rows (audit trail and report figures too), same stored bytes, checked by
+    counts; a second copy is refused."""
     daemon = await daemon_factory()
     pdf = fillable_pdf(labelled(complete_referral()))
     for number in range(3):
@@ -61,9 +62,12 @@ async def test_copy_moves_every_row_and_byte(
     source = open_journal(make_settings(tmp_path))
     target = open_journal(make_settings(tmp_path / "pg", journal=postgres_url))
     try:
-        for table in ("messages", "decisions", "outbox", "ack_counts"):
+        for table in ("messages", "decisions", "outbox", "ack_counts", "referral_stats"):
             query = f"SELECT * FROM {table} ORDER BY 1"  # noqa: S608
             assert target.query(query) == source.query(query)
+        # The audit trail, in its order: every show answers the same after the move.
+        trail = "SELECT message_id, reference, mail_id, at, event, detail FROM events ORDER BY seq"
+        assert target.query(trail) == source.query(trail) != []
         for row in source.query("SELECT id FROM messages"):
             assert target.raw_message(row["id"]) == source.raw_message(row["id"])
         [waiting] = target.received()

@@ -88,8 +88,6 @@ def dovecot_binary() -> str:
     return shutil.which("dovecot") or "/usr/sbin/dovecot"
 
 
-
-
 def _quote(folder: str) -> str:
     return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

@@ -42,8 +42,6 @@ TlsMode = Literal["none", "starttls", "smtps"]
 Stage = Literal["connect", "MAIL", "RCPT", "DATA"]
 
 
-
-
 @dataclass(frozen=True)
 class TlsAuthority:
     """A trustme CA, a server context with a cert for localhost/127.0.0.1, and the CA file."""

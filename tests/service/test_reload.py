@@ -179,3 +179,19 @@ async def _log_event(process: asyncio.subprocess.Process, event: str) -> dict[st
                 continue  # a line from a third-party logger
             if record.get("event") == event:
                 return dict(record)
+
+
+async def test_a_new_sector_domain_counts_from_the_next_referral(watched_daemon, rules_copy):
+    """A school domain added to sectors.yaml is picked up without a restart: the next
+    referral from it counts as education; a domain under two sectors is refused."""
+    sectors = rules_copy / "sectors.yaml"
+    original = sectors.read_text()
+    sectors.write_text(original.replace("  community: []", "  community:\n    - nhs.net"))
+    assert await _reloaded(watched_daemon) == "invalid"
+    watched_daemon.rules_watcher.attempted.clear()
+    sectors.write_text(original.replace("    - sch.uk", "    - sch.uk\n    - example.org"))
+    assert await _reloaded(watched_daemon) == "ok"
+    await submit(watched_daemon, _referral())  # the form's referrer is ...@example.org
+    await watched_daemon.run_once()
+    [row] = watched_daemon.journal.query("SELECT sector FROM referral_stats")
+    assert row["sector"] == "education"

@@ -3,6 +3,7 @@ script, font, stylesheet or image fetched from anywhere, and readable printed.""
 
 from __future__ import annotations
 
+import sys
 from html import escape
 from typing import Any
 
@@ -10,8 +11,15 @@ import pygal
 from pygal.etree import etree as svg_tree  # lxml (python-docx needs it), else xml.etree
 from pygal.style import Style
 
-from router.commands.report import BREAKDOWNS, duration
 from router.core.report import SUPPRESSED, Report
+from router.core.report_render import BREAKDOWNS, duration
+
+# pygal appends an import hook for its map plugins (pygal.maps.*, unused here) written for
+# the old import protocol: each later failed import (an optional dependency probing) then
+# raises ImportWarning, an error under `-W error`. The hook is taken out again.
+sys.meta_path[:] = [
+    finder for finder in sys.meta_path if type(finder).__name__ != "PluginImportFixer"
+]
 
 # Print-friendly: white ground, dark text, colours that stay apart in greyscale.
 _STYLE = Style(
