@@ -38,6 +38,11 @@ class Metrics:
             "router_mail_failed", "Mails that failed for good, by kind", ["kind"], registry=r
         )
         self.retries = Counter("router_mail_retries", "Transient delivery failures", registry=r)
+        self.relay_refusals = Counter(
+            "router_relay_refusals",
+            "Sends the relay refused at the session (it refused the router, not one mail)",
+            registry=r,
+        )
         self.quarantined = Counter(
             "router_messages_quarantined", "Messages set aside with an error", registry=r
         )

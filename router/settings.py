@@ -6,6 +6,7 @@ import contextlib
 import difflib
 import ipaddress
 import re
+import socket
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
@@ -23,6 +24,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from router.settings_console import CONSOLE_EXAMPLES, ConsoleSettings
+
+# A host name for EHLO: dot-separated labels, or an address literal such as [192.0.2.1].
+_HELO_NAME = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+|\[[0-9A-Fa-f:.]+\]")
 
 
 class Endpoint(BaseModel):
@@ -162,6 +166,10 @@ class Settings(ConsoleSettings, BaseSettings):
     relay_user: str | None = None
     relay_password: SecretStr | None = None
     relay_password_file: Path | None = None
+    # The name the router gives its relay in EHLO; empty: the host's fully-qualified name
+    # (`ehlo_name`). Relays that reject a name without a dot (Postfix's
+    # reject_non_fqdn_helo_hostname) refuse `localhost`.
+    helo_name: str = ""
     from_address: str = "referrals@localhost"
     review_address: str = "review@localhost"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -254,6 +262,19 @@ class Settings(ConsoleSettings, BaseSettings):
     def report_recipients(self) -> tuple[str, ...]:
         """`report_to` as a list of addresses (empty: no monthly report)."""
         return tuple(part for part in self.report_to.split(",") if part)
+
+    @field_validator("helo_name")
+    @classmethod
+    def _helo(cls, value: str) -> str:
+        name = value.strip()
+        if name and not _HELO_NAME.fullmatch(name):
+            raise ValueError("not a host name (letters, digits, '-' and '.') or an [address]")
+        return name
+
+    @property
+    def ehlo_name(self) -> str:
+        """The name given in EHLO: `ROUTER_HELO_NAME`, else the host's fully-qualified name."""
+        return self.helo_name or socket.getfqdn()
 
     @field_validator("from_address", "review_address")
     @classmethod

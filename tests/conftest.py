@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.servers.postgres",
     "tests.servers.graph",
     "tests.servers.oidc",
+    "tests.servers.postfix",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.send.relay import PermanentDeliveryError, Relay, TransientDeliveryError
+from router.core.redaction import redact
+from router.send.relay import PermanentDeliveryError, Relay, RelayFaultError, TransientDeliveryError
+
+
+@dataclass
+class RelayFault:
+    """The relay refusing the router's session (router.send.failures): since when, its reply
+    code and text (addresses reduced to their domain), and how many sends it refused."""
+
+    since: float
+    code: int | None
+    reply: str
+    refused_sends: int = 1
 
 
 class RelayHealth:
@@ -28,6 +40,8 @@ class RelayHealth:
         self.last_failure: float | None = None
         self.failure_streak = 0
         self.streak_started: float | None = None
+        self.fault: RelayFault | None = None  # the relay refuses the router, until a 250
+        self.cleared: RelayFault | None = None  # a fault that ended, until `take_cleared`
 
     def describe(self) -> str:
         """See `Relay`."""
@@ -41,6 +55,10 @@ class RelayHealth:
         """See `Relay`."""
         try:
             reply = await self.inner.send(message, sender=sender, recipients=recipients)
+        except RelayFaultError as exc:
+            self._failed()
+            self.refused(exc)
+            raise
         except TransientDeliveryError:
             self._failed()
             raise
@@ -50,7 +68,22 @@ class RelayHealth:
         self._reached()
         return reply
 
+    def refused(self, exc: RelayFaultError) -> None:
+        """Remember that the relay refuses the router (a send, or the start-up probe)."""
+        if self.fault is None:
+            reply = redact(exc.detail, 200)
+            self.fault = RelayFault(since=self.clock(), code=exc.code, reply=reply)
+        else:
+            self.fault.refused_sends += 1
+
+    def take_cleared(self) -> RelayFault | None:
+        """The refusal that the last accepted mail ended, once (for the one alert about it)."""
+        cleared, self.cleared = self.cleared, None
+        return cleared
+
     def _reached(self) -> None:
+        if self.fault is not None:
+            self.cleared, self.fault = self.fault, None
         self.last_success = self.clock()
         self.failure_streak = 0
         self.streak_started = None
@@ -63,12 +96,22 @@ class RelayHealth:
         self.failure_streak += 1
 
     def check(self, grace: float) -> Check:
-        """OK unless transient failures have gone on for `grace` seconds without a success."""
+        """OK unless the relay refuses the router (at once), or transient failures have gone
+        on for `grace` seconds without a success."""
         now = self.clock()
         failing = self.streak_started is not None and now - self.streak_started >= grace
+        refusing: dict[str, Any] = {}
+        if self.fault is not None:
+            refusing = {
+                "refusing_the_router": True,
+                "reply_code": self.fault.code,
+                "reply": self.fault.reply,
+                "refusing_for_seconds": age(self.fault.since, now),
+            }
         return Check(
-            ok=not failing,
+            ok=not failing and self.fault is None,
             detail={
+                **refusing,
                 "failure_streak": self.failure_streak,
                 "failing_for_seconds": age(self.streak_started, now),
                 "last_success_seconds_ago": age(self.last_success, now),

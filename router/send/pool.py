@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import aiosmtplib
 import structlog
 
-from router.send.relay import DeliveryError, Relay, RelayConnection, SmtpRelay
+from router.send.relay import DeliveryError, Relay, RelayConnection, RelayFaultError, SmtpRelay
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +51,11 @@ class PooledSmtpRelay:
         """See `Relay`."""
         return self._relay.describe()
 
+    @property
+    def size_limit(self) -> int | None:
+        """See `SmtpRelay.size_limit`."""
+        return self._relay.size_limit
+
     async def probe(self) -> str:
         """See `SmtpRelay.probe` (on a connection of its own, never a kept one)."""
         return await self._relay.probe()
@@ -69,7 +74,7 @@ class PooledSmtpRelay:
                         await client.shut()
                         raise
                     if client.data_started or client.is_connected:
-                        await self._keep_or_close(client)
+                        await self._keep_or_close(client, exc)
                         raise
                     # Dropped before DATA: nothing was handed over. Try a fresh connection.
                     log.info("relay.stale_connection", relay=self.describe())
@@ -85,8 +90,8 @@ class PooledSmtpRelay:
         self.opened += 1
         try:
             reply = await self._relay.transfer(client, message, sender, recipients)
-        except BaseException:
-            await self._keep_or_close(client)
+        except BaseException as exc:
+            await self._keep_or_close(client, exc)
             raise
         self._release(client)
         log.debug("relay.sent", relay=self.describe(), recipients=len(recipients), new=True)
@@ -108,9 +113,11 @@ class PooledSmtpRelay:
             return idle.client
         return None
 
-    async def _keep_or_close(self, client: RelayConnection) -> None:
-        """After a refused mail: keep the connection when RSET works, else close it."""
-        if client.is_connected and not client.data_started:
+    async def _keep_or_close(self, client: RelayConnection, exc: BaseException) -> None:
+        """After a refused mail: keep the connection when RSET works, else close it. A
+        session the relay refuses (`RelayFaultError`) is closed: the next one may be let in
+        (a relay's policy is read at each new session)."""
+        if client.is_connected and not client.data_started and not isinstance(exc, RelayFaultError):
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.rset()
                 self._release(client)

@@ -1,5 +1,7 @@
-"""A check at start that the SMTP relay answers and is usable as configured, retried until
-it is, so a wrong relay shows in the log and on /readyz before the first referral waits."""
+"""A check at start that the SMTP relay answers and is usable as configured (EHLO with
+`ROUTER_HELO_NAME`, STARTTLS, AUTH, then MAIL FROM the router and RCPT TO the review
+address, and RSET), retried until it is, so a relay that refuses the router shows in the log
+and on /readyz before the first referral waits."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 import structlog
 
 from router.core.aio import wait_any
+from router.core.redaction import redact
 from router.send.relay import DeliveryError, Relay
 
 log = structlog.get_logger(__name__)
@@ -26,6 +29,7 @@ class RelayProbe:
         self.relay = relay
         self.first_retry, self.max_retry = first_retry, max_retry
         self.error: str | None = None
+        self.code: int | None = None  # the relay's reply code to the failing probe
         self.attempts = 0
         self.checked = asyncio.Event()
 
@@ -37,7 +41,12 @@ class RelayProbe:
         """What /readyz shows of the probe (the relay's own error text, no personal data)."""
         if self.error is None:
             return {"probe": "ok" if self.attempts else "not probed"}
-        return {"probe": "failing", "probe_error": self.error, "probe_attempts": self.attempts}
+        return {
+            "probe": "failing",
+            "probe_error": self.error,
+            "probe_reply_code": self.code,
+            "probe_attempts": self.attempts,
+        }
 
     async def run(self, stop: asyncio.Event) -> None:
         """Probe until the relay is usable or `stop` is set."""
@@ -50,7 +59,8 @@ class RelayProbe:
             try:
                 await probe()
             except DeliveryError as exc:
-                self.error = (str(exc) or type(exc).__name__)[:300]
+                self.error = redact(str(exc) or type(exc).__name__, 300)
+                self.code = exc.code
                 log.warning(
                     "relay_unusable",
                     relay=self.relay.describe(),
@@ -59,7 +69,7 @@ class RelayProbe:
                 )
             else:
                 log.info("relay_checked", relay=self.relay.describe(), attempts=self.attempts)
-                self.error = None
+                self.error, self.code = None, None
                 self.checked.set()
                 return
             self.checked.set()

@@ -1,14 +1,10 @@
 """The outgoing SMTP relay and what every relay shares: the `Relay` contract and its failures.
 
-Failure classes (the caller decides what to do with the message):
-
-- `TransientDeliveryError`: try again later. 4xx replies, connection refused,
-  timeouts, a connection dropped before the final reply.
-- `RelaySecurityError` (a `TransientDeliveryError`): the relay's set-up is wrong
-  (certificate not trusted, STARTTLS missing where it is required, credentials
-  refused, AUTH unavailable). It is not about the message, so the message is kept
-  and retried; the operator must be alerted because retrying alone will not fix it.
-- `PermanentDeliveryError`: a 5xx reply about this message or its recipients.
+Failure classes: see `router.send.failures` (the caller decides what to do with the
+message). A refusal before DATA that may be about the router rather than the mail (a 5xx
+at MAIL, or the same 5xx for every recipient) is checked on the same connection with the
+router's own MAIL FROM and RCPT TO (`ROUTER_FROM_ADDRESS`, `ROUTER_REVIEW_ADDRESS`): refused
+too, it is the relay refusing the router (`RelayFaultError`), else this mail's failure.
 
 `router.send.maildir` writes to a Maildir instead; `router.send.relays` builds the
 relay the settings name. `SmtpRelay.send` opens one connection per message;
@@ -20,7 +16,6 @@ referral never reaches the force without its mandatory CCs (or the other way rou
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -31,42 +26,33 @@ import structlog
 from router.core.redaction import redact
 from router.oauth.base import OAuthError, TokenSource
 from router.send import smtp_data
+from router.send.failures import (
+    DeliveryError,
+    PermanentDeliveryError,
+    RelayFaultError,
+    RelaySecurityError,
+    TransientDeliveryError,
+    classify,
+    refusal_error,
+)
 from router.send.tls import TlsMode, client_tls_context, tls_policy
 from router.settings import Endpoint
 
 log = structlog.get_logger(__name__)
 smtp_data.install()  # DATA prepared as aiosmtplib does, without its cost for mail that is ready
 
+__all__ = [  # the failures are defined in router.send.failures, imported from here too
+    "DeliveryError",
+    "PermanentDeliveryError",
+    "Relay",
+    "RelayFaultError",
+    "RelaySecurityError",
+    "SmtpRelay",
+    "TransientDeliveryError",
+    "classify",
+]
 _DETAIL_MAX = 300
 _CLOSE_TURNS = 20  # an aborted socket is closed on the next loop turn
-
-
-class DeliveryError(Exception):
-    """A message could not be handed to the relay.
-
-    Attributes:
-        code: the SMTP reply code, or None when there was no reply.
-        detail: the server's reply text or a short description; never message content.
-        refused: recipient addresses the relay refused (routing addresses from the rules).
-    """
-
-    def __init__(self, code: int | None, detail: str, refused: Sequence[str] = ()) -> None:
-        self.code = code
-        self.detail = " ".join(detail.split())[:_DETAIL_MAX]
-        self.refused = tuple(refused)
-        super().__init__(f"{code} {self.detail}" if code is not None else self.detail)
-
-
-class TransientDeliveryError(DeliveryError):
-    """Try again later: the relay or the network failed, not the message."""
-
-
-class RelaySecurityError(TransientDeliveryError):
-    """The relay set-up is wrong (TLS, certificate, credentials): keep the mail, alert."""
-
-
-class PermanentDeliveryError(DeliveryError):
-    """The relay refused this message or some of its recipients for good (5xx)."""
 
 
 class Relay(Protocol):
@@ -107,11 +93,17 @@ class SmtpRelay:
         allow_insecure: bool,
         timeout: float = 30,
         tokens: TokenSource | None = None,
+        helo_name: str | None = None,
+        check_sender: str | None = None,
+        check_recipient: str | None = None,
     ) -> None:
         """Set up the relay; no connection is made until `send`.
 
         Args:
             tokens: authenticate with AUTH XOAUTH2 as `user` with its tokens, not a password.
+            helo_name: the name given in EHLO (`ROUTER_HELO_NAME`); None: the host's FQDN.
+            check_sender, check_recipient: the envelope the probe and the session check
+                try (MAIL FROM, RCPT TO, then RSET); None: the probe stops after AUTH.
 
         Raises:
             ValueError: the endpoint is not SMTP or the CA file is unusable.
@@ -125,6 +117,10 @@ class SmtpRelay:
         self._policy = tls_policy(endpoint, allow_insecure)
         self._tls_context = client_tls_context(ca_file)
         self._timeout = timeout
+        self._helo_name = helo_name
+        self._check = (check_sender, check_recipient) if check_sender and check_recipient else None
+        # The relay's SIZE (EHLO), learnt at each connection: what a composed mail must fit.
+        self.size_limit: int | None = None
 
     def describe(self) -> str:
         """See `Relay`."""
@@ -163,7 +159,8 @@ class SmtpRelay:
             await self._authenticate(client)
         except BaseException as exc:
             await client.shut()
-            raise self._failure(exc) from exc
+            raise self._failure(_session_refusal(exc)) from exc
+        self._learn_size(client)
         return client
 
     async def transfer(
@@ -194,33 +191,62 @@ class SmtpRelay:
         return error
 
     async def probe(self) -> str:
-        """Connect, secure and authenticate as `send` does, then QUIT without sending.
+        """Connect, secure and authenticate as `send` does, then try the router's own
+        envelope (MAIL FROM, RCPT TO, RSET) and QUIT without sending.
 
         Returns:
-            What was done, e.g. "STARTTLS, AUTH XOAUTH2" (for `inbox check` and the start-up
-            probe, router.send.probe).
+            What was done, e.g. "STARTTLS, AUTH XOAUTH2, MAIL, RCPT" (for `inbox check` and
+            the start-up probe, router.send.probe).
 
         Raises:
-            DeliveryError: as `send` would (classified the same way).
+            DeliveryError: as `send` would; a 5xx anywhere is a `RelayFaultError`.
         """
         client = self._client()
         try:
             await client.connect()
             await self._secure(client)
             await self._authenticate(client)
+            self._learn_size(client)
             encrypted = client.get_transport_info("sslcontext") is not None
+            refused = await self._refuses_router(client)
+            if refused is not None:
+                raise refused
             await _quit_quietly(client)
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise classify(exc) from exc
+            raise classify(_session_refusal(exc)) from exc
         finally:
             await client.shut()
         done = ["TLS" if self._policy.mode is TlsMode.IMPLICIT else "STARTTLS"] if encrypted else []
         if self._user is not None:
             done.append("AUTH XOAUTH2" if self._tokens is not None else "AUTH")
+        if self._check is not None:
+            done.append("MAIL, RCPT")
         return ", ".join(done) or "no TLS, no AUTH"
+
+    def _learn_size(self, client: aiosmtplib.SMTP) -> None:
+        size = client.esmtp_extensions.get("size", "")
+        self.size_limit = int(size) if size.isdigit() and int(size) > 0 else None
+
+    async def _refuses_router(self, client: aiosmtplib.SMTP) -> RelayFaultError | None:
+        """MAIL FROM the router, RCPT TO the review address, then RSET: the refusal when
+        the relay refuses that with a 5xx (it refuses the router, whatever the mail)."""
+        if self._check is None:
+            return None
+        sender, recipient = self._check
+        try:
+            await client.mail(sender)
+            await client.rcpt(recipient)
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code < 500:
+                raise
+            await _reset_quietly(client)
+            return RelayFaultError(exc.code, f"the relay refuses the router: {exc.message}")
+        await client.rset()
+        return None
 
     def _client(self) -> _Client:
         return _Client(
+            local_hostname=self._helo_name,
             hostname=self._endpoint.host,
             port=self._endpoint.port,
             use_tls=self._policy.mode is TlsMode.IMPLICIT,
@@ -309,7 +335,14 @@ class SmtpRelay:
                 )
             options.append("SMTPUTF8")
             encoding = "utf-8"
-        await client.mail(sender, options=options, encoding=encoding)
+        try:
+            await client.mail(sender, options=options, encoding=encoding)
+        except aiosmtplib.SMTPSenderRefused as exc:
+            refused = classify(exc)
+            if isinstance(refused, PermanentDeliveryError):  # the relay or this mail?
+                await _reset_quietly(client)
+                raise await self._blame(client, refused) from None
+            raise
         refusals: list[aiosmtplib.SMTPRecipientRefused] = []
         for recipient in recipients:
             try:
@@ -320,10 +353,28 @@ class SmtpRelay:
                     break
         if refusals:
             await _reset_quietly(client)
-            raise _refusal_error(refusals)
+            error = refusal_error(refusals)
+            codes = {refusal.code for refusal in refusals}
+            permanent = error.code is not None and error.code >= 500
+            if permanent and len(refusals) == len(recipients) and len(codes) == 1:
+                error = await self._blame(client, error)  # every recipient, one reason
+            raise error
         client.data_started = True
         response = await client.data(message)
         return f"{response.code} {response.message}"
+
+    async def _blame(self, client: _Client, error: DeliveryError) -> DeliveryError:
+        """`error` (a 5xx before DATA) as the relay refusing the router when the router's
+        own envelope is refused too on this connection, else as it is: this mail's."""
+        if not client.is_connected:
+            return error
+        try:
+            refused = await self._refuses_router(client)
+        except (aiosmtplib.SMTPException, OSError):
+            return error  # the check could not say: the refusal stands as given
+        if refused is None:
+            return error
+        return RelayFaultError(error.code, error.detail, error.refused)
 
 
 class _Client(aiosmtplib.SMTP):
@@ -360,47 +411,18 @@ class _Client(aiosmtplib.SMTP):
 RelayConnection = _Client  # an open, secured, authenticated connection (`SmtpRelay.connect`)
 
 
-def _refusal_error(refusals: Sequence[aiosmtplib.SMTPRecipientRefused]) -> DeliveryError:
-    """Permanent when any recipient got a 5xx, else transient; lists the refused addresses."""
-    refused = [r.recipient for r in refusals]
-    permanent = [r for r in refusals if r.code >= 500]
-    worst = permanent[0] if permanent else refusals[0]
-    detail = f"recipients refused: {', '.join(refused)}: {worst.message}"
-    if permanent:
-        return PermanentDeliveryError(worst.code, detail, refused)
-    return TransientDeliveryError(worst.code, detail, refused)
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
-def classify(exc: BaseException) -> DeliveryError:
-    """Turn an aiosmtplib or socket error into the matching `DeliveryError`."""
-    chain = _causes(exc)
-    for cause in chain:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return RelaySecurityError(
-                None, f"relay certificate not trusted: {cause.verify_message}"
-            )
-        if isinstance(cause, ssl.SSLError) and not isinstance(
-            cause, ssl.SSLEOFError | ssl.SSLZeroReturnError
-        ):
-            return RelaySecurityError(None, f"TLS with the relay failed: {cause.reason}")
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        if exc.code in (530, 538):  # authentication or encryption required
-            return RelaySecurityError(exc.code, exc.message)
-        if 500 <= exc.code < 600:
-            return PermanentDeliveryError(exc.code, exc.message)
-        return TransientDeliveryError(exc.code, exc.message)
-    if any(isinstance(cause, TimeoutError) for cause in chain):
-        return TransientDeliveryError(None, f"timed out: {exc}")
-    return TransientDeliveryError(None, str(exc) or type(exc).__name__)
+def _session_refusal(exc: BaseException) -> BaseException:
+    """A 5xx while opening the session (EHLO, STARTTLS, AUTH) refuses the router, not a mail."""
+    # (530 and 538 are left to classify, which makes them a RelaySecurityError.)
+    if (
+        isinstance(exc, aiosmtplib.SMTPResponseException)
+        and exc.code >= 500
+        and exc.code not in (530, 538)
+    ):
+        return RelayFaultError(exc.code, exc.message)
+    if isinstance(exc, PermanentDeliveryError):
+        return RelayFaultError(exc.code, exc.detail)
+    return exc
 
 
 async def _quit_quietly(client: aiosmtplib.SMTP) -> None:

@@ -51,4 +51,7 @@ def make_relay(
         ca_file=settings.relay_ca_file,
         allow_insecure=settings.allow_insecure,
         tokens=tokens if method == "oauth2" else None,
+        helo_name=settings.ehlo_name,
+        check_sender=settings.from_address,
+        check_recipient=settings.review_address,
     )

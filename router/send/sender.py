@@ -1,8 +1,9 @@
 """Delivering: sends spooled mail over the relay and records each outcome in the journal.
 
-Each mail is marked sent right after the relay's 250; a refusal for now is retried with
-backoff and jitter, one for good (or a relay bug) fails the mail, sets its message aside and
-tells a person, with the undelivered mail attached.
+Each mail is marked sent right after the relay's 250; a refusal for now, or the relay
+refusing the router itself, is retried with backoff and jitter; a refusal of this mail for
+good (or a relay bug) fails the mail, sets its message aside and tells a person: the
+reference, what failed, the relay's reply code and the command to run, never the mail.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from router.core.redaction import redact
 from router.journal.protocol import Journal
 from router.journal.records import NewMail, OutboxItem, new_mail
 from router.metrics import Metrics
+from router.send.health import RelayFault
 from router.send.relay import (
     DeliveryError,
     PermanentDeliveryError,
     Relay,
+    RelayFaultError,
     TransientDeliveryError,
 )
 from router.settings import Settings
@@ -125,16 +128,20 @@ class Delivery:
             raise LookupError(f"the spooled mail {item.id} is missing")
         try:
             reply = await self.relay.send(data, sender=item.sender, recipients=item.recipients)
+        except RelayFaultError as exc:  # the relay refuses the router: every mail waits
+            self.metrics.relay_refusals.inc()
+            await asyncio.to_thread(self._retry, item, exc)
+            return
         except TransientDeliveryError as exc:
             await asyncio.to_thread(self._retry, item, exc)
             return
         except PermanentDeliveryError as exc:
-            await asyncio.to_thread(self._failed, item, exc, data)
+            await asyncio.to_thread(self._failed, item, exc)
             return
         except Exception as exc:  # a relay bug must not stop every later delivery
             log.error("delivery_crashed", reference=item.reference, error=type(exc).__name__)
             error = PermanentDeliveryError(None, type(exc).__name__)
-            await asyncio.to_thread(self._failed, item, error, data)
+            await asyncio.to_thread(self._failed, item, error)
             return
         try:
             await asyncio.to_thread(self._sent, item, reply)  # right after the 250
@@ -147,6 +154,10 @@ class Delivery:
                 error=type(exc).__name__,
             )  # fmt: skip
             raise
+        take_cleared = getattr(self.relay, "take_cleared", None)  # a RelayHealth
+        cleared: RelayFault | None = take_cleared() if take_cleared is not None else None
+        if cleared is not None:
+            await asyncio.to_thread(self._relay_accepts_again, item, cleared)
 
     def _sent(self, item: OutboxItem, reply: str | None = None) -> None:
         """Record a mail the relay accepted (one trip to the journal's thread)."""
@@ -173,17 +184,41 @@ class Delivery:
             retry_in=round(delay, 1),
             error=redact(_describe(exc)),  # the relay's reply may quote a referrer's address
         )
+        if isinstance(exc, RelayFaultError):
+            return  # one alert says it all once the relay accepts again
         if item.attempts + 1 == self.settings.max_attempts and item.kind != "alert":
             alert = compose_alert(
                 f"Referral {item.reference}: delivery delayed",
                 f"The {item.kind} for {item.reference} has failed {item.attempts + 1} times "
-                f"and is still being retried.\nLast error: {_describe(exc)}",
+                f"and is still being retried.\nThe relay's reply code: {exc.code}\n"
+                f"Last error: {redact(_describe(exc))}\n\n"
+                f"See: referral-router show {item.reference}",
                 sender=self.settings.from_address,
                 to=self.settings.review_address,
             )
             self.journal.add_mail(item.message_id, new_mail("alert", item.reference, alert))
 
-    def _failed(self, item: OutboxItem, exc: DeliveryError, data: bytes) -> None:
+    def _relay_accepts_again(self, item: OutboxItem, fault: RelayFault) -> None:
+        """One alert, after the relay refused the router and now took a mail: what happened."""
+        minutes = max(0.0, self.clock() - fault.since) / 60
+        log.warning(
+            "relay_accepts_again", code=fault.code, refused_sends=fault.refused_sends,
+            minutes=round(minutes, 1),
+        )  # fmt: skip
+        alert = compose_alert(
+            "Referral router: the relay refused the router's mail, and accepts it again",
+            f"For {minutes:.0f} minute(s) the relay refused the router itself, not one mail:\n"
+            f"reply code {fault.code}: {fault.reply}\n\n"
+            f"{fault.refused_sends} send(s) were refused. Every mail was kept in the journal "
+            "and is being sent now:\nnothing was lost. If this happens again, check the "
+            "relay's policy for the router\n(ROUTER_HELO_NAME, ROUTER_FROM_ADDRESS, "
+            "ROUTER_RELAY_USER) and run: referral-router status",
+            sender=self.settings.from_address,
+            to=self.settings.review_address,
+        )
+        self.journal.add_mail(item.message_id, new_mail("alert", item.reference, alert))
+
+    def _failed(self, item: OutboxItem, exc: DeliveryError) -> None:
         """Record a refusal for good: the mail failed, its message quarantined and a person
         told, in one transaction (an acknowledgment or an alert only fails)."""
         quarantine: str | None = None
@@ -192,13 +227,15 @@ class Delivery:
             quarantine = f"{item.kind} failed: {_describe(exc)}"
             composed = compose_alert(
                 f"Referral {item.reference} was NOT delivered",
-                f"The {item.kind} for {item.reference} to {', '.join(item.recipients)} was "
-                f"refused for good.\nError: {_describe(exc)}\n\nThe undelivered mail is "
-                "attached. Check the rules, then send it by hand or run\n"
-                f"referral-router reprocess {item.message_id}",
+                f"The {item.kind} for referral {item.reference} was refused for good by the "
+                f"relay.\nThe relay's reply code: {exc.code if exc.code is not None else 'none'}"
+                f"\nWhat failed: {redact(_describe(exc))}\n\nThe referral is set aside and "
+                "kept by the router. See what happened with\n"
+                f"  referral-router show {item.reference}\n"
+                "then check the rules, and send it again with\n"
+                f"  referral-router reprocess {item.message_id}",
                 sender=self.settings.from_address,
                 to=self.settings.review_address,
-                original_raw=data,
             )
             alert = new_mail("alert", item.reference, composed)
         self.journal.mark_failed(item.id, _describe(exc), quarantine=quarantine, alert=alert)

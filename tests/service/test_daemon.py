@@ -127,7 +127,7 @@ async def test_dropped_connection_mid_data_is_retried(daemon_factory, smtp_captu
 async def test_permanent_failure_alerts_review_and_quarantines(daemon_factory, smtp_capture):
     """A 550 for the forward quarantines the message and alerts the review address."""
     relay = smtp_capture()
-    relay.fail_with(550, "no such user", at="RCPT", times=1)
+    relay.fail_with(550, "no such user", at="RCPT", times=1, recipients={MET})
     daemon = await daemon_factory(relay=relay.url)
     raw, _ = _referral()
     await submit(daemon, raw)
