@@ -6,6 +6,7 @@ and on /readyz before the first referral waits."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,12 +31,22 @@ class RelayProbe:
         self.first_retry, self.max_retry = first_retry, max_retry
         self.error: str | None = None
         self.code: int | None = None  # the relay's reply code to the failing probe
+        self.failed_at: float | None = None  # time.time() of the last failed probe
         self.attempts = 0
         self.checked = asyncio.Event()
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def overtaken(self, last_success: float | None) -> bool:
+        """Whether a mail went through the relay after the last failed probe (the probe's
+        verdict is then out of date, whatever its next try says)."""
+        return (
+            self.failed_at is not None
+            and last_success is not None
+            and (last_success >= self.failed_at)
+        )
 
     def detail(self) -> dict[str, Any]:
         """What /readyz shows of the probe (the relay's own error text, no personal data)."""
@@ -60,7 +71,7 @@ class RelayProbe:
                 await probe()
             except DeliveryError as exc:
                 self.error = redact(str(exc) or type(exc).__name__, 300)
-                self.code = exc.code
+                self.code, self.failed_at = exc.code, time.time()
                 log.warning(
                     "relay_unusable",
                     relay=self.relay.describe(),

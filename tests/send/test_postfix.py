@@ -17,7 +17,7 @@ from tests.hardening.serve import ServeProcess, referral, send_until_stored
 from tests.servers.dovecot import Dovecot
 from tests.servers.postfix import Postfix
 from tests.servers.smtp import free_port
-from tests.test_lifecycle import listen_port
+from tests.service.test_lifecycle import listen_port
 
 MET = "preventreferrals@met.pnn.police.uk"
 LEWISHAM = "prevent@lewisham.gov.uk"

@@ -98,6 +98,7 @@ async def test_health_answers_at_once_while_postgresql_is_down(
         assert (await fetch(daemon, "/readyz"))[0] == 200
         own_postgres.crash()
         journal = await _readyz_journal_failing(daemon)
+        # The pool's error class, or the bound when a connection attempt outlasts it.
         assert journal["error"] in (
             "JournalUnavailable",
             "JournalUnreachable",
