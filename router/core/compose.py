@@ -36,9 +36,8 @@ _FLAGS = {
     Outcome.NEEDS_REVIEW: " REVIEW",
     Outcome.IGNORED: "",
 }
-# An alert's attachment above this size is sent as a file without the line scan (the scan
-# is linear but slow on hostile input, and alerts are composed in the daemon).
-_INSPECT_MAX = 1024 * 1024
+# Room left under the relay's SIZE for the headers relays add on the way (Received, DKIM).
+_SIZE_MARGIN = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -134,13 +133,19 @@ def compose_forward(
     readings: Sequence[FormReading],
     *,
     sender: str,
+    size_limit: int | None = None,
 ) -> Outgoing:
     """The referral to its recipients: the form and supporting documents byte for byte,
     plus the original email, and a plain summary with no form content in any header.
 
+    A mail for review (`needs_review`) carries the original email alone, which holds every
+    document once. A mail that would not fit the relay's `size_limit` (its EHLO SIZE) leaves
+    out what does not fit, the original first, and says so with the reference to look up.
+
     Args:
         raw: the original email, or its parts already written by `enclose` (the daemon's
             way: the parts come from the worker).
+        size_limit: the relay's SIZE in bytes, or None when it has none (or is not known).
 
     Raises:
         UnwritableAddress: a recipient address cannot be written (rules are validated, so
@@ -173,11 +178,54 @@ def compose_forward(
         for index in attachments_for(decision, readings)
         if index in enclosures.attachments
     ]
-    what = _what_is_attached(decision, len(attached), came_with=len(original.attachments))
+    review = decision.outcome is Outcome.NEEDS_REVIEW
+    documents = [] if review else attached  # for review, the original holds them all
+    budget = None if size_limit is None else size_limit - _SIZE_MARGIN - len(head)
+    fitted = _fit(documents, enclosures.original, attached if review else [], budget)
+    if fitted is None:
+        what = _what_is_attached(decision, len(attached), came_with=len(original.attachments))
+        if review and attached:
+            what = ["Attached: the original email, which holds every file it came with."]
+        parts = [*documents, enclosures.original]
+    else:
+        parts, left_out = fitted
+        what = _what_was_left_out(reference, len(parts), left_out, size_limit)
     lines += ["", *what, "", "Sent by referral-router."]
-    parts = [_part(mime.text_body("\n".join(lines))), *attached, enclosures.original]
+    parts = [_part(mime.text_body("\n".join(lines))), *parts]
     recipients = tuple(dict.fromkeys([*decision.to, *decision.cc]))
     return Outgoing(mime.multipart(head, parts), sender, recipients, message_id)
+
+
+def _fit(
+    documents: Sequence[bytes], original: bytes, spare: Sequence[bytes], budget: int | None
+) -> tuple[list[bytes], int] | None:
+    """None when the documents and the original fit `budget`; else the parts that do (the
+    documents, or for review the `spare` copies of them, in order, each that fits) and how
+    many were left out, the original counted."""
+    summary_room = 4096  # the text part, written after
+    if budget is None or sum(map(len, documents)) + len(original) + summary_room <= budget:
+        return None
+    room = budget - summary_room
+    kept: list[bytes] = []
+    candidates = [*documents, *spare]
+    for part in candidates:
+        if len(part) + 200 <= room:  # 200: the boundary line between parts
+            kept.append(part)
+            room -= len(part) + 200
+    return kept, len(candidates) - len(kept) + 1
+
+
+def _what_was_left_out(
+    reference: str, attached: int, left_out: int, size_limit: int | None
+) -> list[str]:
+    """The body's sentences on a mail cut to fit the relay's size limit."""
+    limit = f"{(size_limit or 0) / 1_000_000:.1f} MB"
+    return [
+        f"This mail is cut to fit the relay's size limit ({limit}): {attached} file(s) are",
+        f"attached unchanged, and {left_out} item(s) are left out, among them the original",
+        "email. The router keeps the whole referral: look it up with",
+        f"  referral-router show {reference}",
+    ]
 
 
 def _what_is_attached(decision: Decision, attached: int, *, came_with: int) -> list[str]:
@@ -278,25 +326,15 @@ def compose_alert(
     *,
     sender: str,
     to: str,
-    original_raw: bytes | None = None,
-    original: Enclosures | None = None,
     references: Sequence[str] = (),
 ) -> Outgoing:
-    """A message to a person (the review address) about something the router cannot finish.
+    """A message to a person (the review address) about something the router cannot finish:
+    text only, never an attachment (the router keeps the message; `referral-router show`).
 
     Args:
-        original_raw: a message to attach (an original, an undelivered mail).
-        original: the same, already written as a part by `enclose` (in the worker).
         references: Message-IDs the alert is about (kept only when well-formed).
     """
     thread = (None, mime.message_ids(references))
     head, message_id = _head(sender, [to], [], subject, "auto-generated", (), thread)
     text = mime.text_body(body.rstrip() + "\n\nSent by referral-router.\n")
-    attached = None
-    if original is not None:
-        attached = original.original
-    elif original_raw is not None:
-        attached = mime.original_part(original_raw, inspect=len(original_raw) <= _INSPECT_MAX)
-    if attached is None:
-        return Outgoing(mime.single(head, text), sender, (to,), message_id)
-    return Outgoing(mime.multipart(head, [_part(text), attached]), sender, (to,), message_id)
+    return Outgoing(mime.single(head, text), sender, (to,), message_id)

@@ -16,7 +16,6 @@ import structlog
 
 from router.core.analysis import unread_analysis
 from router.core.compose import (
-    Enclosures,
     UnwritableAddress,
     compose_ack,
     compose_alert,
@@ -25,6 +24,7 @@ from router.core.compose import (
 )
 from router.core.kinds import referral_kind
 from router.core.mail.headers import mailbox_key
+from router.core.redaction import redact
 from router.core.routing import RoutingEngine
 from router.core.statistics import figures
 from router.decide.worker import SANDBOX_DEPTH, AnalysisFailed, AnalysisSandbox, Worked
@@ -61,8 +61,12 @@ class Pipeline:
         sandbox: AnalysisSandbox,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        size_limit: Callable[[], int | None] = lambda: None,
     ) -> None:
+        """`size_limit` tells the relay's SIZE as last learnt (EHLO), which a composed
+        mail must fit (None: no limit known)."""
         self.settings = settings
+        self.size_limit = size_limit
         self.journal = journal
         self.engine = engine
         self.sandbox = sandbox
@@ -241,7 +245,7 @@ class Pipeline:
         analysis = worked.analysis
         mails: list[NewMail] = []
         if decision.outcome is Outcome.IGNORED:
-            return self._bounce_alerts(decision, worked.enclosures)
+            return self._bounce_alerts(decision, reference)
         forward = compose_forward(
             decision,
             reference,
@@ -249,6 +253,7 @@ class Pipeline:
             worked.enclosures,
             analysis.readings,
             sender=sender,
+            size_limit=self.size_limit(),
         )
         mails.append(new_mail(referral_kind(decision.outcome), reference, forward))
         limit = self.engine.rules.acknowledgments.daily_limit_per_sender
@@ -272,7 +277,7 @@ class Pipeline:
             log.warning("acknowledgment_capped", reference=reference)
         return mails
 
-    def _bounce_alerts(self, decision: Decision, enclosures: Enclosures) -> list[NewMail]:
+    def _bounce_alerts(self, decision: Decision, report: str) -> list[NewMail]:
         """A delivery report about one of our own mails: tell a person it did not arrive."""
         mails = []
         for reported in decision.bounce_of:
@@ -287,17 +292,18 @@ class Pipeline:
                 f"Reference: {row['reference']}\nKind: {row['kind']}\n"
                 f"Recipients: {', '.join(_json_list(row['recipients']))}\n\n"
                 "The referral did not reach its recipient. Please check the address in the\n"
-                "rules and send the referral on by hand. The delivery report is attached.",
+                "rules and send the referral on by hand. The delivery report is kept by the\n"
+                f"router ({report}); see\n  referral-router show {row['reference']}",
                 sender=self.settings.from_address,
                 to=self.settings.review_address,
-                original=enclosures,
                 references=[reported],
             )
             mails.append(new_mail("alert", row["reference"], alert))
         return mails
 
     def quarantine(self, stored: StoredMessage, error: str, *, summary: str | None = None) -> None:
-        """Set a message aside with its error and tell a person, with the original attached.
+        """Set a message aside with its error and tell a person (the message id, the error's
+        class and the commands to run; nothing of the message itself).
 
         Args:
             stored: the message.
@@ -308,11 +314,11 @@ class Pipeline:
         alert = compose_alert(
             f"Referral router: message {stored.id} quarantined",
             f"The router could not process message {stored.id} and set it aside.\n\n"
-            f"Error: {error}\n\nThe original is attached. Handle it by hand, or fix the cause and\n"
-            f"run: referral-router reprocess {stored.id}",
+            f"What failed: {summary or redact(error)}\n\nThe message is kept by the router. "
+            f"See it with\n  referral-router show {stored.id}\nthen handle it by hand, or "
+            f"fix the cause and run\n  referral-router reprocess {stored.id}",
             sender=self.settings.from_address,
             to=self.settings.review_address,
-            original_raw=self.journal.raw_message(stored.id),
         )
         # One transaction: a message is never set aside without the alert that says so.
         self.journal.quarantine(stored.id, error, alert=new_mail("alert", None, alert))

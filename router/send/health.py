@@ -47,6 +47,12 @@ class RelayHealth:
         """See `Relay`."""
         return self.inner.describe()
 
+    @property
+    def size_limit(self) -> int | None:
+        """The relay's SIZE as last learnt (`SmtpRelay.size_limit`); None for a Maildir."""
+        limit = getattr(self.inner, "size_limit", None)
+        return limit if isinstance(limit, int) else None
+
     async def close(self) -> None:
         """See `Relay`."""
         await self.inner.close()

@@ -94,6 +94,7 @@ class Daemon:
             RoutingEngine(rules, review_address=settings.review_address),
             self.sandbox,
             self.metrics,
+            size_limit=lambda: self.relay_health.size_limit,  # mail composed to fit it
         )
         self.delivery = Delivery(settings, self.journal, self.relay_health, self.metrics)
         self.backfill = FigureBackfill(

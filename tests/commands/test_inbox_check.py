@@ -80,7 +80,7 @@ async def test_check_with_good_settings_reports_and_changes_nothing(
     assert "INBOX: 3 messages" in out
     assert "would process 0, leave 3 untouched" in out
     assert "Processed: missing" in out
-    assert "connected, STARTTLS, AUTH XOAUTH2; nothing sent" in out
+    assert "connected, STARTTLS, AUTH XOAUTH2, MAIL, RCPT; nothing sent" in out
     assert "result     ok" in out
     for private in ("sender1", "Test 1", CLIENT_SECRET):
         assert private not in out + result.stderr

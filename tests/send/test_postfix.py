@@ -4,7 +4,9 @@ with STARTTLS, SASL AUTH (Dovecot), `reject_non_fqdn_helo_hostname` and a 10 MB 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import smtplib
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.hardening.serve import ServeProcess, referral, send_until_stored
+from tests.hardening.serve import FORM, ServeProcess, referral, send_until_stored
+from tests.mailfactory import build_email
 from tests.servers.dovecot import Dovecot
 from tests.servers.postfix import Postfix
 from tests.servers.smtp import free_port
@@ -193,3 +196,60 @@ def test_a_refused_recipient_fails_that_mail_and_alerts_the_review_address(
     assert "554" in text and "referral-router show PR-" in text
     assert not list(alert.iter_attachments())
     assert router.metric("router_relay_refusals_total") == 0
+
+
+def _send_to_listener(port: int, raw: bytes, recipient: str) -> None:
+    """One message to the router's listener, as a mail server would hand it over."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+        client.ehlo("school.example.org")
+        client.sendmail(REFERRER, [recipient], raw)
+
+
+def test_a_large_unreadable_referral_reaches_the_review_address_through_10_mb(
+    router_factory: Callable[..., ServeProcess], postfix_relay: Relay
+) -> None:
+    """A 7.5 MB referral whose 5.5 MB attachment cannot be read goes for review through the
+    10 MB relay: the review mail carries the original once (each document once) and fits."""
+    relay, _ = postfix_relay
+    before = len(relay.mailbox(REVIEW))
+    unreadable = b"%PDF-1.4\n" + os.urandom(5_500_000)
+    raw = build_email(
+        to=("referrals@council.example",),  # no area: the review address
+        attachments=[("referral.pdf", unreadable, "application/pdf")],
+        message_id="<large-1@school.example>",
+    )
+    assert len(raw) > 7_500_000
+    router = router_factory()
+    router.start()
+    _send_to_listener(router.port, raw, "referrals@council.example")
+    [review] = relay.wait_for(REVIEW, before + 1, timeout=60)[before:]
+    assert "REVIEW" in str(review["Subject"])
+    [original] = list(review.iter_attachments())  # the original, which holds the document
+    assert original.get_content_type() == "message/rfc822"
+    inner = original.get_content()
+    [document] = list(inner.iter_attachments())
+    assert document.get_content() == unreadable
+    assert router.metric("router_mail_failed_total", kind="review") == 0
+
+
+def test_a_forward_too_large_for_the_relay_leaves_the_original_out_and_says_so(
+    router_factory: Callable[..., ServeProcess], postfix_relay: Relay
+) -> None:
+    """A referral whose documents fit the relay's SIZE but not twice (with the original
+    email beside them) is forwarded with the documents byte for byte, without the original,
+    and its text says so and names the reference to look up."""
+    relay, _ = postfix_relay
+    before = len(relay.mailbox(MET))
+    photo = b"\xff\xd8\xff\xe0" + os.urandom(4_000_000)
+    raw = build_email(
+        attachments=[("referral.pdf", FORM, "application/pdf"), ("photo.jpg", photo, "image/jpeg")],
+        message_id="<large-2@school.example>",
+    )
+    router = router_factory()
+    router.start()
+    _send_to_listener(router.port, raw, LEWISHAM)
+    [forward] = relay.wait_for(MET, before + 1, timeout=60)[before:]
+    files = {part.get_filename(): part.get_content() for part in forward.iter_attachments()}
+    assert files == {"referral.pdf": FORM, "photo.jpg": photo}
+    text = forward.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "size limit" in text and "referral-router show PR-" in text
