@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from router.inbox.admission import Admission, parse_networks
+from router.inbox.selfsigned import self_signed_certificate
 from router.inbox.smtp_session import ListenerOptions, ListenerSMTP
 from router.journal.sink import InboxSink
 from router.metrics import Metrics
@@ -78,24 +80,38 @@ class StoringHandler:
 
 
 def listener_options(settings: Settings) -> ListenerOptions:
-    """The listener's bounds and TLS from the settings.
+    """The listener's bounds and TLS from the settings. Off loopback without a configured
+    certificate, a self-signed one is made in the state directory (router.inbox.selfsigned)
+    and STARTTLS is required before MAIL all the same.
 
     Raises:
-        ValueError: off loopback without a certificate, half a certificate setting, or a
-            certificate that does not load (the message names the settings).
+        ValueError: half a certificate setting, a certificate that does not load, or a
+            state directory that cannot take the self-signed one (the message says which).
     """
     context = _tls_context(settings)
     endpoint = settings.inbox_endpoint
+    self_signed: Path | None = None
     if context is None and not endpoint.is_loopback:
-        raise ValueError(
-            f"the SMTP listener would listen on {endpoint.host}, which is not loopback, without"
-            " TLS: set ROUTER_INBOX_TLS_CERT_FILE and ROUTER_INBOX_TLS_KEY_FILE"
-            " (STARTTLS is then required before MAIL)"
+        try:
+            self_signed, key = self_signed_certificate(settings.state_dir, settings.ehlo_name)
+        except OSError as exc:
+            raise ValueError(
+                f"the SMTP listener would listen on {endpoint.host}, which is not loopback,"
+                " and no certificate could be made in the state directory"
+                f" ({type(exc).__name__}): set ROUTER_INBOX_TLS_CERT_FILE and"
+                " ROUTER_INBOX_TLS_KEY_FILE"
+            ) from exc
+        context = _load(self_signed, key, "the self-signed certificate")
+        log.warning(
+            "inbox_tls_self_signed",
+            certificate=str(self_signed),
+            advice="set ROUTER_INBOX_TLS_CERT_FILE and ROUTER_INBOX_TLS_KEY_FILE for production",
         )
     return ListenerOptions(
         max_message_bytes=settings.max_message_bytes,
         tls_context=context,
         require_starttls=context is not None and not endpoint.is_loopback,
+        self_signed=self_signed,
     )
 
 
@@ -105,13 +121,16 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
         return None
     if cert is None or key is None:
         raise ValueError("ROUTER_INBOX_TLS_CERT_FILE and ROUTER_INBOX_TLS_KEY_FILE go together")
+    return _load(cert, key, "ROUTER_INBOX_TLS_CERT_FILE / ROUTER_INBOX_TLS_KEY_FILE")
+
+
+def _load(cert: Path, key: Path, what: str) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
         raise ValueError(
-            "ROUTER_INBOX_TLS_CERT_FILE / ROUTER_INBOX_TLS_KEY_FILE do not load as a"
-            f" certificate and its key ({type(exc).__name__})"
+            f"{what} do not load as a certificate and its key ({type(exc).__name__})"
         ) from exc
     return context
 
@@ -149,6 +168,15 @@ class SmtpInbox:
     @property
     def state(self) -> str:
         return "listening" if self._server is not None else "stopped"
+
+    def detail(self) -> dict[str, str]:
+        """What /readyz adds about the listener: a self-signed certificate in use."""
+        if self.options.self_signed is None:
+            return {}
+        return {
+            "tls": f"self-signed certificate {self.options.self_signed}: set "
+            "ROUTER_INBOX_TLS_CERT_FILE and ROUTER_INBOX_TLS_KEY_FILE for production"
+        }
 
     async def start(self) -> None:
         """Bind and listen.

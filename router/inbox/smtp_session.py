@@ -8,6 +8,7 @@ import re
 import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -48,6 +49,7 @@ class ListenerOptions:
     session_seconds: float = 3600.0
     tls_context: ssl.SSLContext | None = None
     require_starttls: bool = False
+    self_signed: Path | None = None  # the certificate made in the state directory, if one
 
 
 class ListenerSMTP(SMTP):

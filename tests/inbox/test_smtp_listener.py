@@ -80,7 +80,7 @@ async def test_connection_from_outside_the_allow_list_is_refused(daemon_factory)
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({}, "ROUTER_INBOX_TLS_CERT_FILE"),
+        ({"ROUTER_STATE_DIR": "tls-in-the-way"}, "ROUTER_INBOX_TLS_CERT_FILE"),
         ({"ROUTER_INBOX_TLS_CERT_FILE": "/nonexistent/cert.pem"}, "go together"),
         (
             {
@@ -98,8 +98,11 @@ async def test_connection_from_outside_the_allow_list_is_refused(daemon_factory)
 def test_unsafe_listener_settings_stop_serve_at_start(
     tmp_path: Path, rules_dir: Path, env: dict[str, str], message: str
 ) -> None:
-    """Off loopback without a certificate, half a certificate, an unreadable one, or a bad
-    network: exit 2 with one line naming the setting, nothing listening."""
+    """Off loopback without a certificate where none can be made, half a certificate, an
+    unreadable one, or a bad network: exit 2 with one line naming the setting, nothing
+    listening."""
+    (tmp_path / "tls-in-the-way").mkdir()
+    (tmp_path / "tls-in-the-way" / "tls").write_text("a file where the certificate folder goes")
     result = subprocess.run(
         [sys.executable, "-m", "router", "serve"],
         cwd=tmp_path,
