@@ -1,5 +1,6 @@
-"""Who may open an SMTP session with the listener: an allow-list of client networks and
-bounds on concurrent sessions, overall and per client address."""
+"""Who may open an SMTP session with the listener: an allow-list of client networks, bounds
+on concurrent sessions, overall and per client address, and on the DATA bytes held in
+memory by all sessions together (each session's own bound is the message size cap)."""
 
 from __future__ import annotations
 
@@ -45,20 +46,47 @@ _TOO_MANY_FROM_CLIENT = Refusal(
 
 
 class Admission:
-    """Counts open sessions; `admit` says whether one more may start, `release` ends one.
+    """Counts open sessions; `admit` says whether one more may start, `release` ends one;
+    `take_data` and `give_data` keep the DATA bytes of all sessions within `data_budget`.
 
     Args:
         allow: client networks allowed to connect; empty allows every address.
         max_sessions: open sessions in all.
         max_per_client: open sessions from one client address.
+        data_budget: DATA bytes all sessions may hold at once (None: no bound).
     """
 
-    def __init__(self, allow: Sequence[Network], max_sessions: int, max_per_client: int) -> None:
+    def __init__(
+        self,
+        allow: Sequence[Network],
+        max_sessions: int,
+        max_per_client: int,
+        data_budget: int | None = None,
+    ) -> None:
         self.allow = tuple(allow)
         self.max_sessions = max_sessions
         self.max_per_client = max_per_client
         self.open: Counter[str] = Counter()
         self.total = 0
+        self.data_budget = data_budget
+        self.data_held = 0
+        self.sessions: set[Any] = set()  # the admitted sessions (told 421 at shutdown)
+
+    def take_data(self, octets: int) -> bool:
+        """Count `octets` more DATA held in memory, or False (nothing counted) when that
+        would pass the budget."""
+        if self.data_budget is not None and self.data_held + octets > self.data_budget:
+            return False
+        self.data_held += octets
+        return True
+
+    def give_data(self, octets: int) -> None:
+        """Give back DATA bytes counted by `take_data` (the message was stored or dropped)."""
+        self.data_held = max(0, self.data_held - octets)
+
+    def data_room(self) -> int | None:
+        """DATA bytes that may still be taken, or None without a budget."""
+        return None if self.data_budget is None else self.data_budget - self.data_held
 
     def admit(self, peer: Any) -> Refusal | None:
         """Take a session slot for `peer` (a socket's peername), or say why not."""

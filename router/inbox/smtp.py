@@ -159,8 +159,12 @@ class SmtpInbox:
         self.host, self.port = host, port
         self.handler = StoringHandler(sink, on_stored, store)
         self.options = options
+        budget = options.data_budget_bytes
         self.admission = Admission(
-            parse_networks(allow), options.max_sessions, options.max_sessions_per_client
+            parse_networks(allow),
+            options.max_sessions,
+            options.max_sessions_per_client,
+            4 * options.max_message_bytes if budget is None else budget,
         )
         self.metrics = metrics
         self._server: asyncio.Server | None = None
@@ -209,9 +213,13 @@ class SmtpInbox:
         )
 
     async def stop(self) -> None:
+        """Stop listening; open sessions are told 421 (a message being stored first gets
+        its answer)."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
+            for session in list(self.admission.sessions):
+                session.shut_down()
             try:
                 await asyncio.wait_for(server.wait_closed(), 2)
             except TimeoutError:

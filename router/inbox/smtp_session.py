@@ -30,6 +30,9 @@ _COMMAND_LINE_CUTOFF = 1024 * 1024
 # After this many refused RCPTs in one session the client is cut off: it is not a mail
 # server delivering a message, and answering it costs the daemon time.
 _EXCESS_RCPT_LIMIT = 1000
+# DATA is answered 451 while less than this is left of the budget for all sessions.
+_DATA_ROOM_MIN = 64 * 1024
+_OVER_BUDGET = b"\x00over budget"  # `_read_data`'s answer when the budget is spent
 # A plain `<local-part@domain>` (dot-atoms), with any parameters after a space: what mail
 # servers send. Parsed here; anything else goes to aiosmtpd's parser (email's header token
 # tree, which also defines a class at every call: costly on the event loop in a burst).
@@ -42,7 +45,11 @@ class ListenerOptions:
 
     max_message_bytes: int
     max_sessions: int = 100
-    max_sessions_per_client: int = 20
+    # A tenth of the sessions: ten addresses, not five, to hold them all (issue 26).
+    max_sessions_per_client: int = 10
+    # DATA bytes all sessions hold at once; None: 4 x max_message_bytes (100 sessions of
+    # 25 MB would otherwise be several GB, each message read into about three copies).
+    data_budget_bytes: int | None = None
     max_recipients: int = 100  # RFC 5321 4.5.3.1.8: a server must take at least 100
     idle_seconds: float = 120.0  # between commands, and between pieces of DATA
     data_seconds: float = 900.0  # a whole DATA transfer
@@ -88,6 +95,8 @@ class ListenerSMTP(SMTP):
         self._in_data = False
         self._line_octets = 0  # outside DATA: octets received since the last line end
         self._lifetime: asyncio.TimerHandle | None = None
+        self._storing = False  # the handler is storing a message: let it answer
+        self._held = 0  # DATA bytes counted against the admission's budget
 
     def __dir__(self) -> list[str]:
         """Only the command and AUTH methods. aiosmtpd builds its tables of them from `dir()`
@@ -121,6 +130,7 @@ class ListenerSMTP(SMTP):
                 transport.close()
                 return
             self._admitted_peer = peer
+            self.admission.sessions.add(self)
             loop = asyncio.get_running_loop()
             self._lifetime = loop.call_later(self.options.session_seconds, transport.close)
         super().connection_made(transport)
@@ -130,6 +140,7 @@ class ListenerSMTP(SMTP):
             return
         if self._admitted_peer is not None:
             self.admission.release(self._admitted_peer)
+            self.admission.sessions.discard(self)
             self._admitted_peer = None
         if self._lifetime is not None:
             self._lifetime.cancel()
@@ -187,27 +198,50 @@ class ListenerSMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
+        room = self.admission.data_room()
+        if room is not None and room < min(_DATA_ROOM_MIN, self.options.max_message_bytes):
+            log.warning("smtp_data_budget", stage="DATA", held=self.admission.data_held)
+            await self.push("451 4.3.1 Too much mail in transit; try again later")
+            return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         self._in_data = True
         try:
             content = await self._read_data()
+            if content is _OVER_BUDGET:
+                log.warning("smtp_data_budget", stage="transfer", held=self.admission.data_held)
+                await self.push("421 4.3.1 Too much mail in transit; try again later")
+                self._close()
+                return
+            if content is None:
+                await self.push("552 5.3.4 Message too big for this system")
+                self._set_post_data_state()  # type: ignore[no-untyped-call]
+                return
+            self.envelope.content = content
+            self.envelope.original_content = content
+            self._storing = True
+            status = await self._call_handler_hook("DATA")
         finally:
-            self._in_data, self._line_octets = False, 0
-        if content is None:
-            await self.push("552 5.3.4 Message too big for this system")
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
-            return
-        self.envelope.content = content
-        self.envelope.original_content = content
-        status = await self._call_handler_hook("DATA")
+            self._in_data, self._line_octets, self._storing = False, 0, False
+            self.admission.give_data(self._held)
+            self._held = 0
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status if isinstance(status, str) else "250 OK")
+
+    def shut_down(self) -> None:
+        """The listener stops: tell the client 421 and close, unless a message is being
+        stored (it gets its answer, then the connection closes with the server)."""
+        if self._storing or self.transport is None or self.transport.is_closing():
+            return
+        assert isinstance(self.transport, asyncio.WriteTransport)
+        self.transport.write(b"421 4.3.2 Service shutting down; try again later\r\n")
+        self._close()
 
     async def _read_data(self) -> bytes | None:
         """Read DATA up to the lone dot; undo dot-stuffing (RFC 5321 4.5.2).
 
         Returns:
-            The message, or None when it is over the size cap (read to its end, not kept).
+            The message, or None when it is over the size cap (read to its end, not kept),
+            or `_OVER_BUDGET` when all sessions together hold too much DATA already.
 
         Raises:
             TimeoutError: the whole transfer took longer than `data_seconds` (the session
@@ -232,10 +266,15 @@ class ListenerSMTP(SMTP):
             if ended:
                 piece = piece[:-3]
             if not too_big:
+                if not self.admission.take_data(len(piece)):
+                    return _OVER_BUDGET
+                self._held += len(piece)
                 data += piece
                 too_big = len(data) > limit
                 if too_big:
                     data = bytearray()
+                    self.admission.give_data(self._held)
+                    self._held = 0
             tail = (tail + piece)[-2:]
             if ended:
                 break

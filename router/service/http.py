@@ -7,6 +7,7 @@ one GET per connection, answered and closed. Bodies never carry personal data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
@@ -70,6 +71,9 @@ UNDECIDED_GRACE_SECONDS = 600.0
 # The daemon's event loop not turning for this long (a blocking call) is "not healthy".
 LOOP_STALL_SECONDS = 5.0
 _REQUEST_TIMEOUT_SECONDS = 5.0
+# Connections served at once; more are answered 503 at once and closed, so a flood of idle
+# connections cannot hold the endpoint's memory or keep a health check waiting.
+MAX_CONNECTIONS = 64
 _MAX_REQUEST_HEAD = 8192
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
@@ -117,6 +121,7 @@ class OpsServer:
         self._thread = LoopThread("router-http", log_loop_exception)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
+        self.max_connections = MAX_CONNECTIONS
 
     @property
     def port(self) -> int:
@@ -269,6 +274,11 @@ class OpsServer:
     # --- HTTP ---------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) >= self.max_connections:
+            with contextlib.suppress(ConnectionError):  # the client may be gone already
+                await _write(writer, _plain(503, "too many connections; try again"))
+            writer.close()
+            return
         self._connections.add(writer)
         try:
             response = await self._respond(reader)

@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -162,3 +163,82 @@ async def test_idle_and_slow_clients_are_cut_off(listener) -> None:  # type: ign
 
     assert await asyncio.to_thread(slow)
     assert _stored(journal) == []
+
+
+def _open_data(port: int, body: bytes) -> tuple[socket.socket, BinaryIO]:
+    """A session that has sent DATA and `body`, but not the end of it (holding its bytes):
+    its socket and the reader of its replies."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    reader = sock.makefile("rb")
+    reader.readline()
+    for command in (b"EHLO a.example", b"MAIL FROM:<t@school.example>", b"RCPT TO:<p@x.example>"):
+        sock.sendall(command + b"\r\n")
+        while (line := reader.readline())[3:4] == b"-":
+            pass
+        assert line.startswith(b"250"), line
+    sock.sendall(b"DATA\r\n")
+    assert reader.readline().startswith(b"354")
+    sock.sendall(body)
+    return sock, reader
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)  # the listener reads in the same event loop
+    raise AssertionError("condition not reached")
+
+
+async def test_data_held_by_all_sessions_is_bounded(listener) -> None:  # type: ignore[no-untyped-def]
+    """While one session holds most of the DATA budget, another is told 451 at DATA (or 421
+    when its transfer passes the budget); once the first is stored, the second goes."""
+    body = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 900  # about 0.9 MB
+    for budget, refusal in ((960_000, b"451 4.3.1"), (1_400_000, b"421 4.3.1")):
+        inbox, journal = await listener(max_message_bytes=1024 * 1024, data_budget_bytes=budget)
+        admission, port = inbox.admission, inbox.port
+        holder, replies = await asyncio.to_thread(_open_data, port, body)
+        await _until(lambda: admission.data_held >= len(body) - 2048)  # noqa: B023
+
+        def second() -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # noqa: B023
+                reader = sock.makefile("rb")
+                reader.readline()
+                for command in (b"EHLO b.example", b"MAIL FROM:<t@school.example>",
+                                b"RCPT TO:<p@x.example>", b"DATA"):  # fmt: skip
+                    sock.sendall(command + b"\r\n")
+                    while (line := reader.readline())[3:4] == b"-":
+                        pass
+                    if not line.startswith((b"250", b"354")):
+                        return line
+                sock.sendall(body + b".\r\n")
+                return reader.readline()
+
+        assert (await asyncio.to_thread(second)).startswith(refusal)
+        holder.sendall(b".\r\n")
+        assert (await asyncio.to_thread(replies.readline)).startswith(b"250")
+        holder.close()
+        assert (await asyncio.to_thread(_send, port, body))[0] == 250
+        assert len(_stored(journal)) == 2
+        await _until(lambda: admission.data_held == 0)  # noqa: B023
+
+
+def test_a_few_addresses_cannot_hold_every_session() -> None:
+    """By default one client address may hold a tenth of the sessions: ten addresses, not
+    five, are needed to hold them all."""
+    options = ListenerOptions(max_message_bytes=1024)
+    assert options.max_sessions_per_client * 10 <= options.max_sessions
+
+
+async def test_open_sessions_are_told_421_when_the_listener_stops(listener) -> None:  # type: ignore[no-untyped-def]
+    """At shutdown (SIGTERM) a session that is between commands, and one in the middle of
+    its DATA, are told 421 before the connection closes."""
+    inbox, _ = await listener()
+    idle, _ = await asyncio.to_thread(_connect, inbox.port, "127.0.0.1")
+    sending, replies = await asyncio.to_thread(_open_data, inbox.port, b"Subject: x\r\n\r\npart")
+    await _until(lambda: len(inbox.admission.sessions) == 2)
+    await inbox.stop()
+    assert (await asyncio.to_thread(idle.makefile("rb").readline)).startswith(b"421 4.3.2")
+    assert (await asyncio.to_thread(replies.readline)).startswith(b"421 4.3.2")
+    idle.close()
+    sending.close()

@@ -268,3 +268,32 @@ async def test_readyz_fails_while_a_message_waits_too_long_for_its_decision(daem
     assert await asyncio.to_thread(daemon.http.checks.next_round)
     assert (await fetch(daemon, "/readyz"))[0] == 200
     assert (await samples(daemon))[("router_oldest_undecided_seconds", frozenset())] == 0
+
+
+async def test_connections_beyond_the_cap_are_answered_503_at_once(daemon_factory):
+    """With the endpoint's connections all held open by idle clients, one more is answered
+    503 at once and closed; once they go, /healthz answers 200 again."""
+    daemon = await daemon_factory(http="127.0.0.1:0")
+    daemon.http.max_connections = 8
+    idle = [
+        await asyncio.open_connection("127.0.0.1", daemon.http.port)
+        for _ in range(daemon.http.max_connections)
+    ]
+    try:
+        for _ in range(200):  # the endpoint's own thread takes them in
+            if len(daemon.http._connections) == daemon.http.max_connections:
+                break
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection("127.0.0.1", daemon.http.port)
+        reply = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert reply.startswith(b"HTTP/1.1 503 ") and b"too many connections" in reply
+    finally:
+        for _, held in idle:
+            held.close()
+    for _ in range(100):
+        status = (await fetch(daemon, "/healthz"))[0]
+        if status == 200:
+            break
+        await asyncio.sleep(0.05)  # the endpoint's thread sees the closes in its own time
+    assert status == 200
