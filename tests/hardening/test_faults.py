@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.hardening.serve import (
+    MET,
     ServeProcess,
     referral,
     send_until_stored,
@@ -62,7 +63,8 @@ def test_journal_locked_longer_than_the_busy_timeout(
     router, capture = serve
     router.env["ROUTER_RETRY_BASE_SECONDS"] = "3"
     router.start()
-    capture.fail_with(451, "4.3.0 try again later", at="MAIL", times=1)
+    # At RCPT to the force: the start-up check (MAIL and RCPT to the review address) is not it.
+    capture.fail_with(451, "4.3.0 try again later", at="RCPT", times=1, recipients={MET})
     deadline = time.monotonic() + 100
     send_until_stored(router.port, referral(0), sender=SENDER, deadline=deadline)
     # The forward was deferred once: its retry falls due while the journal is locked.
