@@ -15,10 +15,9 @@ referral never reaches the force without its mandatory CCs (or the other way rou
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Protocol
 
 import aiosmtplib
 import structlog
@@ -26,6 +25,7 @@ import structlog
 from router.core.redaction import redact
 from router.oauth.base import OAuthError, TokenSource
 from router.send import smtp_data
+from router.send.connection import Connection, quit_quietly, reset_quietly
 from router.send.failures import (
     DeliveryError,
     PermanentDeliveryError,
@@ -51,8 +51,8 @@ __all__ = [  # the failures are defined in router.send.failures, imported from h
     "TransientDeliveryError",
     "classify",
 ]
+RelayConnection = Connection  # an open, secured, authenticated connection (`SmtpRelay.connect`)
 _DETAIL_MAX = 300
-_CLOSE_TURNS = 20  # an aborted socket is closed on the next loop turn
 
 
 class Relay(Protocol):
@@ -139,13 +139,13 @@ class SmtpRelay:
         client = await self.connect()
         try:
             reply = await self.transfer(client, message, sender, recipients)
-            await _quit_quietly(client)
+            await quit_quietly(client)
         finally:
             await client.shut()
         log.debug("relay.sent", relay=self.describe(), recipients=len(recipients))
         return reply
 
-    async def connect(self) -> _Client:
+    async def connect(self) -> Connection:
         """Open, secure and authenticate a connection (see `router.send.pool`).
 
         Raises:
@@ -164,7 +164,7 @@ class SmtpRelay:
         return client
 
     async def transfer(
-        self, client: _Client, message: bytes, sender: str, recipients: Sequence[str]
+        self, client: Connection, message: bytes, sender: str, recipients: Sequence[str]
     ) -> str:
         """MAIL, RCPT and DATA on an open connection, which stays open afterwards; returns
         the relay's reply to DATA. `client.data_started` tells whether the failure came
@@ -211,7 +211,7 @@ class SmtpRelay:
             refused = await self._refuses_router(client)
             if refused is not None:
                 raise refused
-            await _quit_quietly(client)
+            await quit_quietly(client)
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise classify(_session_refusal(exc)) from exc
         finally:
@@ -239,13 +239,13 @@ class SmtpRelay:
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code < 500:
                 raise
-            await _reset_quietly(client)
+            await reset_quietly(client)
             return RelayFaultError(exc.code, f"the relay refuses the router: {exc.message}")
         await client.rset()
         return None
 
-    def _client(self) -> _Client:
-        return _Client(
+    def _client(self) -> Connection:
+        return Connection(
             local_hostname=self._helo_name,
             hostname=self._endpoint.host,
             port=self._endpoint.port,
@@ -318,7 +318,7 @@ class SmtpRelay:
 
     async def _transfer(
         self,
-        client: _Client,
+        client: Connection,
         message: bytes,
         sender: str,
         recipients: Sequence[str],
@@ -340,7 +340,7 @@ class SmtpRelay:
         except aiosmtplib.SMTPSenderRefused as exc:
             refused = classify(exc)
             if isinstance(refused, PermanentDeliveryError):  # the relay or this mail?
-                await _reset_quietly(client)
+                await reset_quietly(client)
                 raise await self._blame(client, refused) from None
             raise
         refusals: list[aiosmtplib.SMTPRecipientRefused] = []
@@ -352,7 +352,7 @@ class SmtpRelay:
                 if not client.is_connected:  # 421: the server closed the connection
                     break
         if refusals:
-            await _reset_quietly(client)
+            await reset_quietly(client)
             error = refusal_error(refusals)
             codes = {refusal.code for refusal in refusals}
             permanent = error.code is not None and error.code >= 500
@@ -363,7 +363,7 @@ class SmtpRelay:
         response = await client.data(message)
         return f"{response.code} {response.message}"
 
-    async def _blame(self, client: _Client, error: DeliveryError) -> DeliveryError:
+    async def _blame(self, client: Connection, error: DeliveryError) -> DeliveryError:
         """`error` (a 5xx before DATA) as the relay refusing the router when the router's
         own envelope is refused too on this connection, else as it is: this mail's."""
         if not client.is_connected:
@@ -375,40 +375,6 @@ class SmtpRelay:
         if refused is None:
             return error
         return RelayFaultError(error.code, error.detail, error.refused)
-
-
-class _Client(aiosmtplib.SMTP):
-    """aiosmtplib.SMTP whose sockets are closed at once, and awaitably, when it closes.
-
-    aiosmtplib closes a TLS connection gracefully, which leaves the socket open until the
-    peer answers (or never, when the event loop ends first). A relay connection holds
-    nothing worth a goodbye: every close drops the socket, and `shut` waits until it is gone.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._sockets: list[Any] = []
-        self.data_started = False  # DATA was sent in the current transaction
-
-    def close(self) -> None:
-        """Drop the connection now (see the class docstring)."""
-        transport = self.transport
-        if transport is not None:
-            self._sockets.append(transport.get_extra_info("socket"))
-            cast(asyncio.Transport, transport).abort()
-        super().close()
-
-    async def shut(self) -> None:
-        """Close, then wait (a few loop turns) until every socket this client opened is closed."""
-        self.close()
-        for _ in range(_CLOSE_TURNS):
-            if all(sock is None or sock.fileno() == -1 for sock in self._sockets):
-                return
-            await asyncio.sleep(0)
-        log.warning("relay.socket_linger", sockets=len(self._sockets))
-
-
-RelayConnection = _Client  # an open, secured, authenticated connection (`SmtpRelay.connect`)
 
 
 def _session_refusal(exc: BaseException) -> BaseException:
@@ -423,21 +389,3 @@ def _session_refusal(exc: BaseException) -> BaseException:
     if isinstance(exc, PermanentDeliveryError):
         return RelayFaultError(exc.code, exc.detail)
     return exc
-
-
-async def _quit_quietly(client: aiosmtplib.SMTP) -> None:
-    """QUIT after a 250: the message is delivered whatever happens to the goodbye."""
-    try:
-        await client.quit()
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        log.debug("relay.quit_failed", error=redact(str(exc)))
-
-
-async def _reset_quietly(client: aiosmtplib.SMTP) -> None:
-    """RSET after refused recipients; the error that follows matters more than this one."""
-    if not client.is_connected:
-        return
-    try:
-        await client.rset()
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        log.debug("relay.rset_failed", error=redact(str(exc)))
