@@ -31,6 +31,9 @@ HELO = "router.test.example"
 
 Relay = tuple[Postfix, Dovecot]
 
+# Real servers and seconds each; one relay per module (and per worker).
+pytestmark = pytest.mark.slow
+
 
 def _wait_for(predicate: Callable[[], object], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
