@@ -29,7 +29,7 @@ log = structlog.get_logger(__name__)
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "router_console"
-SESSION_MAX_AGE = 12 * 3600  # a signed cookie is refused after this even if kept active
+SESSION_MAX_AGE = 12 * 3600  # the cookie's own expiry, renewed at each answer (see security.py)
 
 Handler = Callable[[Request, User], Awaitable[Response]]
 

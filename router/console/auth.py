@@ -107,7 +107,8 @@ class SignIn:
             log.warning("console_denied", user=email or "(no email claim)", reason="not allowed")
             return None, "Your account is not allowed to use this console."
         request.session.clear()
-        request.session.update({"user": email, "role": role.value, "seen": time.time()})
+        now = time.time()
+        request.session.update({"user": email, "role": role.value, "seen": now, "since": now})
         log.info("console_signed_in", user=email, role=role.value)
         return User(email, role), ""
 
@@ -122,8 +123,9 @@ class SignIn:
     def no_sign_in(self, request: Request) -> None:
         """ROUTER_CONSOLE_AUTH=none (loopback only): every visitor is an admin."""
         if "user" not in request.session:
+            now = time.time()
             request.session.update(
-                {"user": NO_SIGN_IN_USER, "role": Role.ADMIN.value, "seen": time.time()}
+                {"user": NO_SIGN_IN_USER, "role": Role.ADMIN.value, "seen": now, "since": now}
             )
 
 

@@ -59,7 +59,7 @@ def describe(checks: dict[str, dict[str, Any]]) -> list[Line]:
 
 
 def _reason(check: dict[str, Any]) -> str:
-    for key in ("reason", "error", "state", "last_error"):
+    for key in ("reason", "error", "probe_error", "last_error", "state"):
         if check.get(key):
             return str(check[key])
     if "failing" in check:

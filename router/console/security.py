@@ -94,12 +94,18 @@ async def checked_form(request: Request, *, max_part_size: int = 1024 * 1024) ->
     return form
 
 
+# However active, a session signs in again after this long.
+SESSION_LIFETIME_SECONDS = 12 * 3600
+
+
 def idle_expired(session: dict[str, Any], idle_seconds: float, now: float | None = None) -> bool:
-    """True when a signed-in session has been idle too long (it is then cleared); else the
-    session's last activity is now."""
+    """True when a signed-in session has been idle too long, or has lasted longer than
+    `SESSION_LIFETIME_SECONDS` (it is then cleared); else its last activity is now."""
     now = time.time() if now is None else now
-    seen = session.get("seen")
-    if "user" in session and isinstance(seen, int | float) and now - seen > idle_seconds:
+    seen, since = session.get("seen"), session.get("since")
+    idle = isinstance(seen, int | float) and now - seen > idle_seconds
+    old = isinstance(since, int | float) and now - since > SESSION_LIFETIME_SECONDS
+    if "user" in session and (idle or old):
         session.clear()
         return True
     if "user" in session:

@@ -12,7 +12,8 @@ async def test_viewer_signs_in_and_sees_the_overview_without_admin_actions(
     console_daemon: Any, browser: Any
 ) -> None:
     """A member of the viewers' group signs in, sees each check in words, and is offered no
-    Try a message form; every page passes axe-core."""
+    Try a message form; every page passes axe-core, forbids framing, inline script and
+    referrers, and the session cookie is HttpOnly, Secure and SameSite."""
     daemon = await console_daemon()
     url = daemon.settings.console_public_url
     page = await browser.new_page()
@@ -26,6 +27,14 @@ async def test_viewer_signs_in_and_sees_the_overview_without_admin_actions(
     assert "lewisham" in await page.inner_text("main")
     assert await page.locator("text=Try a message").count() == 0
     await assert_accessible(page)
+    headers = (await page.request.get(f"{url}/referrals")).headers
+    policy = headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self';" in policy
+    assert "unsafe-inline" not in policy
+    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["cache-control"] == "no-store"
+    [cookie] = [c for c in await page.context.cookies(url) if c["name"] == "router_console"]
+    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax"
 
 
 async def test_someone_outside_the_allowed_groups_is_refused(
@@ -72,37 +81,49 @@ async def test_session_past_its_idle_timeout_is_sent_back_to_sign_in(
     console_daemon: Any, browser: Any
 ) -> None:
     """A session unused for longer than the idle timeout is cleared and sent back to sign
-    in, told why; one used within it goes on."""
-    daemon = await console_daemon(console_idle_minutes=5)
+    in, told why; one used within it goes on, for twelve hours at most."""
+    daemon = await console_daemon(console_idle_minutes=90)
     url = daemon.settings.console_public_url
     page = await browser.new_page()
     await sign_in(page, url, "viewer")
     console = daemon.console.console
-    console.clock = lambda: time.time() + 4 * 60  # within the five minutes
+    console.clock = lambda: time.time() + 80 * 60  # within the ninety minutes
     await page.goto(f"{url}/referrals")
     assert page.url == f"{url}/referrals"
-    console.clock = lambda: time.time() + 10 * 60  # five minutes after that last use
+    console.clock = lambda: time.time() + 175 * 60  # ninety-five minutes after that use
     await page.goto(f"{url}/referrals")
     assert page.url == f"{url}/sign-in?expired=1"
     assert "signed out because you were inactive" in await page.inner_text("main")
     await assert_accessible(page)
     await page.goto(f"{url}/")
     assert page.url == f"{url}/sign-in"
+    console.clock = time.time
+    await sign_in(page, url, "viewer")  # however active, twelve hours is the most
+    for hours in range(1, 14):
+        console.clock = lambda hours=hours: time.time() + hours * 3600
+        await page.goto(f"{url}/referrals")
+        if page.url != f"{url}/referrals":
+            break
+    assert (hours, page.url) == (12, f"{url}/sign-in?expired=1")  # 11 hours still in
 
 
-async def test_pages_carry_the_security_headers(console_daemon: Any, browser: Any) -> None:
-    """Every page forbids framing, inline script and referrers; the session cookie is
-    HttpOnly, Secure and SameSite."""
-    daemon = await console_daemon()
+async def test_loopback_try_out_without_sign_in_says_why_a_router_is_not_ready(
+    console_daemon: Any, browser: Any
+) -> None:
+    """With ROUTER_CONSOLE_AUTH=none on loopback the console opens without signing in, and
+    a relay that refuses connections shows as "Relay not answering" with its reason."""
+    from tests.servers.smtp import free_port
+
+    daemon = await console_daemon(
+        console_auth="none", relay=f"smtp://127.0.0.1:{free_port()}", max_attempts=1
+    )
     url = daemon.settings.console_public_url
     page = await browser.new_page()
-    await sign_in(page, url, "viewer")
-    answer = await page.request.get(f"{url}/referrals")
-    headers = answer.headers
-    policy = headers["content-security-policy"]
-    assert "frame-ancestors 'none'" in policy and "script-src 'self';" in policy
-    assert "unsafe-inline" not in policy
-    assert headers["referrer-policy"] == "no-referrer"
-    assert headers["cache-control"] == "no-store"
-    [cookie] = [c for c in await page.context.cookies(url) if c["name"] == "router_console"]
-    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax"
+    await page.goto(f"{url}/")
+    assert page.url == f"{url}/"
+    text = await page.inner_text("main")
+    assert "Not ready" in text
+    [relay] = [line for line in text.splitlines() if line.startswith("Relay not answering")]
+    assert relay.startswith("Relay not answering: Error connecting to 127.0.0.1")
+    assert await page.locator("text=Sign out").count() == 0
+    await assert_accessible(page)
