@@ -1,7 +1,8 @@
 """The console's two actions, for admins: reprocess a quarantined referral, try a message.
 
-Each is recorded in the journal (`console_actions`) with who did it, and logged with who,
-what and the reference, never with anything of the referral or the message tried.
+A reprocess is recorded in the referral's audit trail with who did it; a dry run, which
+belongs to no referral, in the journal's `console_actions`. Both are logged with who, what and
+the reference, never with anything of the referral or the message tried.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class Actions:
         return self.console.render(request, "confirm.html", values)
 
     async def reprocess(self, request: Request, user: User) -> Response:
-        """Put the quarantined message back in the queue, record who did it, wake the router."""
+        """Put the quarantined message back in the queue, wake the router. The journal's
+        audit trail records who did it, in the same transaction."""
         await checked_form(request)
         reference = request.path_params["reference"]
         message_id = await self._quarantined(reference)
@@ -69,9 +71,6 @@ class Actions:
             self.context.journal.reprocess, message_id, by=f"{user.email} (console)"
         )
         result = "queued again" if queued else "refused: nothing to send again"
-        await asyncio.to_thread(
-            self.context.queries.record_action, user.email, REPROCESS, message_id, result
-        )
         log.info("console_action", user=user.email, action=REPROCESS, message=message_id,
                  reference=reference, result=result)  # fmt: skip
         if queued:

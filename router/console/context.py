@@ -53,6 +53,6 @@ def console_context(
         rules_loaded_at=rules_loaded_at,
         wake=wake,
         queries=queries,
-        trails=AuditTrailSource(journal, queries),
+        trails=AuditTrailSource(journal),
         statistics=ReportStatistics(journal, lambda: [area.id for area in rules().areas]),
     )

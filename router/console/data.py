@@ -1,36 +1,28 @@
-"""The console's contracts for a referral's trail and the statistics, and what serves them
-until the audit trail (`show`) and statistics (`report`) of issue 24 are in the journal.
+"""The console's view of a referral's trail and of the statistics, for its pages.
 
-`TrailSource` and `StatisticsSource` are what the pages need; `TableTrail` and
-`DecisionStatistics` build them from the journal's own tables (messages, decisions, outbox
-and the console's actions). When `router.commands.show` / `report` exist, adapters to them
-take their place in `router.console.context`.
+`TrailSource` and `StatisticsSource` are what the pages need; `AuditTrailSource` reads the
+audit trail (`Journal.audit_trail`, the events of `show`, in `show`'s words from
+`router.core.trail`, the referrer's address masked) and `ReportStatistics` the figures kept
+at decision time (`Journal.figures_between`, counted and written as csv as `report` does).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
-from router.core.redaction import redact
-from router.core.report import build_report
+from router.core.report import build_report, window
 from router.core.report_render import render_csv
 from router.core.trail import describe, masked
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-
-    from router.journal.console import ConsoleQueries
     from router.journal.protocol import Journal
 
 OUTCOMES = ("forward", "incomplete", "needs_review", "ignored")
-NO_AREA = "(no area)"
-SMALL = "<5"  # counts from 1 to 4, as official statistics show them
+BREAKDOWNS = ("by_month", "by_age", "by_gender", "by_sector")
+SMALL = "<5"  # how `report` shows counts from 1 to 4
 
 
 @dataclass(frozen=True)
@@ -54,7 +46,7 @@ class Statistics:
 
     report: dict[str, Any]
     csv: str
-    notes: list[str] = field(default_factory=list)  # what this source cannot give
+    notes: list[str] = field(default_factory=list)
 
 
 class StatisticsSource(Protocol):
@@ -71,129 +63,13 @@ def mask_address(address: str | None) -> str:
     return f"{local[:1]}•••@{domain}"
 
 
-def _recipients(kind: str, raw: str) -> str:
-    """Forwards and notices go to addresses the rules name; an acknowledgment goes to the
-    referrer, whose address is masked."""
-    addresses = json.loads(raw or "[]")
-    if kind == "ack":
-        addresses = [mask_address(address) for address in addresses]
-    return ", ".join(addresses) or "(address removed at the retention purge)"
-
-
-class TableTrail:
-    """A trail read from the journal's tables. See `TrailSource`."""
-
-    def __init__(self, queries: ConsoleQueries) -> None:
-        self._queries = queries
-
-    def trail(self, message_id: str) -> list[TrailEvent]:
-        """See `TrailSource.trail`."""
-        message, mails = self._queries.message_history(message_id)
-        if message is None:
-            return []
-        events = [TrailEvent(message["received_at"], "received", "stored in the journal")]
-        for row in self._queries.message_rows(message_id):
-            if row.outcome is not None and row.decided_at is not None:
-                missing = f"; missing {', '.join(row.missing)}" if row.missing else ""
-                area = row.area or "no area"
-                detail = f"{row.reference}: {row.outcome}, {area}{missing}. {row.reason}"
-                events.append(TrailEvent(row.decided_at, "decided", detail))
-        for mail in mails:
-            events += _mail_events(mail)
-        if message["state"] == "quarantined":
-            reason = redact(message["last_error"] or "(no reason recorded)")
-            at = message["decided_at"] or message["received_at"]
-            events.append(TrailEvent(at, "quarantined", reason))
-        if message["done_at"] is not None:
-            events.append(TrailEvent(message["done_at"], "done", "every mail settled"))
-        if message["purged_at"] is not None:
-            events.append(TrailEvent(message["purged_at"], "purged", "stored copies removed"))
-        for action in self._queries.actions(message_id):
-            detail = f"by {action.actor}: {action.result}"
-            events.append(TrailEvent(action.at, action.action, detail))
-        return sorted(events, key=lambda event: event.at)
-
-
-def _mail_events(mail: dict[str, Any]) -> list[TrailEvent]:
-    kind, to = mail["kind"], _recipients(mail["kind"], mail["recipients"])
-    events = [TrailEvent(mail["created_at"], "queued", f"{kind} to {to}")]
-    if mail["sent_at"] is not None:
-        events.append(TrailEvent(mail["sent_at"], "sent", f"{kind} accepted by the relay"))
-    if mail["state"] == "failed":
-        error = redact(mail["last_error"] or "refused")
-        events.append(TrailEvent(mail["created_at"], "failed", f"{kind}: {error}"))
-    if mail["bounced_at"] is not None:
-        events.append(TrailEvent(mail["bounced_at"], "bounced", f"{kind} bounced"))
-    return events
-
-
-def window(start: date, end: date) -> tuple[float, float]:
-    """Epoch seconds of `start` 00:00 UTC and of the day after `end`."""
-    first = datetime.combine(start, time(), UTC)
-    after = datetime.combine(end + timedelta(days=1), time(), UTC)
-    return first.timestamp(), after.timestamp()
-
-
-def shown(count: int, exact: bool) -> int | str:
-    """A count as published: 1 to 4 become `<5` unless `exact`."""
-    return SMALL if 1 <= count <= 4 and not exact else count
-
-
-class DecisionStatistics:
-    """Counts by area and outcome and by month from the decisions table. See
-    `StatisticsSource`. Age, gender, sector and time to forward need the statistics kept
-    at decision time (issue 24): until then they are left out, and `notes` says so."""
-
-    def __init__(self, queries: ConsoleQueries) -> None:
-        self._queries = queries
-
-    def report(self, start: date, end: date, *, exact: bool = False) -> Statistics:
-        """See `StatisticsSource.report`."""
-        rows = self._queries.decision_counts(*window(start, end))
-        areas: dict[str, Counter[str]] = {}
-        months: Counter[str] = Counter()
-        for row in rows:
-            areas.setdefault(row["area"] or NO_AREA, Counter())[row["outcome"]] += 1
-            months[f"{datetime.fromtimestamp(row['received_at'], UTC):%Y-%m}"] += 1
-        report: dict[str, Any] = {
-            "from": start.isoformat(),
-            "to": end.isoformat(),
-            "total": shown(len(rows), exact),
-            "by_area": {
-                area: {outcome: shown(counts[outcome], exact) for outcome in OUTCOMES}
-                for area, counts in sorted(areas.items())
-            },
-            "by_month": {month: shown(n, exact) for month, n in sorted(months.items())},
-        }
-        notes = [
-            "Age bands, gender, referring sector and time to forward are not kept by this"
-            " version of the router."
-        ]
-        return Statistics(report, report_csv(report), notes)
-
-
-def report_csv(report: dict[str, Any]) -> str:
-    """One row per count: breakdown, key, outcome (when by area), count."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["breakdown", "key", "outcome", "count"])
-    writer.writerow(["total", "", "", report["total"]])
-    for area, outcomes in report.get("by_area", {}).items():
-        for outcome, count in outcomes.items():
-            writer.writerow(["area", area, outcome, count])
-    for name in ("by_month", "by_age", "by_gender", "by_sector"):
-        for key, count in report.get(name, {}).items():
-            writer.writerow([name.removeprefix("by_"), key, "", count])
-    return out.getvalue()
-
-
 class AuditTrailSource:
-    """The journal's audit trail (`Journal.audit_trail`, the events of `show`) in words, the
-    referrer's address masked, with the console's own actions. See `TrailSource`."""
+    """The journal's audit trail in `show`'s words, the referrer's address masked. A
+    reprocess from the console is in it with who did it (`Journal.reprocess(by=...)`).
+    See `TrailSource`."""
 
-    def __init__(self, journal: Journal, queries: ConsoleQueries) -> None:
+    def __init__(self, journal: Journal) -> None:
         self._journal = journal
-        self._queries = queries
 
     def trail(self, message_id: str) -> list[TrailEvent]:
         """See `TrailSource.trail`."""
@@ -202,12 +78,7 @@ class AuditTrailSource:
             return []
         shown = [masked(event, mask_address) for event in found.events]
         decided = {event.reference: event.detail for event in shown if event.event == "decided"}
-        events = [TrailEvent(e.at, e.event, describe(e, decided)) for e in shown]
-        for action in self._queries.actions(message_id):
-            events.append(
-                TrailEvent(action.at, action.action, f"by {action.actor}: {action.result}")
-            )
-        return sorted(events, key=lambda event: event.at)
+        return [TrailEvent(e.at, e.event, describe(e, decided)) for e in shown]
 
 
 class ReportStatistics:

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from router.console import health
-from router.console.data import OUTCOMES
+from router.console.data import BREAKDOWNS, OUTCOMES, SMALL
 from router.core.rules.loader import RulesError, load_rules
 from router.journal.console import ReferralFilter
 
@@ -120,7 +120,7 @@ class Pages:
             "loaded_at": self.context.rules_loaded_at(),
             "problems": problems,
             "changed_on_disk": on_disk is not None and on_disk.version != rules.version,
-            "dry_runs": await asyncio.to_thread(self.context.queries.actions, None, 10),
+            "dry_runs": await asyncio.to_thread(self.context.queries.recent_actions, 10),
         }
         return self.console.render(request, "rules.html", values)
 
@@ -161,11 +161,16 @@ def _window(request: Request) -> tuple[date, date]:
     return start, end
 
 
-def _largest(report: dict[str, object]) -> int:
-    """The largest count in the month breakdown (the bars' full length)."""
-    months = report.get("by_month")
-    counts = [n for n in months.values() if isinstance(n, int)] if isinstance(months, dict) else []
-    return max([1, *counts])
+def _largest(report: dict[str, object]) -> dict[str, int]:
+    """Each breakdown's largest count (its bars' full length; `<5` is drawn as none)."""
+    largest = {}
+    for name in BREAKDOWNS:
+        counts = report.get(name)
+        values = (
+            [n for n in counts.values() if isinstance(n, int)] if isinstance(counts, dict) else []
+        )
+        largest[name] = max([1, *values])
+    return largest
 
 
 def _date(value: str | None) -> date | None:

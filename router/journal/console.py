@@ -1,9 +1,9 @@
 """What the operations console reads from the journal, and the actions it records.
 
 Read-only named queries over messages, decisions and the outbox, plus the `console_actions`
-table (migration 0050): who reprocessed a referral or made a dry run, and when. Rows handed
-out carry no form value, subject, body or file name; the referrer's address is masked by
-the console before it is shown.
+table (migration 0050): who made a dry run, and when (a reprocess is in the audit trail).
+Rows handed out carry no form value, subject, body or file name; the referrer's address is
+masked by the console before it is shown.
 """
 
 from __future__ import annotations
@@ -140,36 +140,12 @@ class ConsoleQueries:
         )
         return [_referral(row) for row in rows]
 
-    def message_history(self, message_id: str) -> tuple[Row | None, list[Row]]:
-        """The message's row (times, state, error) and its outbox rows (kind, recipients,
-        state, times, error), for a trail built from the tables themselves."""
-        message = self._journal.query(
-            "SELECT id, received_at, decided_at, done_at, settled, state, last_error, purged_at"
-            " FROM messages WHERE id = ?",
-            (message_id,),
-        )
-        mails = self._journal.query(
-            "SELECT reference, kind, recipients, state, attempts, created_at, sent_at,"
-            " bounced_at, last_error FROM outbox WHERE message_id = ? ORDER BY created_at, id",
-            (message_id,),
-        )
-        return (message[0] if message else None), mails
-
     def areas_seen(self) -> list[str]:
         """Every area a decision has named (for the filter)."""
         rows = self._journal.query(
             "SELECT DISTINCT area FROM decisions WHERE area IS NOT NULL ORDER BY area"
         )
         return [str(row["area"]) for row in rows]
-
-    def decision_counts(self, start: float, end: float) -> list[Row]:
-        """Decisions of messages received in [start, end): area, outcome, month, count."""
-        return self._journal.query(
-            "SELECT d.area, d.outcome, m.received_at FROM decisions d"
-            " JOIN messages m ON m.id = d.message_id"
-            " WHERE m.received_at >= ? AND m.received_at < ?",
-            (start, end),
-        )
 
     def record_action(self, actor: str, action: str, message_id: str | None, result: str) -> None:
         """Keep one console action (durably: it is the record of who did it)."""
@@ -180,24 +156,16 @@ class ConsoleQueries:
                 (secrets.token_hex(8), time.time(), actor, action, message_id, result),
             )
 
-    def actions(self, message_id: str | None = None, limit: int = 50) -> list[Action]:
-        """Console actions on one message, or (None) the latest of all, newest last."""
-        if message_id is None:
-            rows = self._journal.query(
-                "SELECT at, actor, action, message_id, result FROM console_actions"
-                " ORDER BY at DESC LIMIT ?",
-                (limit,),
-            )
-            rows.reverse()
-        else:
-            rows = self._journal.query(
-                "SELECT at, actor, action, message_id, result FROM console_actions"
-                " WHERE message_id = ? ORDER BY at",
-                (message_id,),
-            )
+    def recent_actions(self, limit: int = 10) -> list[Action]:
+        """The latest console actions (dry runs), oldest of them first."""
+        rows = self._journal.query(
+            "SELECT at, actor, action, message_id, result FROM console_actions"
+            " ORDER BY at DESC LIMIT ?",
+            (limit,),
+        )
         return [
             Action(row["at"], row["actor"], row["action"], row["message_id"], row["result"])
-            for row in rows
+            for row in reversed(rows)
         ]
 
 

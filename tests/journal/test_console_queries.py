@@ -6,8 +6,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from router.console.data import DecisionStatistics, TableTrail, mask_address
-from router.journal.console import ConsoleQueries, ReferralFilter
+from router.console.data import AuditTrailSource, ReportStatistics, mask_address
+from router.journal.console import ReferralFilter
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email
@@ -36,7 +36,7 @@ async def test_referrals_are_listed_filtered_and_paged_without_personal_data(
     ):
         await submit(daemon, raw)
         await daemon.run_once()
-    queries = ConsoleQueries(daemon.journal)
+    queries = daemon.journal.console_queries()
     rows, total = queries.referrals(ReferralFilter(), limit=10, offset=0)
     assert total == 3
     assert [row.outcome for row in rows] == ["needs_review", "incomplete", "forward"]
@@ -58,29 +58,38 @@ async def test_referrals_are_listed_filtered_and_paged_without_personal_data(
 
 
 async def test_overview_trail_and_statistics_count_what_happened(daemon_factory: Any) -> None:
-    """The overview counts today's decisions by outcome, the trail lists a forward's events
-    in order with the acknowledgment's address masked, and the statistics count it by area
-    and month (as <5 unless exact)."""
+    """The overview counts today's decisions by outcome, the trail tells a forward's events
+    in order in words with the acknowledgment's address masked, the statistics count it by
+    area and month (as <5 unless exact) with the same csv as `report`, and a dry run is
+    kept with who made it."""
     daemon = await daemon_factory()
     await submit(daemon, _referral())
     await daemon.run_once()
-    queries = ConsoleQueries(daemon.journal)
+    queries = daemon.journal.console_queries()
     overview = queries.overview(time.time() - 3600, time.time() - 7200)
     assert overview.outcomes_today == {"forward": 1} and overview.quarantined == 0
-    [message_id] = [row["id"] for row in daemon.journal.query("SELECT id FROM messages")]
-    queries.record_action("it-admin@council.example", "reprocess", message_id, "queued again")
-    events = TableTrail(queries).trail(message_id)
+    [message_id] = [
+        row.message_id for row in queries.referrals(ReferralFilter(), limit=5, offset=0)[0]
+    ]
+    events = AuditTrailSource(daemon.journal).trail(message_id)
     names = [event.event for event in events]
     assert names[:2] == ["received", "decided"] and names.count("sent") == 2
-    assert "reprocess" in names
     text = " ".join(event.detail for event in events)
     assert "t•••@school.example" in text and "teacher@school.example" not in text
-    assert "by it-admin@council.example: queued again" in text
+    assert "forwarded to preventreferrals@met.pnn.police.uk, cc" in text
     day = datetime.now(UTC).date()
-    stats = DecisionStatistics(queries)
+    stats = ReportStatistics(daemon.journal, lambda: ("lewisham", "kingston"))
     assert stats.report(day, day).report["by_area"]["lewisham"]["forward"] == "<5"
     assert stats.report(day, day, exact=True).report["by_area"]["lewisham"]["forward"] == 1
-    assert "area,lewisham,forward,<5" in stats.report(day, day).csv
+    assert "by_area,kingston,forward,0" in stats.report(day, day).csv
+    assert "by_area,lewisham,forward,<5" in stats.report(day, day).csv
+    queries.record_action("it-admin@council.example", "dry_run", None, "forward")
+    [action] = queries.recent_actions()
+    assert (action.actor, action.action, action.result) == (
+        "it-admin@council.example",
+        "dry_run",
+        "forward",
+    )
 
 
 def test_addresses_are_masked_to_their_first_letter_and_domain() -> None:
