@@ -162,14 +162,14 @@ def _window(request: Request) -> tuple[date, date]:
 
 
 def _largest(report: dict[str, object]) -> dict[str, int]:
-    """Each breakdown's largest count (its bars' full length; `<5` is drawn as none)."""
+    """Each breakdown's bars' full length: its largest count, at least 5 when a count is
+    shown as `<5` (drawn half way to 5, which says no more than the text)."""
     largest = {}
     for name in BREAKDOWNS:
         counts = report.get(name)
-        values = (
-            [n for n in counts.values() if isinstance(n, int)] if isinstance(counts, dict) else []
-        )
-        largest[name] = max([1, *values])
+        values = list(counts.values()) if isinstance(counts, dict) else []
+        floor = 5 if SMALL in values else 1
+        largest[name] = max([floor, *(n for n in values if isinstance(n, int))])
     return largest
 
 
