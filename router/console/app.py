@@ -116,6 +116,8 @@ class Console:
 
     async def error(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 500:
+            log.error("console_page_failed", path=request.url.path, error=type(exc).__name__)
         detail = exc.detail if isinstance(exc, HTTPException) else "Something went wrong."
         if status == 404:
             detail = "Page not found."

@@ -76,7 +76,8 @@ async def this_node(name: str, http_bind: tuple[str, int] | None) -> NodeHealth:
         line = Line(False, "Readiness not known", "the health endpoint is off (ROUTER_HTTP)")
         return NodeHealth(name, None, [line])
     host, port = http_bind
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 (a wildcard bind)
+    wildcard = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}  # noqa: S104
+    host = wildcard.get(host, host)
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/readyz"
     try:
         async with httpx2.AsyncClient(timeout=READYZ_TIMEOUT_SECONDS) as client:

@@ -62,6 +62,7 @@ class ConsoleServer:
             proxy_headers=True,
             server_header=False,
             lifespan="off",
+            timeout_graceful_shutdown=3,  # SIGTERM stops the router within 10 s
         )
         self.server = uvicorn.Server(config)
         self.host, self.requested_port = host, port
