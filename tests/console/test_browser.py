@@ -24,7 +24,9 @@ async def test_viewer_signs_in_and_sees_the_overview_without_admin_actions(
     assert "coordinator@council.example (viewer)" in await page.inner_text("header")
     await assert_accessible(page)
     await page.goto(f"{url}/rules")
-    assert "lewisham" in await page.inner_text("main")
+    rules = await page.inner_text("main")
+    assert "lewisham" in rules and "preventreferrals@met.pnn.police.uk" in rules
+    assert "nhs.net" in rules  # the referring sectors' domains
     assert await page.locator("text=Try a message").count() == 0
     await assert_accessible(page)
     headers = (await page.request.get(f"{url}/referrals")).headers
