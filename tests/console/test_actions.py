@@ -105,7 +105,8 @@ async def test_statistics_show_the_window_and_download_as_csv(
     console_daemon: Any, browser: Any, smtp_capture: Any
 ) -> None:
     """After a forwarded referral, the statistics page counts it (as <5) for Lewisham, the
-    csv download says the same as `report --format csv`, and no page shows personal data."""
+    csv download says the same as `report --format csv`, the referrals list finds it by
+    outcome and area, and no page shows personal data."""
     relay = smtp_capture()
     daemon = await console_daemon(relay=relay.url)
     await submit(daemon, referral(), sender=SENDER)
@@ -124,3 +125,12 @@ async def test_statistics_show_the_window_and_download_as_csv(
     download = await download_info.value
     rows = list(csv.reader(io.StringIO((await download.path()).read_text("utf-8"))))
     assert ["by_area", "lewisham", "forward", "<5"] in rows
+    await page.goto(f"{url}/referrals")
+    await page.select_option("#outcome", "incomplete")
+    await page.get_by_role("button", name="Filter").click()
+    assert "0 found." in await page.inner_text("main")
+    await page.select_option("#outcome", "forward")
+    await page.select_option("#area", "lewisham")
+    await page.get_by_role("button", name="Filter").click()
+    assert "1 found." in await page.inner_text("main")
+    assert "t•••@school.example" in await page.inner_text("tbody")

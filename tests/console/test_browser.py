@@ -17,6 +17,8 @@ async def test_viewer_signs_in_and_sees_the_overview_without_admin_actions(
     daemon = await console_daemon()
     url = daemon.settings.console_public_url
     page = await browser.new_page()
+    await page.goto(f"{url}/sign-in")
+    await assert_accessible(page)
     await sign_in(page, url, "viewer")
     assert page.url == f"{url}/"
     text = await page.inner_text("main")
@@ -77,6 +79,9 @@ async def test_post_without_csrf_token_is_refused_and_viewer_cannot_act(
     assert answer.status == 403
     answer = await viewer.request.get(f"{url}/referrals/PR-20260101-00000000-1/reprocess")
     assert answer.status == 403
+    await viewer.goto(f"{url}/referrals/PR-20260101-00000000-1")
+    assert "Page not found" in await viewer.inner_text("h1")
+    await assert_accessible(viewer)
 
 
 async def test_session_past_its_idle_timeout_is_sent_back_to_sign_in(
