@@ -23,7 +23,7 @@ from starlette.templating import Jinja2Templates
 from router.console.auth import SignIn, User, current_user
 from router.console.context import ConsoleContext
 from router.console.data import mask_address
-from router.console.security import SecurityHeaders, csrf_token, idle_expired
+from router.console.security import SecurityHeaders, checked_form, csrf_token, idle_expired
 
 log = structlog.get_logger(__name__)
 
@@ -109,8 +109,6 @@ class Console:
         return RedirectResponse("/", status_code=303)
 
     async def sign_out(self, request: Request) -> Response:
-        from router.console.security import checked_form
-
         await checked_form(request)
         return self.sign_in.sign_out(request)
 
