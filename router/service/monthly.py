@@ -16,8 +16,7 @@ from datetime import UTC, date, datetime
 
 import structlog
 
-from router.core.report import Report, build_report, previous_month, window
-from router.core.report_mail import compose_report_mail
+from router.core.report import build_report, previous_month, window
 from router.journal.protocol import Journal
 from router.send.relay import DeliveryError, Relay
 from router.settings import Settings
@@ -59,9 +58,18 @@ class MonthlyReport:
             return None
         return previous_month(today)
 
-    def _report(self, start: date, end: date) -> Report:
+    def _report_mail(self, start: date, end: date) -> tuple[bytes, int]:
+        """The month's report as a mail, and how many decisions it counts (built in a thread:
+        counting and charts take CPU)."""
+        # pygal (and lxml) load only when a report is mailed: the daemon starts without them.
+        from router.core.report_mail import compose_report_mail
+
         decisions = self.journal.figures_between(*window(start, end))
-        return build_report(decisions, start, end, areas=tuple(self.areas()))
+        report = build_report(decisions, start, end, areas=tuple(self.areas()))
+        data = compose_report_mail(
+            report, sender=self.settings.from_address, recipients=self.settings.report_recipients
+        )
+        return data, report.total
 
     async def run_once(self) -> bool:
         """Send the due report if no router has; True when this call sent it."""
@@ -74,9 +82,8 @@ class MonthlyReport:
             return False
         if not await asyncio.to_thread(self.journal.claim_report_month, month, CLAIM_SECONDS):
             return False  # another router is sending it
-        report = await asyncio.to_thread(self._report, start, end)
+        data, total = await asyncio.to_thread(self._report_mail, start, end)
         recipients = self.settings.report_recipients
-        data = compose_report_mail(report, sender=self.settings.from_address, recipients=recipients)
         try:
             reply = await self.relay.send(
                 data, sender=self.settings.from_address, recipients=recipients
@@ -87,5 +94,5 @@ class MonthlyReport:
             self._next_try = self.clock() + RETRY_SECONDS
             return False
         await asyncio.to_thread(self.journal.mark_report_sent, month, reply)
-        log.info("report_sent", month=month, recipients=len(recipients), decisions=report.total)
+        log.info("report_sent", month=month, recipients=len(recipients), decisions=total)
         return True
