@@ -6,10 +6,10 @@ SPEC sections 3 and 4: which outcome, which area, and which rule-named addresses
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 
+from router.core.dates import parse_date
 from router.core.forms.fields import field_wording, missing_fields
 from router.core.mail.parse import ParsedMessage
 from router.core.rules.matcher import AreaMatcher, extract_postcode
@@ -231,50 +231,6 @@ class RoutingEngine:
     def _is_placeholder(self, value: str) -> bool:
         placeholders = {p.strip().lower() for p in self.rules.forms.placeholders}
         return value.strip().lower() in placeholders
-
-
-_MONTHS = {
-    name: number
-    for number, names in enumerate(
-        [
-            ("jan", "january"),
-            ("feb", "february"),
-            ("mar", "march"),
-            ("apr", "april"),
-            ("may",),
-            ("jun", "june"),
-            ("jul", "july"),
-            ("aug", "august"),
-            ("sep", "sept", "september"),
-            ("oct", "october"),
-            ("nov", "november"),
-            ("dec", "december"),
-        ],
-        start=1,
-    )
-    for name in names
-}
-
-
-def parse_date(text: str) -> date | None:
-    """Read a date of birth as UK forms write it (day first), or ISO `YYYY-MM-DD`."""
-    text = text.strip().lower()
-    iso = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", text)
-    numeric = re.fullmatch(r"(\d{1,2})[/.\- ](\d{1,2})[/.\- ](\d{2}|\d{4})", text)
-    words = re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th)?\s+([a-z]+)\.?,?\s+(\d{4})", text)
-    try:
-        if iso:
-            return date(int(iso[1]), int(iso[2]), int(iso[3]))
-        if numeric:
-            year = int(numeric[3])
-            if year < 100:
-                year += 2000 if year <= date.today().year % 100 else 1900
-            return date(year, int(numeric[2]), int(numeric[1]))
-        if words and words[2] in _MONTHS:
-            return date(int(words[3]), _MONTHS[words[2]], int(words[1]))
-    except ValueError:
-        return None
-    return None
 
 
 def _unique(addresses: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from router.core.dates import parse_date
 from router.core.rules.model import Rules
 from router.models import Decision
 
@@ -39,27 +40,6 @@ SECTORS = (
 )
 # (upper bound of the age, band): the first bound the age is at most.
 _BAND_LIMITS = ((10, 0), (15, 1), (17, 2), (20, 3), (30, 4), (40, 5), (50, 6), (60, 7))
-_MONTHS = {
-    name: number
-    for number, names in enumerate(
-        (
-            ("jan", "january"),
-            ("feb", "february"),
-            ("mar", "march"),
-            ("apr", "april"),
-            ("may",),
-            ("jun", "june"),
-            ("jul", "july"),
-            ("aug", "august"),
-            ("sep", "sept", "september"),
-            ("oct", "october"),
-            ("nov", "november"),
-            ("dec", "december"),
-        ),
-        start=1,
-    )
-    for name in names
-}
 _MALE = {"male", "m", "man", "boy"}
 _FEMALE = {"female", "f", "woman", "girl"}
 _UNKNOWN = {"", "unknown", "not known", "n/a", "na", "none", "-", "?", "tbc", "prefer not to say"}
@@ -101,28 +81,6 @@ def age_band(dob: str | None, on: date) -> str:
         if age <= limit:
             return AGE_BANDS[band]
     return "61 and over"
-
-
-def parse_date(text: str) -> date | None:
-    """A date written day first (UK forms) or ISO; None when it is not one."""
-    text = text.strip().lower()
-    parts = re.findall(r"[0-9]+|[a-z]+", text)
-    try:
-        if re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", text):
-            year, month, day = (int(p) for p in parts)
-        elif len(parts) == 3 and parts[1] in _MONTHS:
-            day, month, year = int(parts[0]), _MONTHS[parts[1]], int(parts[2])
-        elif len(parts) == 4 and parts[2] in _MONTHS:  # 1st February 2001
-            day, month, year = int(parts[0]), _MONTHS[parts[2]], int(parts[3])
-        elif len(parts) == 3 and all(p.isdigit() for p in parts):
-            day, month, year = (int(p) for p in parts)
-        else:
-            return None
-        if year < 100:  # 01/02/09: the most recent such year not in the future
-            year += 2000 if 2000 + year <= datetime.now(UTC).year else 1900
-        return date(year, month, day)
-    except (ValueError, KeyError):
-        return None
 
 
 def gender(text: str | None) -> str:
