@@ -1,8 +1,9 @@
 """Microsoft Graph over HTTP, shared by the graph:// inbox and relay: one request at a time,
 with its bearer token, its mailbox's throttling gate, and Graph's errors made into values.
 
-httpx's async client is used directly: the router needs six endpoints, and the Graph SDK (with
-its generated models for every Graph resource) would be a much larger dependency for them.
+httpx2's async client (httpx's successor, which Authlib uses too) is used directly: the router
+needs six endpoints, and the Graph SDK (with its generated models for every Graph resource)
+would be a much larger dependency for them.
 
 Every request:
 
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx
+import httpx2 as httpx  # httpx2: the maintained successor, also what Authlib uses
 import structlog
 
 from router.oauth.base import TokenSource
