@@ -39,6 +39,7 @@ def _assert_consistent(journal: Journal) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # six kills and restarts, each starting a worker again
 def test_a_killed_daemon_leaves_no_change_without_its_event(
     served: Callable[[], Served], monkeypatch: pytest.MonkeyPatch
 ) -> None:

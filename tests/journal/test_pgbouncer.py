@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from router.journal.migrations import latest_version, migrations
+from router.send.sender import SENDERS
 from tests.conftest import ROOT
 from tests.journal.test_two_nodes import (
     _assert_one_outcome_each,
@@ -113,7 +114,8 @@ def test_two_nodes_through_a_transaction_pooler_survive_a_kill(  # type: ignore[
     assert acknowledged == {f"teacher{n}@school.example" for n in range(total)}
     _assert_one_outcome_each(postgres_url, total)
     forwards, _ = _wait_for_all(nodes.relay, total, seconds=1)
-    assert sum(count - 1 for count in forwards.values()) <= 1
+    # The promise after a kill: up to one duplicate per concurrent sender of the killed node.
+    assert sum(count - 1 for count in forwards.values()) <= SENDERS
     mixups = _SESSION_MIXUPS.findall(postgres_server.log[log_before:])
     assert not mixups, mixups
     print(
