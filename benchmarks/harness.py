@@ -268,6 +268,16 @@ class RouterProcess:
             raise RuntimeError(f"daemon exited with {status}; see {self.log_path}")
         return time.perf_counter() - started
 
+    def kill(self) -> None:
+        """SIGKILL the daemon and its worker (a failed run), and print the end of its log."""
+        assert self.process is not None
+        for pid in [*_descendants(self.process.pid), self.process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(30)
+        tail = self.log_path.read_text(errors="replace").splitlines()[-40:]
+        print("\n".join(["--- end of the daemon's log:", *tail]), file=sys.stderr)
+
     def cpu_seconds(self) -> float:
         """CPU time (user + system) used so far by the daemon and its live descendants."""
         assert self.process is not None

@@ -118,6 +118,22 @@ async def _live(
     daemon idle meanwhile), so that each burst is compared with the machine as it was then."""
     daemon = RouterProcess(workdir / "live", capture.port, workdir / "live.log")
     daemon.start()
+    try:
+        return await _measure_live(args, daemon, capture, variants, results, bare_work, pers)
+    except BaseException:
+        daemon.kill()  # a failed run leaves no daemon behind; its log says what it did
+        raise
+
+
+async def _measure_live(
+    args: argparse.Namespace,
+    daemon: RouterProcess,
+    capture: TimedCapture,
+    variants: list[bytes],
+    results: Results,
+    bare_work: list[BareWork],
+    pers: list[float],
+) -> list[Row]:
     ready = await asyncio.to_thread(daemon.wait_ready)
     rows: list[Row] = [("", ""), ("LIVE: `serve` process, SMTP inbox -> SMTP relay", "")]
     rows.append(("start-up to /readyz 200", f"{ready:.2f} s"))
