@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -21,10 +20,8 @@ from router.decide.decider import Pipeline
 from router.decide.worker import AnalysisSandbox
 from router.journal.files import ensure_dir
 from router.journal.opener import open_journal
-from router.journal.orphans import ORPHAN_GRACE_SECONDS, remove_orphans
 from router.journal.owner import OwnerLock, StateDirInUse
 from router.journal.records import Gauges, JournalUnavailable
-from router.journal.sqlite import SqliteJournal
 from router.logs import log_loop_exception
 from router.metrics import Metrics
 from router.oauth.sources import OAuthSources
@@ -37,6 +34,7 @@ from router.service.graph_wiring import GraphWiring
 from router.service.http import OpsServer
 from router.service.monthly import MonthlyReport
 from router.service.reload import RulesWatcher
+from router.service.retention import RetentionKeeper
 from router.service.stages import Stages
 from router.service.supervise import Supervisor
 from router.settings import Settings
@@ -47,7 +45,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _IDLE_WAKE_SECONDS = 30.0
-_PURGE_EVERY_SECONDS = 3600.0
 _HOUSEKEEPING_SECONDS = 1.0  # a burst's finished messages are looked at once a second
 
 
@@ -120,7 +117,7 @@ class Daemon:
         self.settle_request: Callable[[], None] | None = None  # an IMAP inbox's settle request
         self.supervisor = Supervisor(self.metrics, self.stop_event)
         self._tasks: list[asyncio.Task[None]] = []
-        self._last_purge = 0.0
+        self.retention = RetentionKeeper(self.journal, settings.retention_days)
         # --- operations (router/service/http.py, router/service/reload.py) ---
         self.relay_probe = RelayProbe(self.relay)  # is the relay usable? checked at start
         self.http: OpsServer | None = None
@@ -179,7 +176,7 @@ class Daemon:
             ValueError: the listener's settings are unsafe or unreadable (TLS, allow-list).
         """
         self.journal.start_heartbeat()
-        self._remove_orphans(time.time())  # nothing is being stored yet: every orphan is one
+        self.retention.remove_orphans(time.time())  # nothing is stored yet: every orphan is one
         self.sandbox.start(self.pipeline.engine)  # warm, off the event loop: /readyz does not wait
         await self._start_operations()
         endpoint = self.settings.inbox_endpoint
@@ -310,7 +307,7 @@ class Daemon:
             self.stages.finished.clear()
             # In a thread: a query waits for the journal's lock while a commit holds it.
             await asyncio.to_thread(self._update_gauges)
-            await asyncio.to_thread(self._maybe_purge)
+            await asyncio.to_thread(self.retention.maybe_purge)
             await self.monthly.run_once()
             await self.backfill.run_once()  # figures of decisions made before they were kept
             self.supervisor.ok("housekeeping")
@@ -325,18 +322,6 @@ class Daemon:
         self.metrics.oldest_undelivered.set(0 if oldest is None else now - oldest)
         self.metrics.oldest_undecided.set(0 if undecided is None else max(0.0, now - undecided))
 
-    def _remove_orphans(self, older_than: float) -> None:
-        """Delete stored files that no journal row names (left by a crash or a failed store)."""
-        if not isinstance(self.journal, SqliteJournal):
-            return  # PostgreSQL keeps the bytes in the row's transaction: no orphans
-        try:
-            removed = remove_orphans(self.journal, older_than=older_than)
-        except (OSError, sqlite3.Error) as exc:  # housekeeping: try again at the next purge
-            log.warning("orphans_not_removed", error=type(exc).__name__)
-            return
-        if removed:
-            log.info("orphans_removed", files=removed)
-
     def _update_node_gauges(self, gauges: Gauges) -> None:
         """What this node holds (several routers on one journal): labelled with its name."""
         node = self.journal.node
@@ -345,16 +330,6 @@ class Daemon:
         self.metrics.claims.labels(node, "mail").set(gauges.held_mail)
         watching = bool(getattr(self.inbox, "holding", False))  # an IMAP mailbox lease
         self.metrics.watching.labels(node).set(1 if watching else 0)
-
-    def _maybe_purge(self) -> None:
-        now = time.time()
-        if now - self._last_purge < _PURGE_EVERY_SECONDS:
-            return
-        self._last_purge = now
-        purged = self.journal.purge(now - self.settings.retention_days * 86400)
-        if purged:
-            log.info("purged", messages=purged, retention_days=self.settings.retention_days)
-        self._remove_orphans(now - ORPHAN_GRACE_SECONDS)
 
     async def close(self) -> None:
         """Stop intake, let in-flight work end (bounded), release everything."""

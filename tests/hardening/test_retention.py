@@ -117,7 +117,7 @@ async def test_retention_removes_old_orphans_and_keeps_young_ones(daemon_factory
     young.write_bytes(b"x")
     os.utime(stored, (old, old))  # old, but it has its row
 
-    daemon._maybe_purge()
+    daemon.retention.maybe_purge()
     assert [path.exists() for path in orphans] == [False, False, False]
     assert young.exists() and stored.exists()
 
