@@ -26,6 +26,10 @@ class ReadingOverrun(BaseException):
 
 
 _armed = False
+# After the budget is spent the timer fires again at this interval of processor time: an
+# exception raised where Python ignores exceptions (a `__del__`, a garbage-collector
+# callback) is lost, and the next one lands in the reader.
+_REPEAT_SECONDS = 0.05
 
 
 def _overrun(signum: int, frame: FrameType | None) -> None:
@@ -42,7 +46,7 @@ def cpu_budget(seconds: float) -> Iterator[None]:
         return
     previous = signal.signal(signal.SIGPROF, _overrun)
     _armed = True
-    signal.setitimer(signal.ITIMER_PROF, seconds)
+    signal.setitimer(signal.ITIMER_PROF, seconds, _REPEAT_SECONDS)
     try:
         yield
     finally:
