@@ -146,8 +146,8 @@ async def _measure_live(
     worker = daemon.worker_pid()
     if worker is not None:
         os.kill(worker, signal.SIGKILL)
-        # Sent once the worker is gone from the process table: a message handed to a worker
-        # killed a moment before its exit is seen goes to review (see docs/benchmarks.md).
+        # Sent once the worker is gone from the process table, as in the runs recorded in
+        # docs/benchmarks.md (a message sent sooner is read by the replacement too).
         await asyncio.to_thread(_until_gone, worker)
         replaced = await _first(daemon, capture, one_by_one[0])
         rows.append(("first referral after the worker was killed", f"{replaced * 1000:.0f} ms"))

@@ -49,6 +49,10 @@ _WARM_FROM = "warm-up@router.invalid"
 _START_SECONDS = 30.0  # how long an analysis waits for a new worker before submitting anyway
 
 
+class _WorkerDied(Exception):
+    """The worker died while it held a message: tried once more on the replacement."""
+
+
 @dataclass(frozen=True)
 class Worked:
     """What the worker returns for one email: the analysis (attachment bytes left out) and
@@ -289,17 +293,23 @@ class AnalysisSandbox:
             tuple(trusted_authserv_ids),
         )
         self._engine = engine
+        deaths_left = 1  # a worker that dies under a message: once on the next, then failed
         async with self._slots:
             while True:  # again each time the worker is discarded before it takes it up
                 done = asyncio.Event()
                 try:
-                    worked = await self._run(task, done)
+                    worked = await self._run(task, done, retry_if_died=deaths_left > 0)
+                except _WorkerDied:
+                    deaths_left -= 1
+                    continue
                 finally:
                     done.set()
                 if worked is not None:
                     return worked
 
-    async def _run(self, task: Callable[[], Worked], done: asyncio.Event) -> Worked | None:
+    async def _run(
+        self, task: Callable[[], Worked], done: asyncio.Event, *, retry_if_died: bool = False
+    ) -> Worked | None:
         """Hand one task to the worker and wait for it under the time limit, which starts
         when the task ahead of it (the worker reads one at a time, in order) is done.
 
@@ -341,6 +351,12 @@ class AnalysisSandbox:
             raise AnalysisFailed("reading the message ran out of memory") from None
         except BrokenProcessPool:
             self._replace_if(generation)
+            if retry_if_died:
+                # A worker killed (out of memory, by an admin) a moment before this message
+                # was handed over, its death not yet seen, fails it too: the message is
+                # tried once on the replacement. One that kills that one too is failed.
+                log.warning("sandbox_worker_died_under_message", retried=True)
+                raise _WorkerDied from None
             raise AnalysisFailed("the reader process died") from None
 
     def _replace_if(self, generation: int) -> None:

@@ -91,6 +91,17 @@ async def test_worker_killed_while_idle_is_replaced(sandbox, engine) -> None:  #
     assert worker not in sandbox.worker_pids()
 
 
+async def test_worker_killed_just_before_a_message_does_not_fail_it(sandbox, engine) -> None:  # type: ignore[no-untyped-def]
+    """A message handed over the moment after its worker was killed, before anything has
+    seen the death, is read by the replacement worker, not sent to review."""
+    for _ in range(3):
+        await _analyse(sandbox, engine, REFERRAL)
+        [worker] = sandbox.worker_pids()
+        os.kill(worker, signal.SIGKILL)
+        analysis = await _analyse(sandbox, engine, REFERRAL)  # no wait for the death
+        assert analysis.decisions[0].outcome == "forward"
+
+
 async def test_memory_bound_holds_a_decompression_bomb(engine) -> None:  # type: ignore[no-untyped-def]
     """Under a tight address-space limit a PDF bomb ends as a review reading or a failure."""
     box = AnalysisSandbox(timeout=30, memory_bytes=64 * 1024 * 1024)
