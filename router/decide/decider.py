@@ -10,7 +10,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import structlog
 
@@ -42,11 +42,20 @@ from router.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-# A message whose processing crashed this many times is quarantined (crash loops included:
-# an attempt is counted before it starts).
+# A message whose processing failed this many times is quarantined. Crash loops included: an
+# attempt is counted before the daemon itself handles what the worker read of it (see
+# `Journal.count_attempt`); a daemon killed while the message was in the worker does not count.
 MAX_PROCESS_ATTEMPTS = 3
 _DECIDE_BATCH = 4
 _OVERLAP = 6  # messages being decided at once (one in the worker, the others claimed or recording)
+
+
+@dataclass
+class _Attempt:
+    """One try at deciding a stored message; `count` once it was counted in the journal."""
+
+    stored: StoredMessage
+    count: int | None = None
 
 
 class Pipeline:
@@ -111,8 +120,9 @@ class Pipeline:
     async def _process_counted(self, stored: StoredMessage, on_recorded: Callable[[], None]) -> int:
         """Process one message; 1 when it was decided or quarantined, 0 when it failed this
         round. A failure of the journal or the disk is raised, for the supervisor."""
+        attempt = _Attempt(stored)
         try:
-            await self.process(stored, on_recorded)
+            await self._decide(attempt, on_recorded)
         except Exception as exc:
             if is_environmental(exc):
                 # The journal or the disk failed, not this message: the attempt does not
@@ -122,19 +132,25 @@ class Pipeline:
             self._failed_this_round.add(stored.id)
             error = f"{type(exc).__name__}: {exc}"[:500]
             log.error("processing_failed", message=stored.id, error=type(exc).__name__)
-            if stored.attempts + 1 >= MAX_PROCESS_ATTEMPTS:
+            if attempt.count is None:  # it failed before the daemon handled its contents
+                await self._count(attempt)
+            assert attempt.count is not None
+            if attempt.count >= MAX_PROCESS_ATTEMPTS:
                 await asyncio.to_thread(self.quarantine, stored, error, summary=type(exc).__name__)
                 return 1
             return 0
         return 1
 
     def _give_back_attempt(self, stored: StoredMessage) -> None:
-        """Undo `claim`'s count for an attempt cut short (if the claim was recorded)."""
+        """Undo `count_attempt`'s count for an attempt cut short (if it was counted)."""
         try:
             self.journal.give_back_attempt(stored.id, stored.attempts)
         except (OSError, sqlite3.Error, JournalUnavailable) as exc:
             # Still failing: the attempt stays counted.
             log.warning("attempt_not_returned", message=stored.id, error=type(exc).__name__)
+
+    async def _count(self, attempt: _Attempt) -> None:
+        attempt.count = await asyncio.to_thread(self.journal.count_attempt, attempt.stored.id)
 
     async def process(
         self, stored: StoredMessage, on_recorded: Callable[[], None] = lambda: None
@@ -144,21 +160,26 @@ class Pipeline:
         The journal's durable writes (claim, record) run in a thread, so the event loop
         keeps serving intake, delivery and /healthz while they wait for the disk.
         """
+        await self._decide(_Attempt(stored), on_recorded)
+
+    async def _decide(self, attempt: _Attempt, on_recorded: Callable[[], None]) -> None:
+        stored = attempt.stored
         started = time.monotonic()
-        # An attempt is counted as the message is handed to a worker that is up, and only
-        # as many are handed over as the worker takes at once: a crash (or a restart while
-        # the worker starts) does not count against the messages merely waiting their turn.
+        # The message is claimed as it is handed to a worker that is up, and only as many
+        # are handed over as the worker takes at once. Its attempt is counted when the
+        # worker is done with it (`_work`): a kill of the daemon (or a restart while the
+        # worker starts) does not count against the messages in the worker or waiting.
         async with self._analysing:
             await self.sandbox.ready()
             attempts, raw = await asyncio.to_thread(self._claim, stored)
-            if attempts > MAX_PROCESS_ATTEMPTS:
+            if attempts >= MAX_PROCESS_ATTEMPTS:
                 await asyncio.to_thread(
-                    self.quarantine, stored, f"processing was interrupted {attempts - 1} times"
+                    self.quarantine, stored, f"processing was interrupted {attempts} times"
                 )
                 return
             if raw is None:
                 raise LookupError("the stored copy of the message is missing")
-            worked = await self._work(stored, raw)
+            worked = await self._work(attempt, raw)
         analysis = worked.analysis
         records = await asyncio.to_thread(self._record, stored, worked)
         on_recorded()  # its mail can go now, before the rest of the batch is decided
@@ -179,9 +200,9 @@ class Pipeline:
             )
 
     def _claim(self, stored: StoredMessage) -> tuple[int, bytes | None]:
-        """Count an attempt at a message and read its bytes (one trip to the journal)."""
+        """Take a message for this node and read its bytes, unless its attempts are spent."""
         attempts = self.journal.claim(stored.id)
-        if attempts > MAX_PROCESS_ATTEMPTS:
+        if attempts >= MAX_PROCESS_ATTEMPTS:
             return attempts, None
         return attempts, self.journal.raw_message(stored.id)
 
@@ -204,9 +225,11 @@ class Pipeline:
         )
         return records
 
-    async def _work(self, stored: StoredMessage, raw: bytes) -> Worked:
+    async def _work(self, attempt: _Attempt, raw: bytes) -> Worked:
         """Analyse in the sandbox; a message it cannot read still gets a review decision,
-        with the original attached as a file (encoded in a thread, never parsed here)."""
+        with the original attached as a file (encoded in a thread, never parsed here). The
+        attempt is counted before the daemon handles anything of the message itself."""
+        stored = attempt.stored
         envelope = stored.envelope_rcpts
         reason: str | None = None
         if stored.oversize:
@@ -214,8 +237,9 @@ class Pipeline:
                 f"message too large to download ({stored.size} bytes); it is still in the inbox"
             )
         else:
+            log.debug("analysing", message=stored.id)  # handed to the worker
             try:
-                return await self.sandbox.work(
+                worked = await self.sandbox.work(
                     raw,
                     self.engine,
                     router_from=self.settings.from_address,
@@ -226,6 +250,10 @@ class Pipeline:
             except AnalysisFailed as exc:
                 reason = str(exc)
                 log.warning("analysis_failed", message=stored.id, reason=reason)
+            else:
+                await self._count(attempt)
+                return worked
+        await self._count(attempt)
         # Decide from the headers alone: who sent it and to which inbox.
         analysis = unread_analysis(
             raw,

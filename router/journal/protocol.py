@@ -66,8 +66,17 @@ class Journal(InboxSink, Protocol):
         ...
 
     def claim(self, message_id: str) -> int:
-        """Count one more processing attempt *before* it starts (so crash loops are
-        bounded); returns the attempts so far."""
+        """Take a message for this node (its lease, where nodes share the journal) as it is
+        handed to the analysis worker; returns the attempts counted so far (see
+        `count_attempt`)."""
+        ...
+
+    def count_attempt(self, message_id: str) -> int:
+        """Count one more attempt *before* the daemon itself handles what the worker read
+        of a message (composing, recording), so a message that crashes the daemon there
+        again and again is bounded; returns the attempts so far. A daemon killed while the
+        message was in the worker (which a message cannot crash: see
+        `router.decide.worker`) does not count against it."""
         ...
 
     def record_decisions(
@@ -265,8 +274,8 @@ class Journal(InboxSink, Protocol):
         ...
 
     def give_back_attempt(self, message_id: str, attempts: int) -> None:
-        """Undo `claim`'s count (back to `attempts`) for an attempt the journal or the disk
-        cut short; nothing when the count moved on meanwhile."""
+        """Undo `count_attempt`'s count (back to `attempts`) for an attempt the journal or
+        the disk cut short; nothing when the count moved on meanwhile."""
         ...
 
     def message_state(self, message_id: str) -> MessageState | None:

@@ -42,7 +42,7 @@ def test_outcomes_are_full_commits_and_bookkeeping_normal(tmp_path: Path) -> Non
         stored: list[str] = []
         step("FULL", lambda: stored.append(journal.accept_sync(RAW)))
         message_id = stored[0]
-        step("NORMAL", lambda: journal.claim(message_id))
+        step("NORMAL", lambda: journal.count_attempt(message_id))
         decision = [("PR-x-1", {"outcome": "forward", "area": "lewisham"})]
         step(
             "FULL",
@@ -92,8 +92,8 @@ _CHILD = textwrap.dedent(
 
     journal = SqliteJournal(Path(sys.argv[1]))
     message_id = journal.accept_sync(b"Message-ID: <k@x>\\r\\n\\r\\nhi\\r\\n")
-    journal.claim(message_id)
-    journal.claim(message_id)
+    journal.count_attempt(message_id)
+    journal.count_attempt(message_id)
     with journal.transaction(durable=False) as tx:
         tx.run("INSERT INTO meta (key, value) VALUES ('last', 'normal')")
     print(message_id, flush=True)
@@ -103,8 +103,8 @@ _CHILD = textwrap.dedent(
 
 
 def test_a_killed_process_keeps_its_last_bookkeeping_commits(tmp_path: Path) -> None:
-    """A process SIGKILLed right after NORMAL commits (two claims, a row) leaves them all in
-    the journal: only a power cut, not a crash, can lose them."""
+    """A process SIGKILLed right after NORMAL commits (two attempts counted, a row) leaves
+    them all in the journal: only a power cut, not a crash, can lose them."""
     state = tmp_path / "state"
     with subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(state)],

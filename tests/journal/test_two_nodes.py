@@ -167,8 +167,8 @@ def test_two_nodes_share_the_work_through_three_kills(cluster, postgres_url: str
             if number != 74:
                 victim.start()
                 # Let the restarted node finish what it took back before the next kill: a
-                # message interrupted by three kills in a row is quarantined by design (the
-                # crash-loop bound), which is not what this test is about.
+                # message whose handling in the daemon three kills in a row cut short is
+                # quarantined by design (the crash-loop bound), not what this test is about.
                 _wait_for_all(nodes.relay, number + 1, seconds=60)
     killed_at = time.monotonic()
     forwards, acknowledged = _wait_for_all(nodes.relay, total, seconds=120)

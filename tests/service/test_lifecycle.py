@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import smtplib
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from router.decide.decider import MAX_PROCESS_ATTEMPTS
 from tests.formfactory import complete_referral, fillable_pdf, labelled
+from tests.hardening.hostile import slow_pdf
 from tests.mailfactory import build_email
 from tests.servers.ports import free_port
 from tests.servers.smtp import CaptureServer
@@ -85,8 +89,8 @@ def _send(port: int, raw: bytes, attempts: int = 200) -> None:
     raise AssertionError("message never accepted")
 
 
-def _referral(number: int) -> bytes:
-    pdf = fillable_pdf(labelled(complete_referral()))
+def _referral(number: int, pdf: bytes | None = None) -> bytes:
+    pdf = pdf or fillable_pdf(labelled(complete_referral()))
     return build_email(
         attachments=[("referral.pdf", pdf, "application/pdf")],
         message_id=f"<referral-{number}@school.example>",
@@ -179,6 +183,57 @@ def _forwards_by_original(capture: CaptureServer, total: int) -> Counter[str]:
         if len(forwards) >= total or time.monotonic() > deadline:
             return forwards
         capture.wait_beyond(len(messages), timeout=max(0.1, deadline - time.monotonic()))
+
+
+def test_kills_while_a_message_is_in_the_worker_do_not_count_against_it(  # type: ignore[no-untyped-def]
+    router_process, tmp_path: Path
+) -> None:
+    """The daemon SIGKILLed as many times as the crash-loop bound, each time while a message
+    is in the analysis worker (a form that takes long to read): the worker cannot crash the
+    daemon, so these kills are not the message's doing. At the next start it is decided as
+    any form too slow to read is (for review, its original attached), not quarantined."""
+    capture = CaptureServer().start()
+    try:
+        port = listen_port()
+        router = router_process(
+            {
+                "ROUTER_INBOX": f"smtp://127.0.0.1:{port}",
+                "ROUTER_RELAY": capture.url,
+                "ROUTER_HTTP": "",
+                "ROUTER_STATE_DIR": str(tmp_path / "state"),
+                "ROUTER_LOG_LEVEL": "debug",
+                "ROUTER_PARSE_TIMEOUT_SECONDS": "2",
+            },
+            port,
+        )
+        for kill in range(MAX_PROCESS_ATTEMPTS):
+            router.start()
+            if kill == 0:
+                _send(port, _referral(0, slow_pdf()))
+            _wait_for_log(router.log, "analysing", count=kill + 1)
+            router.kill()  # seconds before the worker could be done with it
+        router.start()
+        _wait_for_log(router.log, "decision", "quarantined", count=1)
+        log = router.log.read_text()
+        assert '"outcome": "needs_review"' in log
+        assert '"event": "quarantined"' not in log
+        [row] = _journal_rows(tmp_path / "state", "SELECT state, attempts FROM messages")
+        assert row == ("done", 1) or row == ("decided", 1)
+    finally:
+        capture.stop()
+
+
+def _journal_rows(state: Path, sql: str) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(state / "journal.sqlite3")) as db:
+        return db.execute(sql).fetchall()
+
+
+def _wait_for_log(log: Path, *events: str, count: int) -> None:
+    """Until one of `events` is logged `count` times."""
+    deadline = time.monotonic() + 60
+    while all(log.read_text().count(f'"event": "{event}"') < count for event in events):
+        assert time.monotonic() < deadline, f"{events} not logged {count} times"
+        time.sleep(0.05)  # polling a file another process writes
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from router.decide.decider import MAX_PROCESS_ATTEMPTS
 from router.journal.records import JournalUnavailable
 from router.send import sender as delivering
 from router.service.daemon import Daemon
@@ -57,6 +58,23 @@ async def test_burst_is_decided_and_delivered_with_overlap(daemon_factory, smtp_
     assert times["first_sent"] < times["last_decided"]
     states = {r["state"] for r in daemon.journal.query("SELECT state FROM messages")}
     assert states == {"done"}
+
+
+async def test_a_message_that_crashed_the_daemon_each_time_is_quarantined(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    """A message whose handling in the daemon itself was cut short as many times as the
+    bound (a crash loop: its attempt counted each time) is quarantined at the next try, with
+    an alert to the review address, and neither forwarded nor acknowledged."""
+    daemon = await daemon_factory()
+    await submit(daemon, _referral(0))
+    [message] = daemon.journal.query("SELECT id FROM messages")
+    for _ in range(MAX_PROCESS_ATTEMPTS):
+        daemon.journal.count_attempt(message["id"])
+    assert await daemon.pipeline.process_received() == 1
+    [row] = daemon.journal.query("SELECT state, last_error FROM messages")
+    assert row["state"] == "quarantined"
+    assert f"interrupted {MAX_PROCESS_ATTEMPTS} times" in row["last_error"]
+    mails = daemon.journal.query("SELECT kind, recipients FROM outbox")
+    assert [(m["kind"], m["recipients"]) for m in mails] == [("alert", '["review@router.example"]')]
 
 
 async def test_deciding_pauses_while_too_much_mail_is_unsent(daemon_factory) -> None:  # type: ignore[no-untyped-def]
