@@ -164,11 +164,19 @@ def test_sigkill_repeatedly_loses_nothing(router_process, tmp_path: Path) -> Non
                 kills += 1
                 router.start()
         forwards = _forwards_by_original(capture, total)
-        assert set(forwards) == {f"<referral-{n}@school.example>" for n in range(total)}
+        expected = {f"<referral-{n}@school.example>" for n in range(total)}
+        assert set(forwards) == expected, _what_happened(router.log)
         duplicates = sum(count - 1 for count in forwards.values())
         assert duplicates <= kills
     finally:
         capture.stop()
+
+
+def _what_happened(log: Path) -> str:
+    """The daemon's log without its routine lines, for a failure's message."""
+    routine = ('"event": "sent"', '"event": "received"', '"event": "decision"')
+    lines = log.read_text().splitlines()
+    return "\n".join(line for line in lines if not any(r in line for r in routine))[-6000:]
 
 
 def _forwards_by_original(capture: CaptureServer, total: int) -> Counter[str]:
