@@ -136,6 +136,17 @@ class ServeProcess(RouterProcess):
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def wait_logged(self, *events: str, timeout: float = 30) -> str:
+        """The log once every one of `events` is in it (an event is logged just after the
+        journal commit a test may have seen)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log_text()
+            if all(f'"event": "{event}"' in text for event in events):
+                return text
+            assert time.monotonic() < deadline, f"{events} not all logged"
+            time.sleep(0.05)  # polling a file another process writes
+
 
 class Sampler:
     """Samples, in a thread until stopped: /healthz latency, the SMTP greeting's latency
