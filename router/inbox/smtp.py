@@ -12,7 +12,6 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from router.inbox.admission import Admission, parse_networks
-from router.inbox.selfsigned import self_signed_certificate
 from router.inbox.smtp_session import ListenerOptions, ListenerSMTP
 from router.journal.sink import InboxSink
 from router.metrics import Metrics
@@ -92,6 +91,9 @@ def listener_options(settings: Settings) -> ListenerOptions:
     endpoint = settings.inbox_endpoint
     self_signed: Path | None = None
     if context is None and not endpoint.is_loopback:
+        # Imported here: `cryptography` costs a start 0.2 s, and only this case needs it.
+        from router.inbox.selfsigned import self_signed_certificate
+
         try:
             self_signed, key = self_signed_certificate(settings.state_dir, settings.ehlo_name)
         except OSError as exc:
