@@ -24,6 +24,7 @@ def test_benchmark_runs_on_a_few_referrals(capsys):
         assert expected in table
 
 
+@pytest.mark.slow
 def test_reading_benchmark_prints_its_figures(capsys, tmp_path):
     """`benchmarks.reading` on a few corpus forms, an extra folder and one route run prints
     each line of its table."""

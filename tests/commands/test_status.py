@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from router.commands.status import redact
 from tests.conftest import ROOT, submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
@@ -90,6 +92,7 @@ async def test_status_counts_by_state_and_outcome_without_personal_data(
     _assert_nothing_personal(result.stdout)
 
 
+@pytest.mark.slow
 async def test_quarantined_forward_is_listed_then_reprocessed_and_delivered(
     daemon_factory, smtp_capture, tmp_path
 ):
@@ -132,6 +135,7 @@ async def test_quarantined_forward_is_listed_then_reprocessed_and_delivered(
     assert status["quarantine"] == [] and status["messages"]["done"] == 1
 
 
+@pytest.mark.slow
 async def test_reprocess_refuses_what_it_cannot_requeue(daemon_factory, smtp_capture, tmp_path):
     """Unknown ids and references and messages not in quarantine exit 1 with a clear message;
     something that is not an id at all is a usage error (2)."""

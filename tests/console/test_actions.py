@@ -6,6 +6,8 @@ import csv
 import io
 from typing import Any
 
+import pytest
+
 from tests.conftest import submit
 from tests.console.conftest import SCREENSHOTS, assert_accessible, sign_in
 from tests.formfactory import complete_referral, fillable_pdf, labelled
@@ -34,6 +36,7 @@ def assert_nothing_personal(text: str) -> None:
             assert value not in text
 
 
+@pytest.mark.slow
 async def test_admin_reprocesses_a_quarantined_referral_and_the_forward_arrives(
     console_daemon: Any, browser: Any, smtp_capture: Any
 ) -> None:
@@ -75,6 +78,7 @@ async def test_admin_reprocesses_a_quarantined_referral_and_the_forward_arrives(
     await page.screenshot(path=str(SCREENSHOTS / "console-referral-trail.png"), full_page=True)
 
 
+@pytest.mark.slow
 async def test_admin_tries_a_message_and_nothing_is_stored_or_sent(
     console_daemon: Any, browser: Any, smtp_capture: Any, tmp_path: Any
 ) -> None:

@@ -80,6 +80,7 @@ def _to(capture: CaptureServer, address: str) -> int:
     return sum(address in message.rcpt_tos for message in capture.messages)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_failed_sent_mark_sends_nothing_twice(
     serve: tuple[ServeProcess, CaptureServer], backend: str, request: pytest.FixtureRequest

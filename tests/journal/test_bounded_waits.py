@@ -97,6 +97,7 @@ def test_calls_into_a_black_hole_fail_within_the_limits(
         journal.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_node_notices_a_black_hole_and_recovers(  # type: ignore[no-untyped-def]
     cluster, proxy: BlackHoleProxy, postgres_url: str

@@ -111,6 +111,7 @@ def _service_file(tmp_path: Path, server: PostgresServer, database: str) -> Path
     return path
 
 
+@pytest.mark.slow
 def test_every_libpq_url_form_migrates_and_shows_in_status(
     postgres_server: PostgresServer, postgres_url: str, tmp_path: Path
 ) -> None:

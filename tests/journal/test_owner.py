@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.service.test_lifecycle import RouterProcess, listen_port
 
 
@@ -22,6 +24,7 @@ def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_second_serve_on_a_state_dir_in_use_exits_2_naming_the_holder(
     router_process, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

@@ -67,6 +67,7 @@ def _greeting_seconds(port: int) -> float:
         return time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_a_token_renewed_while_the_journal_is_locked(
     oauth_serve: tuple[ServeProcess, CaptureServer], token_server: TokenServer
 ) -> None:

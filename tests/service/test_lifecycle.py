@@ -193,6 +193,7 @@ def _forwards_by_original(capture: CaptureServer, total: int) -> Counter[str]:
         capture.wait_beyond(len(messages), timeout=max(0.1, deadline - time.monotonic()))
 
 
+@pytest.mark.slow
 def test_kills_while_a_message_is_in_the_worker_do_not_count_against_it(  # type: ignore[no-untyped-def]
     router_process, tmp_path: Path
 ) -> None:

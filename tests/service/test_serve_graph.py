@@ -10,6 +10,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.hardening.serve import ServeProcess, referral
 from tests.servers.graph import GraphServer
@@ -95,6 +97,7 @@ def test_sigkill_in_the_middle_loses_nothing_and_moves_nothing_twice(
         router.stop()
 
 
+@pytest.mark.slow
 def test_throttling_an_expired_delta_link_and_token_renewal(
     tmp_path: Path, graph_server: GraphServer, token_server: TokenServer
 ) -> None:
