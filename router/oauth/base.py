@@ -75,6 +75,14 @@ class Cause(enum.Enum):
         " this mailbox, or the token is for another user or service",
         "the mailbox permission (Add-MailboxPermission) and the user in ROUTER_INBOX",
     )
+    GRAPH_REFUSED = (
+        "token_refused",
+        "Microsoft Graph refused the access token: the application lacks the Mail.ReadWrite or"
+        " Mail.Send application permission (or its admin consent), or the token is for"
+        " another tenant",
+        "the application's Graph permissions and admin consent in Entra ID, and"
+        " ROUTER_OAUTH_TENANT",
+    )
 
     @property
     def short(self) -> str:
@@ -160,7 +168,8 @@ class TokenSource(Protocol):
         ...
 
     def refused(self, by: str) -> None:
-        """Report that a mail server (`by`: "imap" or "smtp") refused the current token.
+        """Report that a mail server (`by`: "imap", "smtp" or "graph") refused the current
+        token.
 
         The token is dropped so the next `token()` fetches a new one.
         """

@@ -90,7 +90,8 @@ class CachedTokenSource:
         self._token = None
         if self._refusal is None:
             self._since = time.time()
-            error = OAuthError(Cause.TOKEN_REFUSED, f"{by} authentication refused")
+            cause = Cause.GRAPH_REFUSED if by == "graph" else Cause.TOKEN_REFUSED
+            error = OAuthError(cause, f"{by} authentication refused")
             self._log_failure(error, None)
             self._refusal = error
         self._changed()

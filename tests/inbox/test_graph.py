@@ -159,6 +159,22 @@ async def test_a_refused_token_is_replaced(running, graph_server, token_server):
     assert router.inbox.failure is None
 
 
+async def test_a_token_graph_always_refuses_names_the_graph_permission(running, graph_server):  # type: ignore[no-untyped-def]
+    """Every token refused (401 again after a new one): the token source says `token_refused`
+    and points the admin at the application's Graph permissions, not at the IMAP mailbox
+    permission; the inbox stops and stores nothing."""
+    router = await running(imap_start="all")
+    await router.rounds(1)
+    graph_server.refuse_every_token()
+    graph_server.deliver(MAILBOX, mail(1))
+    tokens = router.inbox._client.tokens
+    await router.until(lambda: not tokens.ok)
+    health = tokens.health()
+    assert health["cause"] == "token_refused"
+    assert "Graph permissions" in health["check"] and "Mailbox" not in health["check"]
+    assert router.stored_ids() == []
+
+
 async def test_oversize_mail_goes_to_review_without_download(running, graph_server):  # type: ignore[no-untyped-def]
     """A message over ROUTER_MAX_MESSAGE_BYTES (from its size property) is recorded for review
     from its Message-ID alone; its MIME is never downloaded."""

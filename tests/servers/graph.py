@@ -94,6 +94,7 @@ class GraphServer:
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     revoked: set[str] = field(default_factory=set)  # `jti` of tokens refused
+    refusing: bool = False  # every token refused (see `refuse_every_token`)
     _throttles: list[tuple[int, str]] = field(default_factory=list)  # (retry after, path part)
     _not_before: dict[str, tuple[float, float]] = field(default_factory=dict)  # (since, until)
     _in_flight: dict[str, int] = field(default_factory=dict)
@@ -145,6 +146,12 @@ class GraphServer:
         """Every delta and skip token handed out so far is answered 410 from now on."""
         with self.lock:
             self.delta.expire()
+
+    def refuse_every_token(self) -> None:
+        """Answer every request 401 from now on, as Graph does for a token it cannot validate
+        (issued for another resource or tenant, or an application without the permission)."""
+        with self.lock:
+            self.refusing = True
 
     def revoke_tokens(self) -> None:
         """Refuse every token issued so far (401), as after a credential change."""
@@ -255,6 +262,8 @@ class GraphServer:
                 "Lifetime validation failed, the token is expired.",
             )
         except jwt.InvalidTokenError:
+            return error(401, "InvalidAuthenticationToken", "Access token validation failure.")
+        if self.refusing:
             return error(401, "InvalidAuthenticationToken", "Access token validation failure.")
         if claims.get("jti") in self.revoked:
             return error(401, "InvalidAuthenticationToken", "Access token has been revoked.")
