@@ -112,6 +112,23 @@ def router_process(tmp_path: Path, rules_dir: Path):  # type: ignore[no-untyped-
         process.stop()
 
 
+def _relaying(  # type: ignore[no-untyped-def]
+    router_process, tmp_path: Path, capture: CaptureServer, **settings: str
+) -> RouterProcess:
+    """A daemon on a free port relaying to `capture`, its state in tmp_path, no HTTP."""
+    port = listen_port()
+    return router_process(
+        {
+            "ROUTER_INBOX": f"smtp://127.0.0.1:{port}",
+            "ROUTER_RELAY": capture.url,
+            "ROUTER_HTTP": "",
+            "ROUTER_STATE_DIR": str(tmp_path / "state"),
+            **settings,
+        },
+        port,
+    )
+
+
 def test_embedded_default_and_sigterm(router_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """With no settings, serve listens on 127.0.0.1:2525, writes to ./var/outbox, and a
     SIGTERM stops it cleanly within 10 seconds."""
@@ -140,17 +157,8 @@ def test_sigkill_repeatedly_loses_nothing(router_process, tmp_path: Path) -> Non
     referral is forwarded, and duplicates are bounded by the number of kills."""
     capture = CaptureServer().start()
     try:
-        port = listen_port()
-        router = router_process(
-            {
-                "ROUTER_INBOX": f"smtp://127.0.0.1:{port}",
-                "ROUTER_RELAY": capture.url,
-                "ROUTER_HTTP": "",
-                "ROUTER_STATE_DIR": str(tmp_path / "state"),
-                "ROUTER_RETRY_BASE_SECONDS": "0.05",
-            },
-            port,
-        )
+        router = _relaying(router_process, tmp_path, capture, ROUTER_RETRY_BASE_SECONDS="0.05")
+        port = router.port
         router.start()
         total, kills = 24, 0
         for number in range(total):
@@ -203,18 +211,14 @@ def test_kills_while_a_message_is_in_the_worker_do_not_count_against_it(  # type
     any form too slow to read is (for review, its original attached), not quarantined."""
     capture = CaptureServer().start()
     try:
-        port = listen_port()
-        router = router_process(
-            {
-                "ROUTER_INBOX": f"smtp://127.0.0.1:{port}",
-                "ROUTER_RELAY": capture.url,
-                "ROUTER_HTTP": "",
-                "ROUTER_STATE_DIR": str(tmp_path / "state"),
-                "ROUTER_LOG_LEVEL": "debug",
-                "ROUTER_PARSE_TIMEOUT_SECONDS": "2",
-            },
-            port,
+        router = _relaying(
+            router_process,
+            tmp_path,
+            capture,
+            ROUTER_LOG_LEVEL="debug",
+            ROUTER_PARSE_TIMEOUT_SECONDS="2",
         )
+        port = router.port
         for kill in range(MAX_PROCESS_ATTEMPTS):
             router.start()
             if kill == 0:
