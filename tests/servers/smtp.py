@@ -130,6 +130,14 @@ class _FaultySMTP(SMTP):
         self._capture._closed(self)
         super().connection_lost(error)
 
+    def eof_received(self) -> bool | None:
+        """The client went away (a killed router among them): close this side too. aiosmtpd
+        keeps a plain connection half-open and relies on its session task to close it, which
+        a task cancelled before it ran (EOF right after connecting) never does: the transport
+        was left for the garbage collector (a ResourceWarning in whichever test it hit)."""
+        super().eof_received()
+        return False
+
     async def _handle_client(self) -> None:
         reply = await self._capture._misbehave("connect", self, None)
         if reply is not None:
