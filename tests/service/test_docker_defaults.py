@@ -31,7 +31,7 @@ mount -t tmpfs tmpfs "$root/var/lib"
 mkdir -p "$root/var/lib/referral-router" "$root/app/rules"
 mount --bind "$RULES" "$root/app/rules"
 ip link set lo up
-exec chroot "$root" /bin/sh -c "cd /app && $SERVE > /tmp/$LOG 2>&1 & exec $PYTHON $CHECK"
+exec chroot "$root" /bin/sh -c "cd /app && $SERVE > $LOG 2>&1 & exec $PYTHON $CHECK"
 """
 
 _CHECK = r"""
@@ -85,7 +85,9 @@ def test_serve_starts_on_the_docker_images_own_settings(tmp_path: Path) -> None:
     (tmp_path / "root").mkdir()
     check = tmp_path / "check.py"
     check.write_text(_CHECK)
-    log = f"router-docker-{os.getpid()}.log"
+    # Every host folder is bound at its own path inside the root (but /var/lib and /app),
+    # so this test's own folder holds the log there too.
+    log = tmp_path / "serve.log"
     serve = f"{shlex.quote(sys.executable)} -m router serve"
     done = subprocess.run(
         # A PID namespace too: when the checks end, the daemon left in it is killed.
@@ -97,7 +99,7 @@ def test_serve_starts_on_the_docker_images_own_settings(tmp_path: Path) -> None:
             "SERVE": serve,
             "PYTHON": shlex.quote(sys.executable),
             "CHECK": shlex.quote(str(check)),
-            "LOG": log,
+            "LOG": shlex.quote(str(log)),
             "ROOTDIR": str(tmp_path / "root"),
         },
         capture_output=True,
@@ -105,8 +107,7 @@ def test_serve_starts_on_the_docker_images_own_settings(tmp_path: Path) -> None:
         timeout=150,
         check=False,
     )
-    log_text = Path("/tmp", log).read_text(errors="replace") if Path("/tmp", log).exists() else ""
-    Path("/tmp", log).unlink(missing_ok=True)
+    log_text = log.read_text(errors="replace") if log.exists() else ""
     assert done.returncode == 0, done.stderr + log_text
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["status"] == 200, (result, log_text)
