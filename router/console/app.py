@@ -24,6 +24,7 @@ from router.console.auth import SignIn, User, current_user
 from router.console.context import ConsoleContext
 from router.console.data import mask_address
 from router.console.security import SecurityHeaders, checked_form, csrf_token, idle_expired
+from router.core.report_render import duration
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +45,7 @@ class Console:
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["when"] = _when
         self.templates.env.filters["masked"] = mask_address
-        self.templates.env.filters["duration"] = _duration
+        self.templates.env.filters["duration"] = duration  # as `report` words it
         # A session unused this long is sent back to sign in (tests shorten it while it runs).
         self.idle_seconds = float(context.settings.console_idle_minutes * 60)
         self.clock: Callable[[], float] = time.time  # tests move it on
@@ -176,15 +177,3 @@ def _when(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{datetime.fromtimestamp(value, UTC):%Y-%m-%d %H:%M:%S} UTC"
-
-
-def _duration(seconds: float) -> str:
-    """Seconds in words: `42 s`, `3 min 5 s`, `2 h 10 min`, `1 d 4 h`."""
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
