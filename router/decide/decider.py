@@ -42,10 +42,14 @@ from router.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-# A message whose processing failed this many times is quarantined. Crash loops included: an
-# attempt is counted before the daemon itself handles what the worker read of it (see
-# `Journal.count_attempt`); a daemon killed while the message was in the worker does not count.
+# A message whose processing failed this many times is quarantined. An attempt is counted
+# before the daemon itself handles what the worker read of it (see `Journal.count_attempt`);
+# a daemon killed while the message was in the worker does not count.
 MAX_PROCESS_ATTEMPTS = 3
+# A message whose handling in the daemon was cut short this many times (a crash loop it may
+# cause) is quarantined. More than the failures: a daemon restarted again and again (kills
+# soon after each start) reaches the oldest message at the same moment each time.
+MAX_INTERRUPTED_ATTEMPTS = 5
 _DECIDE_BATCH = 4
 _OVERLAP = 6  # messages being decided at once (one in the worker, the others claimed or recording)
 
@@ -157,7 +161,7 @@ class Pipeline:
     ) -> None:
         """Decide one stored message and record its decisions with the mail they cause.
 
-        The journal's durable writes (claim, record) run in a thread, so the event loop
+        The journal's reads and writes run in a thread, so the event loop
         keeps serving intake, delivery and /healthz while they wait for the disk.
         """
         await self._decide(_Attempt(stored), on_recorded)
@@ -165,18 +169,19 @@ class Pipeline:
     async def _decide(self, attempt: _Attempt, on_recorded: Callable[[], None]) -> None:
         stored = attempt.stored
         started = time.monotonic()
-        # The message is claimed as it is handed to a worker that is up, and only as many
-        # are handed over as the worker takes at once. Its attempt is counted when the
-        # worker is done with it (`_work`): a kill of the daemon (or a restart while the
-        # worker starts) does not count against the messages in the worker or waiting.
+        # `received` took the message for this node (its lease, which the heartbeat keeps)
+        # with its attempts so far. Only as many are handed to a worker that is up as it
+        # takes at once, and an attempt is counted when the worker is done with it (`_work`):
+        # a kill of the daemon (or a restart while the worker starts) does not count
+        # against the messages in the worker or waiting.
+        if stored.attempts >= MAX_INTERRUPTED_ATTEMPTS:
+            await asyncio.to_thread(
+                self.quarantine, stored, f"processing was interrupted {stored.attempts} times"
+            )
+            return
         async with self._analysing:
             await self.sandbox.ready()
-            attempts, raw = await asyncio.to_thread(self._claim, stored)
-            if attempts >= MAX_PROCESS_ATTEMPTS:
-                await asyncio.to_thread(
-                    self.quarantine, stored, f"processing was interrupted {attempts} times"
-                )
-                return
+            raw = await asyncio.to_thread(self.journal.raw_message, stored.id)
             if raw is None:
                 raise LookupError("the stored copy of the message is missing")
             worked = await self._work(attempt, raw)
@@ -198,13 +203,6 @@ class Pipeline:
                 seconds=elapsed,
                 rules=self.engine.rules.version[:12],
             )
-
-    def _claim(self, stored: StoredMessage) -> tuple[int, bytes | None]:
-        """Take a message for this node and read its bytes, unless its attempts are spent."""
-        attempts = self.journal.claim(stored.id)
-        if attempts >= MAX_PROCESS_ATTEMPTS:
-            return attempts, None
-        return attempts, self.journal.raw_message(stored.id)
 
     def _record(self, stored: StoredMessage, worked: Worked) -> list[tuple[str, dict[str, object]]]:
         """Compose each decision's mail and record decisions and mail in one transaction."""

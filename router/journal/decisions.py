@@ -54,19 +54,6 @@ class Decisions(JournalCore):
         rows.sort(key=lambda row: (row["received_at"], row["id"]))
         return [_stored(row) for row in rows]
 
-    def claim(self, message_id: str) -> int:
-        """See `Journal.claim`."""
-        if not self.shared:  # one owner: nothing to take from another node
-            rows = self.query("SELECT attempts FROM messages WHERE id = ?", (message_id,))
-            return int(rows[0]["attempts"]) if rows else 0
-        with self._db.transaction(durable=False) as tx:
-            [row] = tx.rows(
-                f"UPDATE messages SET claimed_by = ?, lease_until = {self._lease()}"  # noqa: S608
-                " WHERE id = ? RETURNING attempts",
-                (self.node, message_id),
-            )
-        return int(row["attempts"])
-
     def count_attempt(self, message_id: str) -> int:
         """See `Journal.count_attempt`."""
         # Bookkeeping: a crash of the process keeps the count (so crash loops stay bounded);

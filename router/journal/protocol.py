@@ -65,12 +65,6 @@ class Journal(InboxSink, Protocol):
         lease, renewed by `heartbeat`, on a shared journal: others skip them meanwhile)."""
         ...
 
-    def claim(self, message_id: str) -> int:
-        """Take a message for this node (its lease, where nodes share the journal) as it is
-        handed to the analysis worker; returns the attempts counted so far (see
-        `count_attempt`)."""
-        ...
-
     def count_attempt(self, message_id: str) -> int:
         """Count one more attempt *before* the daemon itself handles what the worker read
         of a message (composing, recording), so a message that crashes the daemon there

@@ -17,8 +17,8 @@ def test_decisions_are_recorded_once(journal_factory) -> None:  # type: ignore[n
     journal = journal_factory()
     message_id = journal.accept_sync(RAW)
     [stored] = journal.received()
-    assert stored.id == message_id and journal.claim(message_id) == 0
-    assert journal.count_attempt(message_id) == 1 and journal.claim(message_id) == 1
+    assert stored.id == message_id and stored.attempts == 0
+    assert journal.count_attempt(message_id) == 1
     decision = [(f"PR-{message_id}-1", {"outcome": "forward", "area": "lewisham"})]
     journal.record_decisions(message_id, decision, [_mail()], rules_version="v1")
     journal.record_decisions(message_id, decision, [_mail(), _mail("ack")], rules_version="v2")
@@ -31,7 +31,6 @@ def test_quarantine_and_reprocess(journal_factory) -> None:  # type: ignore[no-u
     """A quarantined undecided message goes back to the queue with a fresh attempt count."""
     journal = journal_factory()
     message_id = journal.accept_sync(RAW)
-    journal.claim(message_id)
     journal.count_attempt(message_id)
     journal.quarantine(message_id, "boom")
     assert journal.received() == []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from router.decide.decider import MAX_PROCESS_ATTEMPTS
+from router.decide.decider import MAX_INTERRUPTED_ATTEMPTS
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.hardening.hostile import slow_pdf
 from tests.mailfactory import build_email
@@ -219,7 +219,7 @@ def test_kills_while_a_message_is_in_the_worker_do_not_count_against_it(  # type
             ROUTER_PARSE_TIMEOUT_SECONDS="2",
         )
         port = router.port
-        for kill in range(MAX_PROCESS_ATTEMPTS):
+        for kill in range(MAX_INTERRUPTED_ATTEMPTS):
             router.start()
             if kill == 0:
                 _send(port, _referral(0, slow_pdf()))

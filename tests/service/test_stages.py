@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from router.decide.decider import MAX_PROCESS_ATTEMPTS
+from router.decide.decider import MAX_INTERRUPTED_ATTEMPTS
 from router.journal.records import JournalUnavailable
 from router.send import sender as delivering
 from router.service.daemon import Daemon
@@ -67,12 +67,12 @@ async def test_a_message_that_crashed_the_daemon_each_time_is_quarantined(daemon
     daemon = await daemon_factory()
     await submit(daemon, _referral(0))
     [message] = daemon.journal.query("SELECT id FROM messages")
-    for _ in range(MAX_PROCESS_ATTEMPTS):
+    for _ in range(MAX_INTERRUPTED_ATTEMPTS):
         daemon.journal.count_attempt(message["id"])
     assert await daemon.pipeline.process_received() == 1
     [row] = daemon.journal.query("SELECT state, last_error FROM messages")
     assert row["state"] == "quarantined"
-    assert f"interrupted {MAX_PROCESS_ATTEMPTS} times" in row["last_error"]
+    assert f"interrupted {MAX_INTERRUPTED_ATTEMPTS} times" in row["last_error"]
     mails = daemon.journal.query("SELECT kind, recipients FROM outbox")
     assert [(m["kind"], m["recipients"]) for m in mails] == [("alert", '["review@router.example"]')]
 
