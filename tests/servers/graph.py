@@ -167,6 +167,20 @@ class GraphServer:
         with self.changed:
             assert self.changed.wait_for(predicate, timeout), "graph server: condition not met"
 
+    def wait_disconnected(self, timeout: float = 10.0) -> None:
+        """Wait until every client connection has closed and the requests on it have been
+        answered. A client killed mid-request leaves what it had sent to be carried out, as
+        Graph would: a sendMail that had arrived is sent even though nobody reads the 202."""
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._disconnected(), self._loop).result(timeout)
+
+    async def _disconnected(self) -> None:
+        assert self._runner is not None and self._runner.server is not None
+        while self._runner.server.connections:
+            # aiohttp drops a connection once its request handler has ended, with no event
+            # to await; this polls inside the server's own loop.
+            await asyncio.sleep(0.01)
+
     # -- life cycle ---------------------------------------------------------------------
 
     def start(self) -> GraphServer:
