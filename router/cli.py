@@ -25,7 +25,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     Raises:
         CommandError: naming the variable, what is wrong and a good value (status 2).
     """
-    from router.settings import describe_errors, unknown_variables
+    from router.settings_problems import describe_errors, unknown_variables
 
     unknown = unknown_variables(os.environ if environ is None else environ)
     if unknown:
@@ -108,7 +108,7 @@ def cmd_rules_test(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
-    from router.settings import serve_problems
+    from router.settings_problems import serve_problems
 
     settings = load_settings()
     problems = serve_problems(settings)

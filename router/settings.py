@@ -3,146 +3,34 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
-import ipaddress
 import re
 import socket
-from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from router.settings_console import CONSOLE_EXAMPLES, ConsoleSettings
+from router.endpoints import (
+    INBOX_SCHEMES,
+    RELAY_SCHEMES,
+    Endpoint,
+    graph_endpoint,
+    has_port,
+    parse_bind,
+    parse_endpoint,
+)
+from router.settings_console import ConsoleSettings
 
 # A host name for EHLO: dot-separated labels, or an address literal such as [192.0.2.1].
 _HELO_NAME = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+|\[[0-9A-Fa-f:.]+\]")
-
-
-class Endpoint(BaseModel):
-    """A parsed inbox or relay address."""
-
-    scheme: Literal["imap", "imaps", "smtp", "smtps", "maildir", "graph"]
-    host: str = ""
-    port: int = 0
-    user: str | None = None  # for graph:, the mailbox's whole address
-    folder: str = "INBOX"
-    path: Path | None = None  # for maildir:
-
-    @property
-    def is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
-
-
-_DEFAULT_PORTS = {"imap": 143, "imaps": 993, "smtp": 25, "smtps": 465}
-_KNOWN_SCHEMES = frozenset(
-    {"ftp", "http", "https", "imap", "imaps", "pop", "pop3", "pop3s", "smtp", "smtps", "file"}
-)
-
-
-def parse_endpoint(value: str, allowed: tuple[str, ...]) -> Endpoint:
-    """Parse `imap://user@host:port/FOLDER`, `smtp://host:port` or `maildir:PATH`.
-
-    Raises:
-        ValueError: with a message naming what is wrong; it never quotes the value, which
-            may hold a password.
-    """
-    value = value.strip()
-    if value.startswith("maildir:"):
-        if "maildir" not in allowed:
-            raise ValueError(f"maildir: is not allowed here (use {_schemes(allowed)})")
-        path = value[len("maildir:") :]
-        if not path:
-            raise ValueError("maildir: needs a path, e.g. maildir:./var/outbox")
-        return Endpoint(scheme="maildir", path=Path(path))
-    if value.startswith("graph://") and "graph" in allowed:
-        return _graph_endpoint(value)
-    parts = urlsplit(value)
-    if parts.password is not None:
-        raise ValueError(
-            "a password in the URL is not accepted (it would show wherever the setting is"
-            " shown); use ROUTER_*_PASSWORD or ROUTER_*_PASSWORD_FILE"
-        )
-    if not parts.scheme or "://" not in value:
-        raise ValueError(f"not an address: it should start with {_schemes(allowed)}")
-    if parts.scheme not in allowed:
-        # A well-known scheme is quoted back; anything else could be a password.
-        given = f", not {parts.scheme}://" if parts.scheme in _KNOWN_SCHEMES else ""
-        raise ValueError(f"scheme must be one of {_schemes(allowed)}{given}")
-    if not parts.hostname:
-        raise ValueError("no host name after the ://")
-    try:
-        port = parts.port or _DEFAULT_PORTS[parts.scheme]
-    except ValueError as exc:
-        raise ValueError("the port must be a number from 1 to 65535") from exc
-    folder = unquote(parts.path.lstrip("/")) or "INBOX"
-    return Endpoint(
-        scheme=parts.scheme,
-        host=parts.hostname,
-        port=port,
-        user=unquote(parts.username) if parts.username else None,
-        folder=folder,
-    )
-
-
-def _graph_endpoint(value: str) -> Endpoint:
-    """`graph://MAILBOX/FOLDER`: a Microsoft 365 mailbox's address, then a folder's display
-    name (`Inbox` when left out, `/` between nested folders)."""
-    mailbox, _, folder = value[len("graph://") :].partition("/")
-    mailbox = unquote(mailbox).strip().lower()
-    local, at, domain = mailbox.rpartition("@")
-    if not at or not local or not domain or any(c in mailbox for c in " <>,;:"):
-        raise ValueError(
-            "graph:// needs the mailbox's address, e.g. graph://referrals@council.example"
-        )
-    return Endpoint(
-        scheme="graph", host=domain, port=443, user=mailbox, folder=unquote(folder) or "Inbox"
-    )
-
-
-def _schemes(allowed: tuple[str, ...]) -> str:
-    names = [f"{scheme}:" if scheme == "maildir" else f"{scheme}://" for scheme in allowed]
-    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
-
-
-def _has_port(value: str) -> bool:
-    try:
-        return urlsplit(value.strip()).port is not None
-    except ValueError:
-        return False
-
-
-INBOX_SCHEMES = ("imap", "imaps", "graph", "smtp")
-RELAY_SCHEMES = ("smtp", "smtps", "graph", "maildir")
-
-# A good value of each setting, shown with its error; settings not listed show their default.
-_EXAMPLES = {
-    "inbox": "imaps://referrals@mail.council.example:993/INBOX, graph://referrals@council.example"
-    "/Inbox or smtp://127.0.0.1:2525",
-    "relay": "smtp://smtp.council.example:587, graph://referrals@council.example"
-    " or maildir:/var/lib/referral-router/outbox",
-    "http": "127.0.0.1:9181 (or empty to turn it off)",
-    "from_address": "referrals@council.example",
-    "review_address": "prevent-review@council.example",
-    "allow_insecure": "true",
-    "journal": "postgresql://router@db1:5432,db2:5432/referrals?target_session_attrs=read-write",
-    **CONSOLE_EXAMPLES,
-}
 
 
 class Settings(ConsoleSettings, BaseSettings):
@@ -237,7 +125,7 @@ class Settings(ConsoleSettings, BaseSettings):
             relay = str(data.get("relay") or "").strip()
             if relay.startswith("graph://"):
                 with contextlib.suppress(ValueError):  # the relay's validator says what is wrong
-                    data = {**data, "from_address": _graph_endpoint(relay).user}
+                    data = {**data, "from_address": graph_endpoint(relay).user}
         return data
 
     @field_validator("graph_url")
@@ -353,7 +241,7 @@ class Settings(ConsoleSettings, BaseSettings):
     @classmethod
     def _inbox(cls, value: str) -> str:
         endpoint = parse_endpoint(value, INBOX_SCHEMES)
-        if endpoint.scheme == "smtp" and not _has_port(value):
+        if endpoint.scheme == "smtp" and not has_port(value):
             # Without it the listener would take port 25, which is rarely what was meant.
             raise ValueError("no port: say which port the embedded listener takes")
         return value
@@ -363,14 +251,14 @@ class Settings(ConsoleSettings, BaseSettings):
     def _relay(cls, value: str) -> str:
         if value.strip():
             endpoint = parse_endpoint(value, RELAY_SCHEMES)
-            if endpoint.scheme == "smtp" and not _has_port(value):
+            if endpoint.scheme == "smtp" and not has_port(value):
                 raise ValueError("no port: 587 for submission with STARTTLS, 25 for a local relay")
         return value
 
     @field_validator("http")
     @classmethod
     def _http(cls, value: str) -> str:
-        _parse_bind(value)
+        parse_bind(value)
         return value
 
     @property
@@ -411,7 +299,7 @@ class Settings(ConsoleSettings, BaseSettings):
 
     @property
     def http_bind(self) -> tuple[str, int] | None:
-        return _parse_bind(self.http)
+        return parse_bind(self.http)
 
     def secret(self, name: Literal["inbox", "relay"]) -> str | None:
         """The password for the inbox or the relay, from the variable or its `_FILE` variant."""
@@ -422,95 +310,3 @@ class Settings(ConsoleSettings, BaseSettings):
         if path is not None:
             return path.read_text(encoding="utf-8").strip()
         return None
-
-
-def _parse_bind(value: str) -> tuple[str, int] | None:
-    """`host:port` of the HTTP endpoint; None when empty (turned off)."""
-    if not value.strip():
-        return None
-    host, sep, port = value.strip().rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError("expected host:port, the port a number up to 65535")
-    return host or "127.0.0.1", int(port)
-
-
-ENV_PREFIX = "ROUTER_"
-
-
-def known_variables() -> list[str]:
-    """Every ROUTER_* variable the router reads (the `_FILE` variants that exist included)."""
-    return sorted(ENV_PREFIX + name.upper() for name in Settings.model_fields)
-
-
-def unknown_variables(environ: Mapping[str, str]) -> list[str]:
-    """`NAME (did you mean KNOWN?)` for each ROUTER_* variable that is not a setting.
-
-    Names compare without regard to case, as pydantic-settings reads them.
-    """
-    known = known_variables()
-    found = []
-    for name in sorted(environ):
-        upper = name.upper()
-        if upper.startswith(ENV_PREFIX) and upper not in known:
-            nearest = difflib.get_close_matches(upper, known, n=1, cutoff=0.0)
-            found.append(f"{name} (did you mean {nearest[0]}?)" if nearest else name)
-    return found
-
-
-def describe_errors(error: ValidationError) -> list[str]:
-    """One line per problem: the real variable, what is wrong, and a good value.
-
-    Values given are never quoted: the settings include passwords.
-    """
-    lines = []
-    for item in error.errors(include_url=False, include_input=False):
-        message = str(item["msg"]).removeprefix("Value error, ")
-        if message.startswith("Input should be"):
-            message = "should be" + message.removeprefix("Input should be")
-        loc = item["loc"]
-        if not loc:
-            lines.append(message)
-            continue
-        name = str(loc[0])
-        variable = ENV_PREFIX + name.upper()
-        example = _example(name)
-        good = f" (e.g. {variable}={example})" if example else ""
-        lines.append(f"{variable}: {message}{good}")
-    return lines
-
-
-def _example(name: str) -> str | None:
-    if name in _EXAMPLES:
-        return _EXAMPLES[name]
-    field = Settings.model_fields.get(name)
-    default: Any = None if field is None else field.default
-    if default is None or default == "" or isinstance(default, SecretStr):
-        return None
-    return f"{str(default).lower() if isinstance(default, bool) else default}, the default"
-
-
-def serve_problems(settings: Settings) -> list[str]:
-    """What `serve` would trip over later that the settings alone can tell now.
-
-    Each says exactly what is missing: the user, the password, or the password's file.
-    """
-    problems = []
-    inbox = settings.inbox_endpoint
-    if inbox.scheme in ("imap", "imaps") and settings.inbox_auth == "password":
-        if not inbox.user:
-            problems.append(
-                "ROUTER_INBOX has no user name: IMAP logs in as the user before the @"
-                " (e.g. ROUTER_INBOX=imaps://referrals@mail.council.example:993/INBOX)"
-            )
-        if settings.inbox_password is None and settings.inbox_password_file is None:
-            problems.append(
-                "ROUTER_INBOX_PASSWORD is not set (nor ROUTER_INBOX_PASSWORD_FILE):"
-                " IMAP needs the password of the user in ROUTER_INBOX"
-            )
-    for variable, path in (
-        ("ROUTER_INBOX_PASSWORD_FILE", settings.inbox_password_file),
-        ("ROUTER_RELAY_PASSWORD_FILE", settings.relay_password_file),
-    ):
-        if path is not None and not path.is_file():
-            problems.append(f"{variable}: no file at {path}")
-    return problems

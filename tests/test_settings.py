@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from router.cli import CommandError, load_settings
-from router.settings import Settings, known_variables, serve_problems, unknown_variables
+from router.settings import Settings
+from router.settings_problems import known_variables, serve_problems, unknown_variables
 
 SECRET = "s3cret-Value"
 

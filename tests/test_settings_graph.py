@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from router.settings import Settings, describe_errors, known_variables
+from router.settings import Settings
+from router.settings_problems import describe_errors, known_variables
 
 OAUTH = {
     "oauth_tenant": "contoso.onmicrosoft.com",

@@ -23,6 +23,7 @@ import aiosmtplib
 import structlog
 
 from router.core.redaction import redact
+from router.endpoints import Endpoint
 from router.oauth.base import OAuthError, TokenSource
 from router.send import smtp_data
 from router.send.connection import Connection, quit_quietly, reset_quietly
@@ -36,7 +37,6 @@ from router.send.failures import (
     refusal_error,
 )
 from router.send.tls import TlsMode, client_tls_context, tls_policy
-from router.settings import Endpoint
 
 log = structlog.get_logger(__name__)
 smtp_data.install()  # DATA prepared as aiosmtplib does, without its cost for mail that is ready

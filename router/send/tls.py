@@ -8,7 +8,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from router.settings import Endpoint
+from router.endpoints import Endpoint
 
 
 class TlsMode(enum.Enum):

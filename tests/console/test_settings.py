@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from router.cli import CommandError, load_settings
-from router.settings import Settings, known_variables
+from router.settings import Settings
+from router.settings_problems import known_variables
 
 OIDC = {
     "ROUTER_CONSOLE": "0.0.0.0:9182",

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from router.endpoints import parse_endpoint
 from router.send.relay import RelaySecurityError, SmtpRelay
-from router.settings import Settings, parse_endpoint
+from router.settings import Settings
 from tests.conftest import submit
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.mailfactory import build_email

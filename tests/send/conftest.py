@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
+from router.endpoints import parse_endpoint
 from router.send.relay import SmtpRelay
-from router.settings import parse_endpoint
 from tests.servers.smtp import CaptureServer, TlsAuthority, smtp_capture, tls_ca
 
 __all__ = ["RelayMaker", "relay_for", "smtp_capture", "tls_ca"]

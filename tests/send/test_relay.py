@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from router.endpoints import parse_endpoint
 from router.send.maildir import MaildirRelay
 from router.send.relay import (
     PermanentDeliveryError,
@@ -19,7 +20,7 @@ from router.send.relay import (
 )
 from router.send.relays import make_relay
 from router.send.tls import TlsMode, tls_policy
-from router.settings import Settings, parse_endpoint
+from router.settings import Settings
 from tests.send.conftest import RelayMaker
 from tests.servers.smtp import CaptureFactory, CaptureServer, TlsAuthority, make_tls_authority
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from router.endpoints import parse_endpoint
 from router.oauth.cache import CachedTokenSource
 from router.oauth.generic import GenericFetcher
 from router.send.relay import RelaySecurityError, SmtpRelay
-from router.settings import parse_endpoint
 from tests.servers.smtp import CaptureFactory, TlsAuthority
 from tests.servers.token import CLIENT_ID, CLIENT_SECRET, TokenServer
 

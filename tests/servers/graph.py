@@ -176,10 +176,11 @@ class GraphServer:
 
     async def _disconnected(self) -> None:
         assert self._runner is not None and self._runner.server is not None
-        while self._runner.server.connections:
-            # aiohttp drops a connection once its request handler has ended, with no event
-            # to await; this polls inside the server's own loop.
-            await asyncio.sleep(0.01)
+        # Each connection's task (aiohttp's RequestHandler) reads its requests, answers them
+        # and ends when the connection is closed.
+        tasks = [handler._task_handler for handler in self._runner.server.connections]
+        if running := [task for task in tasks if task is not None]:
+            await asyncio.wait(running)
 
     # -- life cycle ---------------------------------------------------------------------
 
