@@ -1,7 +1,7 @@
 """Starts the forkserver that analysis workers are forked from, with the readers preloaded.
 
 It is a fresh interpreter that imports the readers (pypdf, python-docx, lxml, pydantic: about
-0.7 s) once; every worker forked from it starts with them loaded. `serve` starts it first
+0.5 s) once; every worker forked from it starts with them loaded. `serve` starts it first
 thing, before importing the daemon, so that on a machine with two cores both imports run at
 once and a warm worker is ready by the time the inbox opens. This module imports nothing
 heavy itself.
@@ -12,14 +12,17 @@ from __future__ import annotations
 import multiprocessing
 from multiprocessing import forkserver
 
-# The daemon itself imports none of the readers: only its workers read attachments.
+# The daemon itself imports none of the readers: only its workers read attachments. Outlook
+# items (.msg) are the exception: extract-msg, with the BeautifulSoup it brings, took 0.15 to
+# 0.2 s of CPU at every start for an attachment few referrals have, so a worker loads it when
+# its first .msg arrives (within that message's time limit), and each worker without one is
+# that much smaller.
 PRELOAD = (
     "router.decide.worker",
     "router.core.forms.read",
     "router.core.forms.pdf",
     "router.core.forms.docx",
     "router.core.mail.outlook",
-    "extract_msg",
 )
 
 

@@ -16,8 +16,9 @@ import pytest
 
 from router.core.routing import RoutingEngine
 from router.decide.worker import AnalysisFailed, AnalysisSandbox
+from tests.cfbwriter import outlook_msg
 from tests.conftest import submit
-from tests.formfactory import complete_referral, fillable_pdf, labelled
+from tests.formfactory import complete_referral, docx_table, fillable_pdf, labelled
 from tests.hardening.conftest import ROUTER_FROM
 from tests.hardening.hostile import flate_bomb_pdf, slow_pdf
 from tests.mailfactory import build_email
@@ -103,8 +104,12 @@ async def test_worker_killed_just_before_a_message_does_not_fail_it(sandbox, eng
 
 
 async def test_memory_bound_holds_a_decompression_bomb(engine) -> None:  # type: ignore[no-untyped-def]
-    """Under a tight address-space limit a PDF bomb ends as a review reading or a failure."""
-    box = AnalysisSandbox(timeout=30, memory_bytes=64 * 1024 * 1024)
+    """Under a tight address-space limit a PDF bomb ends as a review reading or a failure.
+
+    The limit leaves a worker room to start (its own address space is 160 to 240 MB here,
+    most of it shared libraries; 64 MB worked only while spare allocator arenas lasted) and
+    to read a form, not to inflate the bomb's 100 MB stream."""
+    box = AnalysisSandbox(timeout=30, memory_bytes=320 * 1024 * 1024)
     bomb = build_email(attachments=[("referral.pdf", flate_bomb_pdf(), "application/pdf")])
     try:
         analysis = await _analyse(box, engine, bomb)
@@ -238,6 +243,21 @@ async def test_message_queued_behind_a_runaway_one_is_read_not_failed(sandbox, e
         await runaway
     assert (await innocent).decisions[0].outcome == "forward"
     assert sandbox.replaced == 1
+
+
+async def test_a_referral_inside_an_outlook_item_is_read_by_the_worker(sandbox, engine) -> None:  # type: ignore[no-untyped-def]
+    """A form in a Word file attached to an Outlook item (.msg), the way a referrer forwards
+    an email by dragging it in, is read by the worker and forwarded: its first .msg loads the
+    Outlook reader within the message's own time limit."""
+    form = docx_table(list(labelled(complete_referral()).items()))
+    item = outlook_msg("FW: referral", "Please see the attached form.", [("Prevent.docx", form)])
+    raw = build_email(attachments=[("FW referral.msg", item, "application/vnd.ms-outlook")])
+    await _analyse(sandbox, engine, REFERRAL)  # a warm worker, as serve has before any mail
+    sandbox.timeout = 10
+    [decision] = (await _analyse(sandbox, engine, raw)).decisions
+    assert decision.outcome == "forward" and decision.area == "lewisham"
+    assert decision.fields == complete_referral()
+    assert sandbox.replaced == 0
 
 
 def test_new_worker_warms_up_on_the_sample_referral(engine) -> None:  # type: ignore[no-untyped-def]

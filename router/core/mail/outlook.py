@@ -28,7 +28,7 @@ logging.getLogger("extract_msg").setLevel(logging.CRITICAL)
 
 def msg_as_email(data: bytes) -> Message | None:
     """The .msg as an email (compat32 `Message`), or None when it cannot be opened."""
-    import extract_msg  # in the analysis worker only (preloaded there): 0.3 s to import
+    import extract_msg  # in the analysis worker, at its first .msg: 0.15 to 0.2 s to import
 
     try:
         msg = extract_msg.openMsg(data, delayAttachments=False)
