@@ -10,3 +10,8 @@ WORKER_MEMORY_BYTES = 1536 * 1024 * 1024
 
 class AnalysisFailed(Exception):
     """The worker could not analyse a message: it timed out, ran out of memory or died."""
+
+
+class WorkerUnavailable(Exception):
+    """No worker could be started to read messages (a replacement failed to start too): the
+    router cannot decide anything now, and no message is to blame for it."""

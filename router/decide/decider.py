@@ -27,6 +27,7 @@ from router.core.mail.headers import mailbox_key
 from router.core.redaction import redact
 from router.core.routing import RoutingEngine
 from router.core.statistics import figures
+from router.decide.bounds import WorkerUnavailable
 from router.decide.worker import SANDBOX_DEPTH, AnalysisFailed, AnalysisSandbox, Worked
 from router.journal.protocol import Journal
 from router.journal.records import (
@@ -128,9 +129,10 @@ class Pipeline:
         try:
             await self._decide(attempt, on_recorded)
         except Exception as exc:
-            if is_environmental(exc):
-                # The journal or the disk failed, not this message: the attempt does not
-                # count against it, and the supervisor retries the whole round.
+            if is_environmental(exc) or isinstance(exc, WorkerUnavailable):
+                # The journal, the disk or the machine (no worker can start) failed, not this
+                # message: the attempt does not count against it, and the supervisor retries
+                # the whole round (its backoff and /readyz say that deciding is failing).
                 await asyncio.to_thread(self._give_back_attempt, stored)
                 raise
             self._failed_this_round.add(stored.id)

@@ -35,7 +35,7 @@ from router.core.compose import Enclosures, attachments_for, enclose
 from router.core.routing import RoutingEngine
 from router.core.rules.model import Rules
 from router.decide import forkserver
-from router.decide.bounds import WORKER_MEMORY_BYTES, AnalysisFailed
+from router.decide.bounds import WORKER_MEMORY_BYTES, AnalysisFailed, WorkerUnavailable
 from router.models import Outcome
 
 __all__ = ["WORKER_MEMORY_BYTES", "AnalysisFailed", "AnalysisSandbox", "Worked"]
@@ -327,7 +327,12 @@ class AnalysisSandbox:
             # of this message. Replace the worker and go on.
             log.warning("sandbox_worker_replaced", reason="worker died while idle")
             self._replace()
-            future = loop.run_in_executor(await self._ready(), task)
+            try:
+                future = loop.run_in_executor(await self._ready(), task)
+            except BrokenProcessPool as exc:  # `start_error` says why, for /readyz
+                raise WorkerUnavailable(
+                    f"no analysis worker could start ({self.start_error})"
+                ) from exc
         generation, ahead, self._ahead = self._generation, self._ahead, done
         if ahead is not None:
             await ahead.wait()  # the worker takes this task up as the one ahead ends

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 
+from router.decide.bounds import WORKER_MEMORY_BYTES, WorkerUnavailable
 from router.decide.decider import MAX_INTERRUPTED_ATTEMPTS
 from router.journal.records import JournalUnavailable
 from router.send import sender as delivering
@@ -75,6 +78,29 @@ async def test_a_message_that_crashed_the_daemon_each_time_is_quarantined(daemon
     assert f"interrupted {MAX_INTERRUPTED_ATTEMPTS} times" in row["last_error"]
     mails = daemon.journal.query("SELECT kind, recipients FROM outbox")
     assert [(m["kind"], m["recipients"]) for m in mails] == [("alert", '["review@router.example"]')]
+
+
+async def test_no_worker_able_to_start_fails_no_referral(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    """The worker dies and no new one can start (here an address-space bound below what one
+    needs; in life a machine out of memory): that is the router failing, not the referral.
+    It stays stored with no attempt counted, nothing is quarantined or alerted, the start's
+    failure is there for /readyz, and once a worker can start the referral is forwarded."""
+    daemon = await daemon_factory()
+    await submit(daemon, _referral(0))
+    [worker] = daemon.sandbox.worker_pids()
+    daemon.sandbox.memory_bytes = 1024 * 1024
+    os.kill(worker, signal.SIGKILL)
+    with pytest.raises(WorkerUnavailable):
+        await daemon.pipeline.process_received()
+    [row] = daemon.journal.query("SELECT state, attempts FROM messages")
+    assert (row["state"], row["attempts"]) == ("received", 0)
+    assert daemon.journal.query("SELECT kind FROM outbox") == []
+    assert daemon.sandbox.start_error == "BrokenProcessPool"
+    daemon.sandbox.memory_bytes = WORKER_MEMORY_BYTES  # memory is back
+    assert await daemon.pipeline.process_received() == 1
+    mails = daemon.journal.query("SELECT kind, recipients FROM outbox ORDER BY kind")
+    assert [m["kind"] for m in mails] == ["ack", "forward"] and MET in mails[1]["recipients"]
+    assert daemon.sandbox.start_error is None
 
 
 async def test_deciding_pauses_while_too_much_mail_is_unsent(daemon_factory) -> None:  # type: ignore[no-untyped-def]
