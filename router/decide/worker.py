@@ -14,138 +14,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import functools
-import gc
 import multiprocessing
 import os
-import resource
-import select
-import signal
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 
 import structlog
 
-from router.core.analysis import Analysis, analyse
-from router.core.compose import Enclosures, attachments_for, enclose
+from router.core.analysis import Analysis
 from router.core.routing import RoutingEngine
-from router.core.rules.model import Rules
 from router.decide import forkserver
 from router.decide.bounds import WORKER_MEMORY_BYTES, AnalysisFailed, WorkerUnavailable
-from router.models import Outcome
+from router.decide.in_worker import Worked, start_worker, warm, work_in_worker
 
 __all__ = ["WORKER_MEMORY_BYTES", "AnalysisFailed", "AnalysisSandbox", "Worked"]
 
 log = structlog.get_logger(__name__)
 
-_PR_SET_PDEATHSIG = 1
-_WATCH_STACK = 256 * 1024
 SANDBOX_DEPTH = 3  # tasks in the worker's queue at once: one being read, the next ones waiting
-_WARM_FROM = "warm-up@router.invalid"
 _START_SECONDS = 30.0  # how long an analysis waits for a new worker before submitting anyway
 
 
 class _WorkerDied(Exception):
     """The worker died while it held a message: tried once more on the replacement."""
-
-
-@dataclass(frozen=True)
-class Worked:
-    """What the worker returns for one email: the analysis (attachment bytes left out) and
-    the parts a forward is built from."""
-
-    analysis: Analysis
-    enclosures: Enclosures
-
-
-_ENGINE: dict[str, RoutingEngine] = {}
-
-
-def _start_worker(max_bytes: int, daemon_pid: int) -> None:
-    """Worker initializer: memory bound, quiet logs, and exit when the daemon dies."""
-    _die_with(daemon_pid)  # first: its thread's stack must fit under the bound below
-    if max_bytes > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
-    from router.logs import configure_logging
-
-    configure_logging("warning", "json")
-
-
-def _die_with(daemon_pid: int) -> None:
-    """Exit when `daemon_pid` ends. The worker's parent is the forkserver, which lives as long
-    as any worker does, so the worker watches the daemon itself (a pidfd); the parent-death
-    signal covers the forkserver being killed."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    try:
-        watched = os.pidfd_open(daemon_pid)
-    except ProcessLookupError:
-        os._exit(0)
-
-    def watch() -> None:
-        select.select([watched], [], [])
-        os._exit(0)
-
-    previous = threading.stack_size(_WATCH_STACK)
-    try:
-        threading.Thread(target=watch, name="daemon-watch", daemon=True).start()
-    finally:
-        threading.stack_size(previous)
-
-
-def _warm(rules: Rules | None, review_address: str) -> int:
-    """A new worker's first task: read the bundled sample referral with the current rules,
-    so that what the first real message would otherwise do once (the routing engine, lazily
-    imported parts of the readers, compiled patterns) is done before any message waits."""
-    if rules is not None:
-        from router.sample import sample_email
-
-        _work_in_worker(sample_email(), rules, review_address, _WARM_FROM, (), 10, ())
-    # What is alive now (the parsers' modules, the routing engine) lives as long as the
-    # worker: out of the garbage collector's sight, each analysis' collections only look at
-    # what it made. The young generations are collected first: a full collection would
-    # take long enough for a message waiting on a replaced worker to notice.
-    gc.collect(1)
-    gc.freeze()
-    return os.getpid()
-
-
-def _work_in_worker(
-    raw: bytes,
-    rules: Rules,
-    review_address: str,
-    router_from: str,
-    envelope: tuple[str, ...],
-    max_attachments: int,
-    trusted_authserv_ids: tuple[str, ...],
-) -> Worked:
-    engine = _ENGINE.get(rules.version)
-    if engine is None or engine.review_address != review_address:
-        _ENGINE.clear()
-        engine = _ENGINE[rules.version] = RoutingEngine(rules, review_address=review_address)
-    analysis = analyse(
-        raw,
-        engine,
-        router_from=router_from,
-        envelope_recipients=envelope,
-        max_attachments=max_attachments,
-        trusted_authserv_ids=trusted_authserv_ids,
-    )
-    wanted = {
-        index
-        for decision in analysis.decisions
-        if decision.outcome is not Outcome.IGNORED
-        for index in attachments_for(decision, analysis.readings)
-    }
-    enclosures = enclose(analysis.message, raw, indexes=wanted)
-    # The bytes travel back once, as parts; the analysis keeps only what deciding needs.
-    light = [a.model_copy(update={"data": b""}) for a in analysis.message.attachments]
-    message = analysis.message.model_copy(update={"attachments": light})
-    return Worked(Analysis(message, analysis.readings, analysis.decisions), enclosures)
 
 
 class AnalysisSandbox:
@@ -176,7 +69,7 @@ class AnalysisSandbox:
         return ProcessPoolExecutor(
             max_workers=1,
             mp_context=context,
-            initializer=_start_worker,
+            initializer=start_worker,
             initargs=(self.memory_bytes, os.getpid()),
         )
 
@@ -202,7 +95,7 @@ class AnalysisSandbox:
                 self._pool = self._new_pool()
             engine = self._engine
             rules, review = (engine.rules, engine.review_address) if engine else (None, "")
-            return self._pool.submit(_warm, rules, review)
+            return self._pool.submit(warm, rules, review)
 
         try:
             pid = await asyncio.wrap_future(await asyncio.to_thread(spawn))
@@ -247,6 +140,30 @@ class AnalysisSandbox:
         assert self._pool is not None
         return self._pool
 
+    async def _up(self) -> ProcessPoolExecutor:
+        """The pool, once its worker is up. A worker whose start failed is replaced once: no
+        fault of the message about to be handed over.
+
+        Raises:
+            WorkerUnavailable: the replacement could not start either.
+        """
+        for replaced in (False, True):
+            pool = await self._ready()
+            warming = self._warming
+            if warming is None or not warming.done() or warming.cancelled():
+                return pool
+            if warming.exception() is None:
+                return pool
+            if replaced:
+                break
+            log.warning("sandbox_worker_replaced", reason="its start failed")
+            self._replace()
+        raise self._unavailable()
+
+    def _unavailable(self) -> WorkerUnavailable:
+        # `start_error` says why, for /readyz too.
+        return WorkerUnavailable(f"no analysis worker could start ({self.start_error})")
+
     def _discard_pool(self) -> None:
         self._generation += 1
         pool, self._pool = self._pool, None
@@ -283,7 +200,7 @@ class AnalysisSandbox:
             AnalysisFailed: on timeout, memory exhaustion or a dead worker.
         """
         task = functools.partial(
-            _work_in_worker,
+            work_in_worker,
             raw,
             engine.rules,
             engine.review_address,
@@ -321,18 +238,16 @@ class AnalysisSandbox:
             raise AnalysisFailed("the analysis worker is shut down")
         loop = asyncio.get_running_loop()
         try:
-            future = loop.run_in_executor(await self._ready(), task)
+            future = loop.run_in_executor(await self._up(), task)
         except BrokenProcessPool:
             # The idle worker died between two messages (killed, out of memory): no fault
             # of this message. Replace the worker and go on.
             log.warning("sandbox_worker_replaced", reason="worker died while idle")
             self._replace()
             try:
-                future = loop.run_in_executor(await self._ready(), task)
-            except BrokenProcessPool as exc:  # `start_error` says why, for /readyz
-                raise WorkerUnavailable(
-                    f"no analysis worker could start ({self.start_error})"
-                ) from exc
+                future = loop.run_in_executor(await self._up(), task)
+            except BrokenProcessPool as exc:
+                raise self._unavailable() from exc
         generation, ahead, self._ahead = self._generation, self._ahead, done
         if ahead is not None:
             await ahead.wait()  # the worker takes this task up as the one ahead ends

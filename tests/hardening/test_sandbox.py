@@ -263,12 +263,12 @@ async def test_a_referral_inside_an_outlook_item_is_read_by_the_worker(sandbox, 
 def test_new_worker_warms_up_on_the_sample_referral(engine) -> None:  # type: ignore[no-untyped-def]
     """A new worker's first task reads the bundled sample with the current rules, so the
     routing engine the first real message needs is built before that message arrives."""
-    from router.decide import worker as module
+    from router.decide import in_worker as module
 
     module._ENGINE.clear()
-    assert module._warm(None, "") == os.getpid()  # no rules yet: only proves it runs
+    assert module.warm(None, "") == os.getpid()  # no rules yet: only proves it runs
     assert not module._ENGINE
-    assert module._warm(engine.rules, engine.review_address) == os.getpid()
+    assert module.warm(engine.rules, engine.review_address) == os.getpid()
     assert module._ENGINE[engine.rules.version].review_address == engine.review_address
 
 
