@@ -153,8 +153,8 @@ def _assert_one_outcome_each(url: str, total: int) -> None:
 def test_two_nodes_share_the_work_through_three_kills(cluster, postgres_url: str) -> None:  # type: ignore[no-untyped-def]
     """100 referrals spread over two nodes while one is SIGKILLed three times (restarted twice
     at once, the third time only at the end): every referral is forwarded and acknowledged,
-    none lost, duplicates at most the kills, one outcome per message; the survivor takes
-    over the killed node's claims within 30 s."""
+    none lost, duplicates at most the mails the relay had at each kill, one outcome per
+    message; the survivor takes over the killed node's claims within 30 s."""
     nodes = cluster(postgres_url)
     victim, survivor = nodes.node("a"), nodes.node("b")
     total, kills = 100, 0
@@ -177,7 +177,9 @@ def test_two_nodes_share_the_work_through_three_kills(cluster, postgres_url: str
     assert acknowledged == {f"teacher{n}@school.example" for n in range(total)}
     _assert_one_outcome_each(postgres_url, total)
     forwards, _ = _wait_for_all(nodes.relay, total, seconds=1)  # with any sent again
-    assert sum(count - 1 for count in forwards.values()) <= kills
+    # SPEC's one window: a mail the relay took (250) that the journal had not yet recorded as
+    # sent. Each kill can catch as many as the victim had with the relay (SENDERS).
+    assert sum(count - 1 for count in forwards.values()) <= kills * SENDERS
     print(f"two nodes, 3 kills: all {total} done {taken_over:.1f} s after the last kill")
 
 

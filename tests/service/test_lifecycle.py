@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from router.decide.decider import MAX_INTERRUPTED_ATTEMPTS
+from router.send.sender import SENDERS
 from tests.formfactory import complete_referral, fillable_pdf, labelled
 from tests.hardening.hostile import slow_pdf
 from tests.mailfactory import build_email
@@ -154,7 +155,7 @@ def test_embedded_default_and_sigterm(router_process, tmp_path: Path) -> None:  
 @pytest.mark.slow
 def test_sigkill_repeatedly_loses_nothing(router_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Killing the daemon (SIGKILL) again and again while referrals flow in: every accepted
-    referral is forwarded, and duplicates are bounded by the number of kills."""
+    referral is forwarded, and duplicates are bounded by the mails with the relay at each kill."""
     capture = CaptureServer().start()
     try:
         router = _relaying(router_process, tmp_path, capture, ROUTER_RETRY_BASE_SECONDS="0.05")
@@ -174,8 +175,10 @@ def test_sigkill_repeatedly_loses_nothing(router_process, tmp_path: Path) -> Non
         forwards = _forwards_by_original(capture, total)
         expected = {f"<referral-{n}@school.example>" for n in range(total)}
         assert set(forwards) == expected, _what_happened(router.log)
+        # SPEC's one window: a mail the relay took (250) that the journal had not yet
+        # recorded as sent. Each kill can catch as many as were with the relay (SENDERS).
         duplicates = sum(count - 1 for count in forwards.values())
-        assert duplicates <= kills
+        assert duplicates <= kills * SENDERS
     finally:
         capture.stop()
 
