@@ -118,7 +118,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
     forkserver.start()  # the workers' readers load while the daemon imports (router/forkserver)
     from router.logs import configure_logging
-    from router.service.daemon import serve
+    from router.service.process import serve
 
     configure_logging(settings.log_level, settings.log_format)  # ROUTER_LOG_LEVEL, _FORMAT
     return serve(settings)

@@ -280,7 +280,7 @@ def test_daemon_imports_no_reader() -> None:
 
     heavy = ("pypdf", "docx", "lxml", "extract_msg", "msal", "google", "requests", "cryptography")
     code = (
-        "import sys, router.service.daemon, router.cli; "
+        "import sys, router.service.process, router.cli; "
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))"
     )
     result = subprocess.run(
