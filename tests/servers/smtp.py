@@ -218,10 +218,17 @@ class CaptureServer:
         controller, self._controller = self._controller, None
         if controller is None:
             return
-        controller.loop.call_soon_threadsafe(self._close_sessions)
+        # Stop listening first: a client that connects again (a restarted router's pool)
+        # while the sessions close would otherwise get a connection nobody closes.
+        controller.loop.call_soon_threadsafe(self._stop_listening, controller)
         with self._cond:  # a client may keep its connection open (a pool): wait until it is gone
             self._cond.wait_for(lambda: not self._sessions, timeout=5)
         controller.stop()
+
+    def _stop_listening(self, controller: Controller) -> None:
+        if controller.server is not None:
+            controller.server.close()
+        self._close_sessions()
 
     def disconnect_all(self) -> None:
         """Close every client connection now (a client's kept connections included) and
