@@ -165,8 +165,13 @@ def test_hostile_sizes_keep_the_daemon_small_and_responsive(
             job.join(100)
         results["data"] = _empty_lines_message(router.port)
     replies = bytes(results["rcpt"]).splitlines()  # type: ignore[arg-type]
-    assert sum(reply.startswith(b"250 2.1.5") for reply in replies) == 100
-    assert len(replies) < 10_000  # cut off long before the end (its last replies may be lost)
+    # The cut-off closes the connection while the flood still comes in, which resets it:
+    # replies not yet read by then are lost on the client's side, so the cap (100, shown
+    # exactly in tests/inbox/test_smtp_limits.py) is seen here as at most 100, and the
+    # cut-off, after 1,000 refusals, in the daemon's log.
+    assert sum(reply.startswith(b"250 2.1.5") for reply in replies) <= 100
+    assert len(replies) < 10_000  # cut off long before the end
+    assert '"refused": 1001' in router.wait_logged("smtp_too_many_recipients")
     ehlo_answers = {bytes(results[f"ehlo{n}"])[:3] for n in range(10)}  # type: ignore[arg-type]
     assert ehlo_answers <= {b"500", b"clo"}
     assert bytes(results["data"]).startswith(b"250")  # type: ignore[arg-type]

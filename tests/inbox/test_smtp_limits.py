@@ -96,6 +96,22 @@ async def test_message_over_the_cap_is_refused_and_the_session_goes_on(listener)
     assert _stored(journal) == [b"Subject: small\r\n\r\nok\r\n"]
 
 
+async def test_recipients_past_the_cap_are_refused_and_the_session_goes_on(listener) -> None:  # type: ignore[no-untyped-def]
+    """A message takes 100 recipients (RFC 5321's minimum); the next ones get 452 and the
+    session goes on, so a client can send the rest in another transaction."""
+    inbox, _ = await listener(max_recipients=100)
+
+    def rcpt_codes() -> tuple[list[int], int]:
+        with smtplib.SMTP("127.0.0.1", inbox.port, timeout=10) as client:
+            client.ehlo()
+            client.mail("a@school.example")
+            codes = [client.rcpt(f"pupil{n}@school.example")[0] for n in range(102)]
+            return codes, client.noop()[0]
+
+    codes, noop = await asyncio.to_thread(rcpt_codes)
+    assert codes == [250] * 100 + [452, 452] and noop == 250
+
+
 def _connect(port: int, source: str = "127.0.0.1") -> tuple[socket.socket, bytes]:
     """A connection from `source` and the server's first line (its greeting or refusal)."""
     sock = socket.socket()
