@@ -150,9 +150,13 @@ class AnalysisSandbox:
         for replaced in (False, True):
             pool = await self._ready()
             warming = self._warming
-            if warming is None or not warming.done() or warming.cancelled():
-                return pool
-            if warming.exception() is None:
+            failed = (
+                warming is not None
+                and warming.done()
+                and not warming.cancelled()
+                and warming.exception() is not None
+            )
+            if not failed:
                 return pool
             if replaced:
                 break
