@@ -108,12 +108,13 @@ def damaged_form(draw: st.DrawFn) -> tuple[str, bytes, str]:
 
 
 def _analyse(engine: RoutingEngine, raw: bytes) -> Analysis:
-    """Analyse in this process, checking the time and the shape of every decision."""
-    started = time.monotonic()
+    """Analyse in this process, checking the CPU time (this thread's: a busy machine does not
+    count) and the shape of every decision."""
+    started = time.thread_time()
     analysis = analyse(
         raw, engine, router_from=ROUTER_FROM, envelope_recipients=("prevent@lewisham.gov.uk",)
     )
-    assert time.monotonic() - started < SECONDS
+    assert time.thread_time() - started < SECONDS
     assert analysis.decisions
     for decision in analysis.decisions:
         json.dumps(decision.model_dump(mode="json"), ensure_ascii=False).encode()

@@ -37,10 +37,11 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str]] = {
 
 
 def _analyse(engine: RoutingEngine, raw: bytes) -> Analysis:
-    """Analyse in this process (no worker), checking the time it took."""
-    started = time.monotonic()
+    """Analyse in this process (no worker), checking the CPU time it took: this thread's, so
+    that a machine busy with other work does not make a quick read look slow."""
+    started = time.thread_time()
     result = analyse(raw, engine, router_from=ROUTER_FROM, envelope_recipients=(LEWISHAM_TEAM,))
-    assert time.monotonic() - started < SECONDS
+    assert time.thread_time() - started < SECONDS
     return result
 
 

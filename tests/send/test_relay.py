@@ -179,7 +179,7 @@ async def test_stall_times_out(smtp_capture: CaptureFactory, relay_for: RelayMak
     started = time.monotonic()
     with pytest.raises(TransientDeliveryError, match="timed out"):
         await relay_for(server, timeout=0.5).send(_message(), sender=SENDER, recipients=[TO])
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # the stall is 30 s; a busy machine adds seconds
 
 
 async def test_connection_refused(relay_for: RelayMaker) -> None:

@@ -238,11 +238,13 @@ def test_reason_has_no_personal_data() -> None:
     ids=lambda path: path.name,
 )
 def test_realworld_pdfs_are_bounded(path: Path) -> None:
-    """Each hostile real-world PDF gives a reading quickly, never an exception or hang."""
-    started = time.monotonic()
-    reading = read_pdf(path.read_bytes())
+    """Each hostile real-world PDF gives a reading quickly (CPU time of this thread, which a
+    busy machine does not inflate), never an exception or hang."""
+    data = path.read_bytes()
+    started = time.thread_time()
+    reading = read_pdf(data)
     assert isinstance(reading, FormReading)
-    assert time.monotonic() - started < 5
+    assert time.thread_time() - started < 5
     if reading.status == FormStatus.UNREADABLE:
         assert reading.reason
 

@@ -40,10 +40,12 @@ def _check(parsed: ParsedMessage) -> None:
 @pytest.mark.skipif(not REAL_FILES, reason="no ../shared/realworld mail folder")
 @pytest.mark.parametrize("path", REAL_FILES, ids=lambda path: path.name)
 def test_realworld_mail_parses_quickly(path: Path) -> None:
-    """Every real-world email parses without raising, within a second."""
-    started = time.monotonic()
-    parsed = parse_message(path.read_bytes())
-    assert time.monotonic() - started < 1.0
+    """Every real-world email parses without raising, within a second of CPU time (this
+    thread's: a machine busy with other work does not count)."""
+    data = path.read_bytes()
+    started = time.thread_time()
+    parsed = parse_message(data)
+    assert time.thread_time() - started < 1.0
     _check(parsed)
 
 
