@@ -4,6 +4,7 @@ inbox."""
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -121,6 +122,11 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from router.service.process import serve
 
     configure_logging(settings.log_level, settings.log_format)  # ROUTER_LOG_LEVEL, _FORMAT
+    # Loaded with the cyclic collector off (main): the modules, classes and schemas live as
+    # long as the process, so they are frozen out of every later collection, which then
+    # scans only what the daemon allocates as it runs. About a fifth of the start's CPU.
+    gc.freeze()
+    gc.enable()
     return serve(settings)
 
 
@@ -344,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        gc.disable()  # while the daemon loads: cmd_serve freezes what it loaded, then enables
     from router.logs import configure_logging
 
     level = "info"
@@ -361,3 +369,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
+    finally:
+        gc.enable()  # however serve ended (a caller in the same process goes on)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# The test modules and what they import load with the cyclic garbage collector off, and are
+# then frozen out of later collections (pytest_runtestloop): the router's daemon and
+# forkserver do the same (router/cli.py, router/decide/readers.py).
+gc.disable()
 
 pytest_plugins = [
     "tests.servers.smtp",
@@ -56,6 +62,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     order within each group): under pytest-xdist a long test that starts last keeps one
     worker busy after the others have finished."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """The tests are collected (or, in pytest-xdist's controller, are about to be handed
+    out): freeze what loading made, and collect garbage as usual from here on."""
+    gc.freeze()
+    gc.enable()
 
 
 @pytest.fixture(scope="session")

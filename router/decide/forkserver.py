@@ -17,13 +17,7 @@ from multiprocessing import forkserver
 # 0.2 s of CPU at every start for an attachment few referrals have, so a worker loads it when
 # its first .msg arrives (within that message's time limit), and each worker without one is
 # that much smaller.
-PRELOAD = (
-    "router.decide.worker",
-    "router.core.forms.read",
-    "router.core.forms.pdf",
-    "router.core.forms.docx",
-    "router.core.mail.outlook",
-)
+PRELOAD = ("router.decide.readers",)
 
 
 def preload() -> None:
