@@ -115,18 +115,21 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     problems = serve_problems(settings)
     if problems:
         raise CommandError(f"bad settings: {'; '.join(problems)}")
-    from router.decide import forkserver
-
-    forkserver.start()  # the workers' readers load while the daemon imports (router/forkserver)
-    from router.logs import configure_logging
-    from router.service.process import serve
-
-    configure_logging(settings.log_level, settings.log_format)  # ROUTER_LOG_LEVEL, _FORMAT
-    # Loaded with the cyclic collector off (main): the modules, classes and schemas live as
-    # long as the process, so they are frozen out of every later collection, which then
+    # The daemon loads with the cyclic collector off: its modules, classes and schemas live
+    # as long as the process, so they are frozen out of every later collection, which then
     # scans only what the daemon allocates as it runs. About a fifth of the start's CPU.
-    gc.freeze()
-    gc.enable()
+    gc.disable()
+    try:
+        from router.decide import forkserver
+
+        forkserver.start()  # the workers' readers load while the daemon imports
+        from router.logs import configure_logging
+        from router.service.process import serve
+
+        configure_logging(settings.log_level, settings.log_format)  # ROUTER_LOG_LEVEL, _FORMAT
+        gc.freeze()
+    finally:
+        gc.enable()
     return serve(settings)
 
 
@@ -350,8 +353,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        gc.disable()  # while the daemon loads: cmd_serve freezes what it loaded, then enables
     from router.logs import configure_logging
 
     level = "info"
@@ -369,5 +370,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
-    finally:
-        gc.enable()  # however serve ended (a caller in the same process goes on)
